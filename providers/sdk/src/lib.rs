@@ -1,0 +1,27 @@
+//! The normalized entitlement model shared by the lapse engine and its providers.
+//!
+//! One vocabulary for three clouds: a [`Principal`] holds [`Credential`]s and [`Grant`]s, and a
+//! [`Snapshot`] is what a provider saw in a set of scopes, each marked complete or not. The
+//! [`Provider`] trait is the contract a cloud plugin fulfils. This crate does no I/O and links no
+//! cloud SDK, so the engine and its tests build without any of them.
+
+mod action;
+mod ids;
+mod model;
+mod provider;
+mod snapshot;
+mod timestamp;
+
+pub use action::{Action, ActionKind, ActionOutcome, TargetState};
+pub use ids::{CredentialId, GrantId, PrincipalId, ScopeId};
+pub use model::{
+    Cloud, Condition, Credential, CredentialKind, CredentialStatus, ExpirySource, Grant, GrantKind,
+    Principal, PrincipalKind, Usage, Via,
+};
+pub use provider::{
+    BoxFuture, Provider, ProviderError, ProviderErrorKind, SnapshotRequest, SnapshotResponse,
+};
+pub use snapshot::{
+    SNAPSHOT_FORMAT, SNAPSHOT_VERSION, ScopeError, ScopeKind, ScopeStatus, Snapshot, SnapshotError,
+};
+pub use timestamp::{Timestamp, TimestampError};

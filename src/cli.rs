@@ -1,0 +1,145 @@
+//! Command-line definitions (clap derive). Doc comments are the help text; no logic here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Reconcile cloud entitlements with a declared policy: find stale and standing access across
+/// AWS, Azure and Google Cloud, and plan its revocation.
+///
+/// Exit codes: 0 no drift at or above --fail-on; 1 error (bad input, failed call); 2 drift;
+/// 3 incomplete snapshot (a scope could not be fully read); 4 refused by a safety guard.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lapse",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Judge snapshots against a policy and print the findings and the actions they lead to.
+    /// Never changes anything in a cloud.
+    Plan(PlanArgs),
+    /// Check a policy (and optionally snapshot files) without planning.
+    Validate(ValidateArgs),
+    /// Write a starter policy that declares today's estate, so adoption starts clean.
+    Init(InitArgs),
+    /// Print a JSON Schema: of the policy language (for editors), the snapshot or the plan.
+    Schema(SchemaArgs),
+}
+
+/// Output formats of `plan`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FormatArg {
+    /// A table for people (the default on a terminal).
+    Table,
+    /// The plan as versioned JSON (the default when stdout is not a terminal).
+    Json,
+}
+
+/// The lowest severity that makes `plan` exit 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FailOn {
+    /// Never exit 2 for drift.
+    None,
+    /// Any open finding.
+    Low,
+    /// Medium and above.
+    Medium,
+    /// High and above.
+    High,
+    /// Critical only.
+    Critical,
+}
+
+/// When to colour the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ColorArg {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PlanArgs {
+    /// Policy file, or a folder of policy files that merge.
+    #[arg(long, short = 'p', env = "LAPSE_POLICY")]
+    pub(crate) policy: PathBuf,
+    /// Snapshot file(s) to judge; several (one per account, from a CI matrix) are merged.
+    #[arg(long, short = 's', num_args = 1.., required = true)]
+    pub(crate) snapshot: Vec<PathBuf>,
+    /// Evaluate as of this instant instead of now (RFC 3339, or YYYY-MM-DD for its midnight UTC).
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub(crate) now: Option<String>,
+    /// Output format on stdout.
+    #[arg(long, short = 'f', value_enum)]
+    pub(crate) format: Option<FormatArg>,
+    /// Also save the plan as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+    /// Exit 2 when an open finding is at or above this severity.
+    #[arg(long, value_enum, default_value = "low")]
+    pub(crate) fail_on: FailOn,
+    /// Colour the table.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) color: ColorArg,
+    /// Show at most this many findings in the table (0: all). JSON always has all.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) max_rows: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    /// Policy file, or a folder of policy files that merge.
+    #[arg(long, short = 'p', env = "LAPSE_POLICY")]
+    pub(crate) policy: PathBuf,
+    /// Snapshot file(s) to check as well.
+    #[arg(long, short = 's', num_args = 1..)]
+    pub(crate) snapshot: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// Snapshot file(s) of the estate to adopt.
+    #[arg(long, short = 's', num_args = 1.., required = true)]
+    pub(crate) snapshot: Vec<PathBuf>,
+    /// Write the policy here instead of stdout (refuses to overwrite without --force).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+    /// Overwrite --out if it exists.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// The instant of adoption (default: now).
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub(crate) now: Option<String>,
+    /// How long the adoption waivers last.
+    #[arg(long, default_value = "30d", value_name = "DURATION")]
+    pub(crate) review_period: String,
+}
+
+/// Which schema to print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SchemaKind {
+    /// The policy language.
+    Policy,
+    /// The snapshot file format.
+    Snapshot,
+    /// The plan (`plan --format json`, `plan --out`).
+    Plan,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SchemaArgs {
+    /// Which schema.
+    #[arg(value_enum, default_value = "policy")]
+    pub(crate) kind: SchemaKind,
+}

@@ -1,0 +1,356 @@
+//! The diff engine: a snapshot judged against a policy at an instant.
+//!
+//! [`evaluate`] is pure: the same snapshot, policy, memory and `now` give the same findings in
+//! the same order. Grants follow the decision order of `ARCHITECTURE.md` (first match wins);
+//! each credential is judged on its own against every rule that matches it; principals are
+//! checked for idleness and ownership; exceptions are applied last.
+
+mod credentials;
+mod grants;
+mod principals;
+mod waivers;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use lapse_sdk::{GrantId, Principal, PrincipalId, Snapshot, Timestamp};
+use rayon::prelude::*;
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::catalog::{BuiltinProtection, Classifier};
+use crate::finding::{
+    Decider, Evidence, Finding, FindingKind, PlannedAction, Severity, Subject, finding_id,
+};
+use crate::policy::{Origin, Policy, Target};
+
+/// What lapse remembers between runs (the state store fills it; empty without one).
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    /// When each grant was first seen, for grants whose cloud gives no creation time.
+    pub first_seen: HashMap<GrantId, Timestamp>,
+}
+
+/// A principal that nothing may touch, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Protected {
+    /// The principal.
+    pub principal: PrincipalId,
+    /// Why it is protected.
+    pub reason: String,
+    /// The `protect` entry, when the policy protects it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+    /// How many of its grants were left alone.
+    pub grants: usize,
+    /// How many of its credentials were left alone.
+    pub credentials: usize,
+}
+
+/// Counts of what was judged.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Counts {
+    /// Principals in the snapshot.
+    pub principals: usize,
+    /// Credentials in the snapshot.
+    pub credentials: usize,
+    /// Grants in the snapshot.
+    pub grants: usize,
+    /// Grants that are declared and current, or within a TTL window.
+    pub compliant_grants: usize,
+    /// Grants left alone because their principal (or the grant) is protected.
+    pub protected_grants: usize,
+    /// Privileged grants.
+    pub privileged_grants: usize,
+}
+
+/// The result of a diff.
+#[derive(Clone, Debug, Default)]
+pub struct Evaluation {
+    /// Findings, sorted by severity (highest first), kind and subject.
+    pub findings: Vec<Finding>,
+    /// Protected principals, sorted by id.
+    pub protected: Vec<Protected>,
+    /// Counts.
+    pub counts: Counts,
+}
+
+/// Why a principal is protected.
+#[derive(Clone, Debug)]
+pub(crate) struct Protection {
+    reason: String,
+    origin: Option<Origin>,
+}
+
+/// Everything the per-subject checks share, built once.
+pub(crate) struct Context<'a> {
+    pub(crate) policy: &'a Policy,
+    pub(crate) memory: &'a Memory,
+    pub(crate) now: Timestamp,
+    pub(crate) classifier: Classifier<'a>,
+    pub(crate) principals: HashMap<&'a str, &'a Principal>,
+    pub(crate) protection: HashMap<&'a str, Protection>,
+    pub(crate) privileged_groups: HashSet<&'a str>,
+    pub(crate) declared_by_principal: HashMap<&'a str, Vec<usize>>,
+    pub(crate) declared_with_globs: Vec<usize>,
+    pub(crate) declared_used: Vec<AtomicBool>,
+}
+
+impl<'a> Context<'a> {
+    fn new(snapshot: &'a Snapshot, policy: &'a Policy, memory: &'a Memory, now: Timestamp) -> Self {
+        let principals: HashMap<&str, &Principal> = snapshot
+            .principals
+            .iter()
+            .map(|principal| (principal.id.as_str(), principal))
+            .collect();
+        let classifier = Classifier::new(policy);
+        let protection = protection_by_principal(snapshot, policy, &principals);
+        let privileged_groups = snapshot
+            .grants
+            .iter()
+            .filter(|grant| {
+                principals
+                    .get(grant.principal.as_str())
+                    .is_some_and(|principal| principal.kind == lapse_sdk::PrincipalKind::Group)
+                    && classifier.is_privileged(grant)
+            })
+            .map(|grant| grant.principal.as_str())
+            .collect();
+        let mut declared_by_principal: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut declared_with_globs = Vec::new();
+        for (index, declared) in policy.grants.iter().enumerate() {
+            if declared.principal_is_literal {
+                declared_by_principal
+                    .entry(declared.principal_text.as_str())
+                    .or_default()
+                    .push(index);
+            } else {
+                declared_with_globs.push(index);
+            }
+        }
+        Context {
+            policy,
+            memory,
+            now,
+            classifier,
+            principals,
+            protection,
+            privileged_groups,
+            declared_by_principal,
+            declared_with_globs,
+            declared_used: policy
+                .grants
+                .iter()
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn principal(&self, id: &str) -> Option<&'a Principal> {
+        self.principals.get(id).copied()
+    }
+
+    pub(crate) fn mark_declared_used(&self, index: usize) {
+        if let Some(flag) = self.declared_used.get(index) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Built-in protection first (it cannot be lifted), then the policy's principal-level entries.
+fn protection_by_principal<'a>(
+    snapshot: &'a Snapshot,
+    policy: &'a Policy,
+    principals: &HashMap<&'a str, &'a Principal>,
+) -> HashMap<&'a str, Protection> {
+    let builtin = BuiltinProtection::default();
+    let callers: HashSet<&str> = snapshot
+        .scopes
+        .iter()
+        .filter_map(|scope| scope.caller.as_deref())
+        .collect();
+    let principal_entries: Vec<_> = policy
+        .protect
+        .iter()
+        .filter(|entry| entry.selector.is_about_principals_only())
+        .collect();
+    let ids: HashSet<&str> = snapshot
+        .principals
+        .iter()
+        .map(|principal| principal.id.as_str())
+        .chain(snapshot.grants.iter().map(|grant| grant.principal.as_str()))
+        .chain(
+            snapshot
+                .credentials
+                .iter()
+                .map(|credential| credential.principal.as_str()),
+        )
+        .collect();
+    let mut protection = HashMap::new();
+    for id in ids {
+        let principal = principals.get(id).copied();
+        let found = if callers.contains(id) {
+            Some(Protection {
+                reason: "lapse's own caller identity".to_owned(),
+                origin: None,
+            })
+        } else if let Some(reason) = builtin.reason(id, principal) {
+            Some(Protection {
+                reason: format!("built-in: {reason}"),
+                origin: None,
+            })
+        } else {
+            principal.and_then(|principal| {
+                let target = Target::principal(principal);
+                principal_entries
+                    .iter()
+                    .find(|entry| entry.selector.matches(&target))
+                    .map(|entry| Protection {
+                        reason: "protected by policy".to_owned(),
+                        origin: Some(entry.origin.clone()),
+                    })
+            })
+        };
+        if let Some(found) = found {
+            protection.insert(id, found);
+        }
+    }
+    protection
+}
+
+/// Judges a snapshot against a policy as of `now`.
+#[must_use]
+pub fn evaluate(
+    snapshot: &Snapshot,
+    policy: &Policy,
+    memory: &Memory,
+    now: Timestamp,
+) -> Evaluation {
+    let context = Context::new(snapshot, policy, memory, now);
+
+    let grant_outcomes: Vec<grants::Outcome> = snapshot
+        .grants
+        .par_iter()
+        .map(|grant| grants::evaluate(&context, grant))
+        .collect();
+    let credential_outcomes: Vec<credentials::Outcome> = snapshot
+        .credentials
+        .par_iter()
+        .map(|credential| credentials::evaluate(&context, credential))
+        .collect();
+    let mut findings: Vec<Finding> = snapshot
+        .principals
+        .par_iter()
+        .flat_map_iter(|principal| principals::evaluate(&context, principal))
+        .collect();
+
+    let mut counts = Counts {
+        principals: snapshot.principals.len(),
+        credentials: snapshot.credentials.len(),
+        grants: snapshot.grants.len(),
+        ..Counts::default()
+    };
+    let mut protected_grants: HashMap<&str, usize> = HashMap::new();
+    let mut protected_credentials: HashMap<&str, usize> = HashMap::new();
+    for (grant, outcome) in snapshot.grants.iter().zip(grant_outcomes) {
+        if outcome.privileged {
+            counts.privileged_grants += 1;
+        }
+        match outcome.verdict {
+            grants::Verdict::Protected => {
+                counts.protected_grants += 1;
+                *protected_grants
+                    .entry(grant.principal.as_str())
+                    .or_default() += 1;
+            }
+            grants::Verdict::Compliant => counts.compliant_grants += 1,
+            grants::Verdict::Finding(finding) => findings.push(*finding),
+        }
+    }
+    for (credential, outcome) in snapshot.credentials.iter().zip(credential_outcomes) {
+        match outcome {
+            credentials::Outcome::Protected => {
+                *protected_credentials
+                    .entry(credential.principal.as_str())
+                    .or_default() += 1;
+            }
+            credentials::Outcome::Findings(found) => findings.extend(found),
+        }
+    }
+
+    findings.extend(grants::declared_missing(&context, snapshot));
+    waivers::apply(&context, &mut findings);
+    findings.extend(waivers::expired_exceptions(&context));
+
+    findings.par_sort_unstable_by(|left, right| {
+        right
+            .severity
+            .cmp(&left.severity)
+            .then(left.kind.cmp(&right.kind))
+            .then_with(|| left.subject.id.cmp(&right.subject.id))
+            .then_with(|| left.id.cmp(&right.id))
+    });
+
+    let mut protected: Vec<Protected> = context
+        .protection
+        .iter()
+        .map(|(id, protection)| Protected {
+            principal: PrincipalId::from(*id),
+            reason: protection.reason.clone(),
+            origin: protection.origin.clone(),
+            grants: protected_grants.get(id).copied().unwrap_or(0),
+            credentials: protected_credentials.get(id).copied().unwrap_or(0),
+        })
+        .collect();
+    protected.sort_by(|left, right| left.principal.cmp(&right.principal));
+
+    Evaluation {
+        findings,
+        protected,
+        counts,
+    }
+}
+
+/// Builds a finding with its stable id.
+pub(crate) fn finding(
+    kind: FindingKind,
+    severity: Severity,
+    subject: Subject,
+    evidence: Evidence,
+    action: PlannedAction,
+) -> Finding {
+    let decider_key = match &evidence.decided_by {
+        Decider::Rule { id, .. } => id.clone(),
+        Decider::Default { key, .. } => format!("defaults.{key}"),
+        Decider::Declared { .. } => "declared".to_owned(),
+        Decider::Exception { origin } => format!("exception:{}", origin.path),
+        Decider::Builtin { .. } => "lapse".to_owned(),
+    };
+    Finding {
+        id: finding_id(kind, &subject.id, &decider_key),
+        kind,
+        severity,
+        subject,
+        evidence,
+        action,
+        waived: None,
+    }
+}
+
+/// A duration in the largest whole unit, for sentences: `412d`, `9h`, `45m`.
+pub(crate) fn human_duration(seconds: i64) -> String {
+    let sign = if seconds < 0 { "-" } else { "" };
+    let seconds = seconds.unsigned_abs();
+    if seconds >= 86_400 {
+        format!("{sign}{}d", seconds / 86_400)
+    } else if seconds >= 3_600 {
+        format!("{sign}{}h", seconds / 3_600)
+    } else if seconds >= 60 {
+        format!("{sign}{}m", seconds / 60)
+    } else {
+        format!("{sign}{seconds}s")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,31 @@
+//! Exit codes, decided here and nowhere else.
+
+use std::process::ExitCode;
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// 0: no actionable drift.
+    Clean,
+    /// 1: error (bad input, failed call).
+    Error,
+    /// 2: drift at or above `--fail-on`.
+    Drift,
+    /// 3: a scope could not be fully read; "nothing found" cannot be trusted.
+    Incomplete,
+    /// 4: refused by a safety guard.
+    #[allow(dead_code)] // used by `apply`
+    Refused,
+}
+
+impl From<Status> for ExitCode {
+    fn from(status: Status) -> Self {
+        ExitCode::from(match status {
+            Status::Clean => 0,
+            Status::Error => 1,
+            Status::Drift => 2,
+            Status::Incomplete => 3,
+            Status::Refused => 4,
+        })
+    }
+}

@@ -1,0 +1,17 @@
+//! lapse: reconcile cloud entitlements with a declared policy.
+//!
+//! Data flows one way: providers -> [`lapse_sdk::Snapshot`] -> [`diff`] against a
+//! [`policy::Policy`] -> [`finding::Finding`]s -> [`plan::Plan`]. Nothing in this library reads
+//! a clock, the environment or the network: `now` and every input are arguments.
+
+pub mod catalog;
+pub mod diff;
+pub mod error;
+pub mod finding;
+pub mod init;
+pub mod plan;
+pub mod policy;
+pub mod report;
+pub mod snapshot;
+
+pub use error::{Error, Result};

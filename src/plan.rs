@@ -1,0 +1,346 @@
+//! The plan: findings and the actions they lead to, as one versioned artifact.
+//!
+//! [`plan`] is the whole engine in one call: `fn plan(snapshot, policy, memory, now) -> Plan`.
+//! Actions come only from open (not waived), not held findings on unprotected subjects; each
+//! carries the full record it was planned from and a digest of it, so that `apply` can refuse a
+//! target that changed since.
+
+use std::collections::{BTreeMap, HashMap};
+
+use lapse_sdk::{
+    Action, ActionKind, Credential, Grant, Principal, ScopeStatus, Snapshot, Timestamp,
+};
+use schemars::JsonSchema;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::is_last_holder_guarded;
+use crate::diff::{self, Counts, Memory, Protected};
+use crate::finding::{Finding, FindingKind, Severity, SubjectType};
+use crate::policy::Policy;
+
+/// The value of the `format` field of a plan.
+pub const PLAN_FORMAT: &str = "lapse-plan";
+/// The plan format version.
+pub const PLAN_VERSION: u32 = 1;
+
+/// Where the snapshot came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct SnapshotInfo {
+    /// Digest of the snapshot input.
+    pub digest: String,
+    /// When it was taken (the earliest scope).
+    pub taken_at: Timestamp,
+    /// False when any scope could not be fully read.
+    pub complete: bool,
+}
+
+/// Which policy decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct PolicyInfo {
+    /// Digest of the policy files.
+    pub digest: String,
+    /// The files.
+    pub files: Vec<String>,
+}
+
+/// Headline numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Summary {
+    /// What was judged.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// All findings.
+    pub findings: usize,
+    /// Findings not waived.
+    pub open: usize,
+    /// Findings waived by a valid exception.
+    pub waived: usize,
+    /// Open findings by kind.
+    pub by_kind: BTreeMap<FindingKind, usize>,
+    /// Open findings by severity.
+    pub by_severity: BTreeMap<Severity, usize>,
+    /// Actions in the plan.
+    pub actions: usize,
+    /// Open findings whose action is held back.
+    pub held: usize,
+    /// Scopes that could not be fully read.
+    pub incomplete_scopes: usize,
+}
+
+/// One action of the plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct PlannedChange {
+    /// Position in the plan, from 1: the order `apply` follows.
+    pub sequence: usize,
+    /// The findings that call for it.
+    pub finding_ids: Vec<String>,
+    /// Whether it can be undone.
+    pub reversible: bool,
+    /// SHA-256 of the target record as planned: `apply` re-reads the target and skips it as
+    /// stale when it no longer matches.
+    pub target_digest: String,
+    /// The action, with the record it was planned from.
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// A plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Plan {
+    /// Always [`PLAN_FORMAT`].
+    pub format: String,
+    /// [`PLAN_VERSION`].
+    pub version: u32,
+    /// The instant the policy was evaluated at.
+    pub now: Timestamp,
+    /// The snapshot.
+    pub snapshot: SnapshotInfo,
+    /// The policy.
+    pub policy: PolicyInfo,
+    /// Headline numbers.
+    pub summary: Summary,
+    /// Every scope read, with its completeness and errors.
+    pub scopes: Vec<ScopeStatus>,
+    /// Findings, highest severity first.
+    pub findings: Vec<Finding>,
+    /// Actions, reversible ones first.
+    pub actions: Vec<PlannedChange>,
+    /// Principals nothing may touch.
+    pub protected: Vec<Protected>,
+}
+
+impl Plan {
+    /// Open findings at or above `threshold`.
+    #[must_use]
+    pub fn open_at_or_above(&self, threshold: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|finding| finding.is_open() && finding.severity >= threshold)
+            .count()
+    }
+}
+
+/// Judges `snapshot` against `policy` as of `now` and plans the actions.
+#[must_use]
+pub fn plan(
+    snapshot: &Snapshot,
+    snapshot_digest: &str,
+    policy: &Policy,
+    memory: &Memory,
+    now: Timestamp,
+) -> Plan {
+    let mut evaluation = diff::evaluate(snapshot, policy, memory, now);
+    hold_last_holders(snapshot, &mut evaluation.findings);
+    let actions = actions(snapshot, &evaluation.findings, &evaluation.protected);
+
+    let mut summary = Summary {
+        counts: evaluation.counts,
+        findings: evaluation.findings.len(),
+        actions: actions.len(),
+        incomplete_scopes: snapshot
+            .scopes
+            .iter()
+            .filter(|scope| !scope.complete)
+            .count(),
+        ..Summary::default()
+    };
+    for finding in &evaluation.findings {
+        if finding.is_open() {
+            summary.open += 1;
+            *summary.by_kind.entry(finding.kind).or_default() += 1;
+            *summary.by_severity.entry(finding.severity).or_default() += 1;
+            if finding.action.held.is_some() {
+                summary.held += 1;
+            }
+        } else {
+            summary.waived += 1;
+        }
+    }
+
+    Plan {
+        format: PLAN_FORMAT.to_owned(),
+        version: PLAN_VERSION,
+        now,
+        snapshot: SnapshotInfo {
+            digest: snapshot_digest.to_owned(),
+            taken_at: snapshot.taken_at,
+            complete: snapshot.is_complete(),
+        },
+        policy: PolicyInfo {
+            digest: policy.digest.clone(),
+            files: policy
+                .files
+                .iter()
+                .map(|file| file.display().to_string())
+                .collect(),
+        },
+        summary,
+        scopes: snapshot.scopes.clone(),
+        findings: evaluation.findings,
+        actions,
+        protected: evaluation.protected,
+    }
+}
+
+/// Never plan away the last Owner (or User Access Administrator) of an Azure resource: when
+/// every holder would be revoked, all of those revocations are held.
+fn hold_last_holders(snapshot: &Snapshot, findings: &mut [Finding]) {
+    let key = |grant: &Grant| (grant.resource.clone(), grant.entitlement.clone());
+    let mut holders: HashMap<(String, String), usize> = HashMap::new();
+    for grant in snapshot
+        .grants
+        .iter()
+        .filter(|grant| is_last_holder_guarded(grant))
+    {
+        *holders.entry(key(grant)).or_default() += 1;
+    }
+    if holders.is_empty() {
+        return;
+    }
+    let grants: HashMap<&str, &Grant> = snapshot
+        .grants
+        .iter()
+        .map(|grant| (grant.id.as_str(), grant))
+        .collect();
+    let revoking = |finding: &Finding| {
+        finding.is_open()
+            && finding.action.is_planned()
+            && finding.action.kind == Some(ActionKind::RevokeGrant)
+            && finding.subject.subject_type == SubjectType::Grant
+    };
+    let mut planned: HashMap<(String, String), usize> = HashMap::new();
+    for finding in findings.iter().filter(|finding| revoking(finding)) {
+        if let Some(grant) = grants
+            .get(finding.subject.id.as_str())
+            .filter(|grant| is_last_holder_guarded(grant))
+        {
+            *planned.entry(key(grant)).or_default() += 1;
+        }
+    }
+    for finding in findings.iter_mut().filter(|finding| revoking(finding)) {
+        if let Some(grant) = grants
+            .get(finding.subject.id.as_str())
+            .filter(|grant| is_last_holder_guarded(grant))
+        {
+            let slot = key(grant);
+            if planned.get(&slot) >= holders.get(&slot) {
+                finding.action.held = Some(format!(
+                    "would leave {} with no {}: declare a holder first",
+                    grant.resource, grant.entitlement
+                ));
+            }
+        }
+    }
+}
+
+/// Rank for "reversible actions first".
+fn order(kind: ActionKind) -> u8 {
+    match kind {
+        ActionKind::DeactivateCredential => 0,
+        ActionKind::DisablePrincipal => 1,
+        ActionKind::RevokeGrant => 2,
+        ActionKind::DeleteCredential => 3,
+    }
+}
+
+fn actions(
+    snapshot: &Snapshot,
+    findings: &[Finding],
+    protected: &[Protected],
+) -> Vec<PlannedChange> {
+    let grants: HashMap<&str, &Grant> = snapshot
+        .grants
+        .iter()
+        .map(|grant| (grant.id.as_str(), grant))
+        .collect();
+    let credentials: HashMap<&str, &Credential> = snapshot
+        .credentials
+        .iter()
+        .map(|credential| (credential.id.as_str(), credential))
+        .collect();
+    let principals: HashMap<&str, &Principal> = snapshot
+        .principals
+        .iter()
+        .map(|principal| (principal.id.as_str(), principal))
+        .collect();
+    let protected: std::collections::HashSet<&str> = protected
+        .iter()
+        .map(|entry| entry.principal.as_str())
+        .collect();
+
+    // One action per (kind, target), however many findings call for it.
+    let mut by_target: BTreeMap<(u8, String), (Action, Vec<String>)> = BTreeMap::new();
+    for finding in findings
+        .iter()
+        .filter(|finding| finding.is_open() && finding.action.is_planned())
+    {
+        let Some(kind) = finding.action.kind else {
+            continue;
+        };
+        if protected.contains(finding.subject.principal.as_str()) {
+            continue;
+        }
+        let id = finding.subject.id.as_str();
+        let action = match kind {
+            ActionKind::RevokeGrant => grants.get(id).map(|grant| Action::RevokeGrant {
+                grant: (*grant).clone(),
+            }),
+            ActionKind::DeactivateCredential => {
+                credentials
+                    .get(id)
+                    .map(|credential| Action::DeactivateCredential {
+                        credential: (*credential).clone(),
+                    })
+            }
+            ActionKind::DeleteCredential => {
+                credentials
+                    .get(id)
+                    .map(|credential| Action::DeleteCredential {
+                        credential: (*credential).clone(),
+                    })
+            }
+            ActionKind::DisablePrincipal => {
+                principals
+                    .get(id)
+                    .map(|principal| Action::DisablePrincipal {
+                        principal: (*principal).clone(),
+                    })
+            }
+        };
+        let Some(action) = action else { continue };
+        by_target
+            .entry((order(kind), id.to_owned()))
+            .or_insert_with(|| (action, Vec::new()))
+            .1
+            .push(finding.id.clone());
+    }
+    by_target
+        .into_values()
+        .enumerate()
+        .map(|(index, (action, mut finding_ids))| {
+            finding_ids.sort();
+            PlannedChange {
+                sequence: index + 1,
+                finding_ids,
+                reversible: action.kind().is_reversible(),
+                target_digest: target_digest(&action),
+                action,
+            }
+        })
+        .collect()
+}
+
+/// SHA-256 of the target record's JSON form.
+#[must_use]
+pub fn target_digest(action: &Action) -> String {
+    let json = match action {
+        Action::RevokeGrant { grant } => serde_json::to_vec(grant),
+        Action::DeactivateCredential { credential } | Action::DeleteCredential { credential } => {
+            serde_json::to_vec(credential)
+        }
+        Action::DisablePrincipal { principal } => serde_json::to_vec(principal),
+    }
+    .unwrap_or_default();
+    format!("sha256:{}", hex::encode(Sha256::digest(json)))
+}

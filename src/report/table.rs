@@ -1,0 +1,209 @@
+//! The terminal table: a headline, incomplete scopes first and loud, then findings by severity,
+//! then the planned actions. Readable at 100 columns; coloured only when asked.
+
+use std::fmt::Write as _;
+
+use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
+
+use crate::finding::{Finding, Severity, SubjectType};
+use crate::plan::Plan;
+
+/// Options for the table.
+#[derive(Clone, Debug)]
+pub struct TableOptions {
+    /// Use colour.
+    pub color: bool,
+    /// Width to fit.
+    pub width: u16,
+    /// At most this many finding rows (0: all).
+    pub max_rows: usize,
+}
+
+impl Default for TableOptions {
+    fn default() -> Self {
+        TableOptions {
+            color: false,
+            width: 100,
+            max_rows: 100,
+        }
+    }
+}
+
+pub(super) fn render(plan: &Plan, options: &TableOptions) -> String {
+    let mut out = String::new();
+    let summary = &plan.summary;
+    let _ = writeln!(
+        out,
+        "lapse plan as of {} ({} scope(s), {} principals, {} credentials, {} grants)",
+        plan.now,
+        plan.scopes.len(),
+        summary.counts.principals,
+        summary.counts.credentials,
+        summary.counts.grants
+    );
+    for scope in plan.scopes.iter().filter(|scope| !scope.complete) {
+        let _ = writeln!(
+            out,
+            "INCOMPLETE {}: findings below may be missing items; nothing absent is taken as gone",
+            scope.id
+        );
+        for error in &scope.errors {
+            let permission = error
+                .missing_permission
+                .as_deref()
+                .map(|permission| format!(" (missing permission: {permission})"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "  {}: {}{permission}", error.operation, error.message);
+        }
+    }
+    if plan.findings.is_empty() {
+        let _ = writeln!(out, "\nNo findings.");
+    } else {
+        out.push('\n');
+        out.push_str(&findings_table(plan, options));
+        out.push('\n');
+        let shown = if options.max_rows == 0 {
+            plan.findings.len()
+        } else {
+            options.max_rows.min(plan.findings.len())
+        };
+        if shown < plan.findings.len() {
+            let _ = writeln!(
+                out,
+                "... {} more finding(s); use --format json for all",
+                plan.findings.len() - shown
+            );
+        }
+    }
+    let severities: Vec<String> = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+    ]
+    .iter()
+    .filter_map(|severity| {
+        summary
+            .by_severity
+            .get(severity)
+            .map(|count| format!("{count} {severity}"))
+    })
+    .collect();
+    let _ = writeln!(
+        out,
+        "\n{} open finding(s){}, {} waived; {} action(s) planned, {} held; {} principal(s) protected",
+        summary.open,
+        if severities.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", severities.join(", "))
+        },
+        summary.waived,
+        summary.actions,
+        summary.held,
+        plan.protected.len()
+    );
+    if !plan.actions.is_empty() {
+        let _ = writeln!(out, "\nPlanned actions (nothing is changed by `plan`):");
+        let limit = if options.max_rows == 0 {
+            plan.actions.len()
+        } else {
+            options.max_rows
+        };
+        for change in plan.actions.iter().take(limit) {
+            let _ = writeln!(
+                out,
+                "  {:>3}. {} {}{}",
+                change.sequence,
+                change.action.kind().as_str(),
+                change.action.target_id(),
+                if change.reversible {
+                    ""
+                } else {
+                    " (irreversible)"
+                }
+            );
+        }
+        if plan.actions.len() > limit {
+            let _ = writeln!(out, "  ... {} more", plan.actions.len() - limit);
+        }
+    }
+    out
+}
+
+fn findings_table(plan: &Plan, options: &TableOptions) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::UTF8_HORIZONTAL_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(options.width)
+        .set_header(["SEV", "KIND", "SUBJECT", "WHY", "ACTION"]);
+    if !options.color {
+        table.force_no_tty();
+    } else {
+        table.enforce_styling();
+    }
+    let limit = if options.max_rows == 0 {
+        usize::MAX
+    } else {
+        options.max_rows
+    };
+    for finding in plan.findings.iter().take(limit) {
+        let severity = Cell::new(finding.severity.as_str());
+        let severity = if options.color {
+            severity.fg(color(finding.severity))
+        } else {
+            severity
+        };
+        let action = if let Some(waiver) = &finding.waived {
+            format!(
+                "waived by {} until {}",
+                waiver.approved_by,
+                waiver.until.as_offset().date()
+            )
+        } else {
+            finding.action.label()
+        };
+        table.add_row(vec![
+            severity,
+            Cell::new(finding.kind.as_str()),
+            Cell::new(subject_text(finding)),
+            Cell::new(&finding.evidence.summary),
+            Cell::new(action),
+        ]);
+    }
+    table.to_string()
+}
+
+fn subject_text(finding: &Finding) -> String {
+    let subject = &finding.subject;
+    let who = subject
+        .principal_name
+        .as_deref()
+        .unwrap_or(subject.principal.as_str());
+    match subject.subject_type {
+        SubjectType::Grant => format!(
+            "{who} -> {}",
+            subject.entitlement.as_deref().unwrap_or_default()
+        ),
+        SubjectType::Credential => format!(
+            "{who} {} {}",
+            subject
+                .credential_kind
+                .map(|kind| kind.as_str())
+                .unwrap_or_default(),
+            subject.id
+        ),
+        SubjectType::Principal => who.to_owned(),
+        SubjectType::PolicyEntry => subject.id.clone(),
+    }
+}
+
+fn color(severity: Severity) -> Color {
+    match severity {
+        Severity::Critical => Color::Magenta,
+        Severity::High => Color::Red,
+        Severity::Medium => Color::Yellow,
+        Severity::Low => Color::Cyan,
+    }
+}
