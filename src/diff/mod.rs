@@ -174,20 +174,23 @@ fn protection_by_principal<'a>(
         .iter()
         .filter(|entry| entry.selector.is_about_principals_only())
         .collect();
-    let ids: HashSet<&str> = snapshot
-        .principals
-        .iter()
-        .map(|principal| principal.id.as_str())
-        .chain(snapshot.grants.iter().map(|grant| grant.principal.as_str()))
-        .chain(
-            snapshot
-                .credentials
-                .iter()
-                .map(|credential| credential.principal.as_str()),
-        )
-        .collect();
+    // Every principal id the snapshot mentions, with a cloud and scope to match on: grants and
+    // credentials may name principals the snapshot holds no record of (a Google `user:`).
+    let mut ids: HashMap<&str, (lapse_sdk::Cloud, &lapse_sdk::ScopeId)> = HashMap::new();
+    for principal in &snapshot.principals {
+        ids.entry(principal.id.as_str())
+            .or_insert((principal.cloud, &principal.scope));
+    }
+    for grant in &snapshot.grants {
+        ids.entry(grant.principal.as_str())
+            .or_insert((grant.cloud, &grant.scope));
+    }
+    for credential in &snapshot.credentials {
+        ids.entry(credential.principal.as_str())
+            .or_insert((credential.cloud, &credential.scope));
+    }
     let mut protection = HashMap::new();
-    for id in ids {
+    for (id, (cloud, scope)) in ids {
         let principal = principals.get(id).copied();
         let found = if callers.contains(id) {
             Some(Protection {
@@ -200,16 +203,22 @@ fn protection_by_principal<'a>(
                 origin: None,
             })
         } else {
-            principal.and_then(|principal| {
-                let target = Target::principal(principal);
-                principal_entries
-                    .iter()
-                    .find(|entry| entry.selector.matches(&target))
-                    .map(|entry| Protection {
-                        reason: "protected by policy".to_owned(),
-                        origin: Some(entry.origin.clone()),
-                    })
-            })
+            let target = Target {
+                cloud,
+                scope,
+                principal_id: id,
+                principal,
+                grant: None,
+                privileged: false,
+                credential: None,
+            };
+            principal_entries
+                .iter()
+                .find(|entry| entry.selector.matches(&target))
+                .map(|entry| Protection {
+                    reason: "protected by policy".to_owned(),
+                    origin: Some(entry.origin.clone()),
+                })
         };
         if let Some(found) = found {
             protection.insert(id, found);

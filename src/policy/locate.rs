@@ -57,7 +57,9 @@ enum Frame {
         key: String,
         pending: Option<String>,
     },
-    Sequence { index: usize },
+    Sequence {
+        index: usize,
+    },
 }
 
 #[derive(Default)]
