@@ -15,3 +15,6 @@ pub mod report;
 pub mod snapshot;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+mod properties;

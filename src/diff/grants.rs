@@ -102,8 +102,7 @@ fn decide(
     }
 
     // 3. Declared.
-    if let Some((index, declared)) = declared_match(context, grant, &target) {
-        context.mark_declared_used(index);
+    if let Some((_, declared)) = declared_match(context, grant, &target) {
         let decider = Decider::Declared {
             origin: declared.origin.clone(),
         };
@@ -311,7 +310,8 @@ fn decide(
     )
 }
 
-/// The first declaration (in policy order) that covers the grant.
+/// The declaration that decides the grant: the first current one that covers it, else the
+/// first expired one.
 fn declared_match<'p>(
     context: &'p Context<'_>,
     grant: &Grant,
@@ -338,10 +338,23 @@ fn declared_match<'p>(
     candidates.extend_from_slice(&context.declared_with_globs);
     candidates.sort_unstable();
     candidates.dedup();
-    candidates.into_iter().find_map(|index| {
+    // A renewal is often a new entry beside the lapsed one: a current declaration wins over an
+    // expired one, whatever their order. Every covering declaration counts as found.
+    let mut chosen: Option<(usize, &DeclaredGrant)> = None;
+    for index in candidates {
         let declared = &context.policy.grants[index];
-        declared_covers(declared, grant, target).then_some((index, declared))
-    })
+        if !declared_covers(declared, grant, target) {
+            continue;
+        }
+        context.mark_declared_used(index);
+        let current = declared.expires.is_none_or(|expires| expires > context.now);
+        let chosen_is_current = chosen
+            .is_some_and(|(_, chosen)| chosen.expires.is_none_or(|expires| expires > context.now));
+        if chosen.is_none() || (current && !chosen_is_current) {
+            chosen = Some((index, declared));
+        }
+    }
+    chosen
 }
 
 fn declared_covers(declared: &DeclaredGrant, grant: &Grant, target: &Target<'_>) -> bool {
