@@ -1,4 +1,6 @@
 //! The library's error type. The binary maps each variant to an exit code in `exit.rs`.
+//!
+//! Messages leave out their source: the binary prints the whole chain (`{:#}`), one level each.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -50,7 +52,7 @@ impl fmt::Display for Diagnostics {
 #[non_exhaustive]
 pub enum Error {
     /// A file or folder could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         /// The path.
         path: PathBuf,
@@ -73,7 +75,7 @@ pub enum Error {
         diagnostics: Diagnostics,
     },
     /// A snapshot file is not usable.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Snapshot {
         /// The file.
         path: PathBuf,
@@ -82,7 +84,7 @@ pub enum Error {
         source: lapse_sdk::SnapshotError,
     },
     /// An output could not be written.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write {
         /// The path.
         path: PathBuf,

@@ -197,9 +197,7 @@ fn build_snapshot(estate: &Estate) -> Snapshot {
             resource: "111122223333".to_owned(),
             kind: GrantKind::ManagedPolicy,
             via: if spec.inherited {
-                Via::Group {
-                    group: "arn:aws:iam::111122223333:group/g".into(),
-                }
+                Via::Group("arn:aws:iam::111122223333:group/g".into())
             } else {
                 Via::Direct
             },

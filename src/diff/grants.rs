@@ -53,7 +53,10 @@ fn decide(
     let now = context.now;
     let target = Target::grant(grant, principal, privileged);
 
-    // 1. Protected principal, or a protect entry that names this grant.
+    let declared = declared_match(context, grant, &target);
+
+    // 1. Protected principal, or a protect entry that names this grant. (Its declaration, if
+    // any, was still found above: a protected grant is not missing.)
     if context.protection.contains_key(grant.principal.as_str())
         || context
             .policy
@@ -102,7 +105,7 @@ fn decide(
     }
 
     // 3. Declared.
-    if let Some((_, declared)) = declared_match(context, grant, &target) {
+    if let Some(declared) = declared {
         let decider = Decider::Declared {
             origin: declared.origin.clone(),
         };
@@ -316,7 +319,7 @@ fn declared_match<'p>(
     context: &'p Context<'_>,
     grant: &Grant,
     target: &Target<'_>,
-) -> Option<(usize, &'p DeclaredGrant)> {
+) -> Option<&'p DeclaredGrant> {
     let mut candidates: Vec<usize> = Vec::new();
     let mut add = |key: &str| {
         if let Some(indexes) = context.declared_by_principal.get(key) {
@@ -340,7 +343,7 @@ fn declared_match<'p>(
     candidates.dedup();
     // A renewal is often a new entry beside the lapsed one: a current declaration wins over an
     // expired one, whatever their order. Every covering declaration counts as found.
-    let mut chosen: Option<(usize, &DeclaredGrant)> = None;
+    let mut chosen: Option<&DeclaredGrant> = None;
     for index in candidates {
         let declared = &context.policy.grants[index];
         if !declared_covers(declared, grant, target) {
@@ -348,10 +351,10 @@ fn declared_match<'p>(
         }
         context.mark_declared_used(index);
         let current = declared.expires.is_none_or(|expires| expires > context.now);
-        let chosen_is_current = chosen
-            .is_some_and(|(_, chosen)| chosen.expires.is_none_or(|expires| expires > context.now));
+        let chosen_is_current =
+            chosen.is_some_and(|chosen| chosen.expires.is_none_or(|expires| expires > context.now));
         if chosen.is_none() || (current && !chosen_is_current) {
-            chosen = Some((index, declared));
+            chosen = Some(declared);
         }
     }
     chosen
@@ -438,11 +441,11 @@ impl Draft<'_> {
     fn revoke(&self) -> PlannedAction {
         match &self.grant.via {
             Via::Direct => PlannedAction::act(ActionKind::RevokeGrant),
-            Via::Group { group } => PlannedAction::held(
+            Via::Group(group) => PlannedAction::held(
                 ActionKind::RevokeGrant,
                 format!("inherited from group {group}: revoke the group's grant or the membership"),
             ),
-            Via::Inherited { from } => PlannedAction::held(
+            Via::Inherited(from) => PlannedAction::held(
                 ActionKind::RevokeGrant,
                 format!("inherited from {from}: revoke it where it is granted"),
             ),
@@ -497,8 +500,8 @@ impl Draft<'_> {
         let grant = self.grant;
         let via = match &grant.via {
             Via::Direct => None,
-            Via::Group { group } => Some(format!("group:{group}")),
-            Via::Inherited { from } => Some(format!("inherited:{from}")),
+            Via::Group(group) => Some(format!("group:{group}")),
+            Via::Inherited(from) => Some(format!("inherited:{from}")),
         };
         let subject = Subject {
             subject_type: SubjectType::Grant,

@@ -560,9 +560,7 @@ fn a_group_grant_makes_its_memberships_privileged_and_inherited_grants_are_not_r
     membership.kind = GrantKind::GroupMembership;
     let mut inherited = grant(user, ADMIN);
     inherited.id = "inherited".into();
-    inherited.via = Via::Group {
-        group: group.into(),
-    };
+    inherited.via = Via::Group(group.into());
     let estate = snapshot(
         vec![
             principal(group, PrincipalKind::Group),
