@@ -355,23 +355,27 @@ impl GrantKind {
     }
 }
 
-/// How the principal comes to hold a grant.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// How the principal comes to hold a grant: `"direct"`, `{"group": "<group id>"}` or
+/// `{"inherited": "<scope it is granted at>"}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(tag = "via", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 pub enum Via {
     /// Granted to the principal itself.
+    #[default]
     Direct,
-    /// Inherited from a group the principal belongs to; revoking it means changing the group.
-    Group {
-        /// The group that holds the grant directly.
-        group: PrincipalId,
-    },
+    /// Inherited from this group; revoking it means changing the group.
+    Group(PrincipalId),
     /// Inherited from a parent scope (an Azure management group, a Google folder).
-    Inherited {
-        /// The scope the grant is made at.
-        from: String,
-    },
+    Inherited(String),
+}
+
+impl Via {
+    /// True for [`Via::Direct`]: serialization leaves it out.
+    #[must_use]
+    pub fn is_direct(&self) -> bool {
+        matches!(self, Via::Direct)
+    }
 }
 
 /// Where a grant's own expiry comes from.
@@ -423,8 +427,8 @@ pub struct Grant {
     pub resource: String,
     /// How it is expressed natively.
     pub kind: GrantKind,
-    /// Direct or inherited.
-    #[serde(flatten)]
+    /// Direct (the default) or inherited.
+    #[serde(default, skip_serializing_if = "Via::is_direct")]
     pub via: Via,
     /// When it was made, if the cloud says (Azure `createdOn`, PIM start).
     #[serde(default, skip_serializing_if = "Option::is_none")]

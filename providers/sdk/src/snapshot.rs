@@ -97,7 +97,7 @@ pub struct Snapshot {
 #[non_exhaustive]
 pub enum SnapshotError {
     /// Not JSON, or not the snapshot shape.
-    #[error("not a lapse snapshot: {source}")]
+    #[error("not a lapse snapshot")]
     Malformed {
         /// The JSON error, with line and column.
         #[source]
