@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use lapse_sdk::{Cloud, Grant, Principal};
+use lapse_sdk::{Cloud, Grant, Principal, ScopeId};
 
 use crate::policy::{Pattern, Patterns, Policy};
 
@@ -65,7 +65,6 @@ const GCP_ROLES: &[&str] = &[
 /// (the organization's access role, service-linked roles, Identity Center's roles, Google's
 /// service agents), so no policy can put them in a plan.
 const PROTECTED_PRINCIPALS: &[(&str, &str)] = &[
-    ("arn:aws*:iam::*:root", "AWS account root"),
     (
         "arn:aws*:iam::*:role/OrganizationAccountAccessRole",
         "AWS Organizations access role",
@@ -169,15 +168,24 @@ impl Default for BuiltinProtection {
 }
 
 impl BuiltinProtection {
-    /// Why a principal id is protected by lapse itself, if it is.
+    /// Why a principal id is protected by lapse itself, if it is. `scope` is where the id was
+    /// seen: an account's own root is protected, another account's root (trusted by a role) is
+    /// an ordinary principal.
     #[must_use]
     pub fn reason(
         &self,
         principal_id: &str,
         principal: Option<&Principal>,
+        scope: &ScopeId,
     ) -> Option<&'static str> {
         if principal.is_some_and(|principal| principal.cloud_managed) {
             return Some("managed by the cloud provider");
+        }
+        if let Some(account) = scope.as_str().strip_prefix("aws:")
+            && principal_id.starts_with("arn:aws")
+            && principal_id.ends_with(&format!(":iam::{account}:root"))
+        {
+            return Some("AWS account root");
         }
         self.patterns
             .iter()
@@ -254,31 +262,61 @@ mod tests {
     #[test]
     fn the_clouds_own_machinery_is_protected() {
         let protection = BuiltinProtection::default();
+        let own = ScopeId::from("aws:111122223333");
+        assert!(
+            protection
+                .reason("arn:aws:iam::111122223333:root", None, &own)
+                .is_some()
+        );
+        assert!(
+            protection
+                .reason("arn:aws:iam::999988887777:root", None, &own)
+                .is_none(),
+            "a vendor account trusted by a role is not ours to protect"
+        );
+        let own = ScopeId::from("aws:111122223333");
+        assert!(
+            protection
+                .reason("arn:aws:iam::111122223333:root", None, &own)
+                .is_some()
+        );
+        assert!(
+            protection
+                .reason("arn:aws:iam::999988887777:root", None, &own)
+                .is_none(),
+            "a vendor account trusted by a role is not ours to protect"
+        );
         assert!(
             protection
                 .reason(
                     "arn:aws:iam::111122223333:role/OrganizationAccountAccessRole",
-                    None
+                    None,
+                    &own
                 )
                 .is_some()
         );
-        assert!(protection.reason("arn:aws:iam::111122223333:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS", None).is_some());
+        assert!(protection.reason("arn:aws:iam::111122223333:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS", None, &own).is_some());
         assert!(
             protection
                 .reason(
                     "serviceAccount:service-123@gcp-sa-pubsub.iam.gserviceaccount.com",
-                    None
+                    None,
+                    &own
                 )
                 .is_some()
         );
         assert!(
             protection
-                .reason("serviceAccount:ci@acme-prod.iam.gserviceaccount.com", None)
+                .reason(
+                    "serviceAccount:ci@acme-prod.iam.gserviceaccount.com",
+                    None,
+                    &own
+                )
                 .is_none()
         );
         assert!(
             protection
-                .reason("arn:aws:iam::111122223333:role/ci", None)
+                .reason("arn:aws:iam::111122223333:role/ci", None, &own)
                 .is_none()
         );
     }

@@ -38,6 +38,7 @@ pub fn starter_policy(snapshot: &Snapshot, options: &InitOptions) -> PolicyDocum
         grant_max_ttl: None,
         principal_max_idle: Some(Duration::from_seconds(90 * 86_400)),
         unknown_age: Some(UnknownAge::Hold),
+        standing_privilege: None,
         owner_tags: None,
     };
     let adopted_on = options.now.as_offset().date();

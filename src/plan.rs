@@ -8,16 +8,17 @@
 use std::collections::{BTreeMap, HashMap};
 
 use lapse_sdk::{
-    Action, ActionKind, Credential, Grant, Principal, ScopeStatus, Snapshot, Timestamp,
+    Action, ActionKind, Credential, CredentialStatus, Grant, GrantKind, Principal, PrincipalId,
+    ScopeStatus, Snapshot, Timestamp,
 };
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::is_last_holder_guarded;
 use crate::diff::{self, Counts, Memory, Protected};
 use crate::finding::{Finding, FindingKind, Severity, SubjectType};
-use crate::policy::Policy;
+use crate::policy::{Origin, Policy};
 
 /// The value of the `format` field of a plan.
 pub const PLAN_FORMAT: &str = "lapse-plan";
@@ -25,7 +26,7 @@ pub const PLAN_FORMAT: &str = "lapse-plan";
 pub const PLAN_VERSION: u32 = 1;
 
 /// Where the snapshot came from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SnapshotInfo {
     /// Digest of the snapshot input.
     pub digest: String,
@@ -36,7 +37,7 @@ pub struct SnapshotInfo {
 }
 
 /// Which policy decided.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PolicyInfo {
     /// Digest of the policy files.
     pub digest: String,
@@ -45,7 +46,7 @@ pub struct PolicyInfo {
 }
 
 /// Headline numbers.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     /// What was judged.
     #[serde(flatten)]
@@ -69,7 +70,7 @@ pub struct Summary {
 }
 
 /// One action of the plan.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PlannedChange {
     /// Position in the plan, from 1: the order `apply` follows.
     pub sequence: usize,
@@ -86,7 +87,7 @@ pub struct PlannedChange {
 }
 
 /// A plan.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Plan {
     /// Always [`PLAN_FORMAT`].
     pub format: String,
@@ -108,6 +109,55 @@ pub struct Plan {
     pub actions: Vec<PlannedChange>,
     /// Principals nothing may touch.
     pub protected: Vec<Protected>,
+    /// What ends by itself within [`EXPIRING_HORIZON_DAYS`] of `now`, soonest first: the
+    /// forecast governance reports show.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expiring: Vec<Expiring>,
+}
+
+/// How far ahead [`Plan::expiring`] looks.
+pub const EXPIRING_HORIZON_DAYS: i64 = 7;
+
+/// What kind of thing is about to end.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExpiringKind {
+    /// A live grant's own end (PIM end, IAM-condition timestamp, expiry tag); still present
+    /// afterwards, it is `expired-binding`.
+    Grant,
+    /// A live credential's own expiry.
+    Credential,
+    /// A declared grant's `expires`: what it covers becomes `declared-grant-expired`.
+    Declaration,
+    /// An exception's `until`: what it waives is open again.
+    Exception,
+}
+
+/// One thing that ends by itself soon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Expiring {
+    /// What it is.
+    pub kind: ExpiringKind,
+    /// The grant or credential id, or the policy entry (`file#path`).
+    pub id: String,
+    /// The principal (a pattern, for policy entries).
+    pub principal: PrincipalId,
+    /// The principal's display name, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_name: Option<String>,
+    /// Grants and declarations: the entitlement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<String>,
+    /// When it ends.
+    pub expires_at: Timestamp,
+    /// Declarations and exceptions: who approved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// Declarations and exceptions: where it is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
 }
 
 impl Plan {
@@ -180,7 +230,88 @@ pub fn plan(
         findings: evaluation.findings,
         actions,
         protected: evaluation.protected,
+        expiring: expiring(snapshot, policy, now),
     }
+}
+
+/// Grants, credentials, declarations and exceptions that end after `now` and within
+/// [`EXPIRING_HORIZON_DAYS`]: read from their dates alone, so nothing is judged twice.
+fn expiring(snapshot: &Snapshot, policy: &Policy, now: Timestamp) -> Vec<Expiring> {
+    let horizon = now.plus_seconds(EXPIRING_HORIZON_DAYS * 86_400);
+    let soon = |at: Option<Timestamp>| at.filter(|at| *at > now && *at <= horizon);
+    let names: HashMap<&str, &str> = snapshot
+        .principals
+        .iter()
+        .filter_map(|principal| Some((principal.id.as_str(), principal.display_name.as_deref()?)))
+        .collect();
+    let name_of =
+        |principal: &PrincipalId| names.get(principal.as_str()).map(|name| (*name).to_owned());
+    let mut items = Vec::new();
+    for grant in &snapshot.grants {
+        if let Some(expires_at) = soon(grant.expires_at) {
+            items.push(Expiring {
+                kind: ExpiringKind::Grant,
+                id: grant.id.as_str().to_owned(),
+                principal: grant.principal.clone(),
+                principal_name: name_of(&grant.principal),
+                entitlement: Some(grant.entitlement.clone()),
+                expires_at,
+                approved_by: None,
+                origin: None,
+            });
+        }
+    }
+    for credential in &snapshot.credentials {
+        if credential.status != CredentialStatus::Active {
+            continue;
+        }
+        if let Some(expires_at) = soon(credential.expires_at) {
+            items.push(Expiring {
+                kind: ExpiringKind::Credential,
+                id: credential.id.as_str().to_owned(),
+                principal: credential.principal.clone(),
+                principal_name: name_of(&credential.principal),
+                entitlement: None,
+                expires_at,
+                approved_by: None,
+                origin: None,
+            });
+        }
+    }
+    for declared in &policy.grants {
+        if let Some(expires_at) = soon(declared.expires) {
+            items.push(Expiring {
+                kind: ExpiringKind::Declaration,
+                id: format!("{}#{}", declared.origin.file, declared.origin.path),
+                principal: declared.principal_text.as_str().into(),
+                principal_name: None,
+                entitlement: Some(declared.entitlement_text.clone()),
+                expires_at,
+                approved_by: declared.approved_by.clone(),
+                origin: Some(declared.origin.clone()),
+            });
+        }
+    }
+    for exception in &policy.exceptions {
+        if let Some(expires_at) = soon(Some(exception.until)) {
+            items.push(Expiring {
+                kind: ExpiringKind::Exception,
+                id: format!("{}#{}", exception.origin.file, exception.origin.path),
+                principal: exception.principal_text.as_str().into(),
+                principal_name: None,
+                entitlement: None,
+                expires_at,
+                approved_by: Some(exception.approved_by.clone()),
+                origin: Some(exception.origin.clone()),
+            });
+        }
+    }
+    items.sort_by(|left, right| {
+        left.expires_at
+            .cmp(&right.expires_at)
+            .then_with(|| left.id.cmp(&right.id))
+    });
+    items
 }
 
 /// Never plan away the last Owner (or User Access Administrator) of an Azure resource: when
@@ -188,10 +319,11 @@ pub fn plan(
 fn hold_last_holders(snapshot: &Snapshot, findings: &mut [Finding]) {
     let key = |grant: &Grant| (grant.resource.clone(), grant.entitlement.clone());
     let mut holders: HashMap<(String, String), usize> = HashMap::new();
+    // Eligibilities are not holders: they grant nothing until activated.
     for grant in snapshot
         .grants
         .iter()
-        .filter(|grant| is_last_holder_guarded(grant))
+        .filter(|grant| is_last_holder_guarded(grant) && grant.kind != GrantKind::PimEligible)
     {
         *holders.entry(key(grant)).or_default() += 1;
     }

@@ -215,6 +215,7 @@ impl Draft<'_> {
             id: credential.id.0.clone(),
             principal: credential.principal.clone(),
             principal_name: self.principal_name.clone(),
+            owner: None,
             cloud: Some(credential.cloud),
             scope: Some(credential.scope.clone()),
             entitlement: None,

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use lapse_sdk::{ActionKind, Cloud, Grant, GrantKind, Snapshot, Via};
 
-use super::{Context, finding, human_duration};
+use super::{Context, finding, human_duration, policy_time};
 use crate::finding::{
     Age, AgeSource, Decider, Evidence, Finding, FindingKind, PlannedAction, Severity, Subject,
     SubjectType,
@@ -113,7 +113,8 @@ fn decide(
             && expires <= now
         {
             let summary = format!(
-                "declared until {expires}{}, expired {} ago",
+                "declared until {}{}, expired {} ago",
+                policy_time(expires),
                 evidence_suffix(declared),
                 human_duration(now.seconds_since(expires))
             );
@@ -132,7 +133,9 @@ fn decide(
                 summary,
             );
         }
+        // An eligibility is not access: "at most 8h at a time" measures its activations.
         if let Some(max_ttl) = declared.max_ttl
+            && grant.kind != GrantKind::PimEligible
             && let Some(seconds) = age.seconds
             && seconds > max_ttl.seconds()
         {
@@ -159,11 +162,12 @@ fn decide(
         return Verdict::Compliant;
     }
 
-    // 4. Undeclared under a TTL rule.
+    // 4. Undeclared under a TTL rule. Eligibilities are not active access and have no TTL.
     let ttl_rule = context
         .policy
         .rules
         .iter()
+        .filter(|_| grant.kind != GrantKind::PimEligible)
         .find(|rule| rule.subject == RuleSubject::Grants && rule.selector.matches(&target));
     if let Some(rule) = ttl_rule
         && let Some(max_ttl) = rule.max_ttl
@@ -176,8 +180,13 @@ fn decide(
             RuleAction::Report => PlannedAction::report(),
             _ => draft.revoke(),
         };
+        // A grant that ends by itself within the window needs no age to be within it.
+        let ends_within_window = grant
+            .expires_at
+            .is_some_and(|expires_at| expires_at.seconds_since(now) <= max_ttl.seconds());
         return match age.seconds {
             Some(seconds) if seconds <= max_ttl.seconds() => Verdict::Compliant,
+            None if ends_within_window => Verdict::Compliant,
             Some(seconds) => {
                 let summary = format!(
                     "not declared; held for {} ({}), rule `{}` allows {max_ttl}",
@@ -218,6 +227,10 @@ fn decide(
 
     // 5. Undeclared, no TTL rule.
     if privileged && grant.kind != GrantKind::PimEligible {
+        let standing_action = match context.policy.defaults.standing_privilege {
+            RuleAction::Report => PlannedAction::report(),
+            _ => draft.revoke(),
+        };
         let window = context.policy.defaults.grant_max_ttl.as_ref();
         let decider = match window {
             Some(window) => Decider::Default {
@@ -248,7 +261,7 @@ fn decide(
                 FindingKind::StandingPrivilege,
                 Severity::High,
                 decider,
-                draft.revoke(),
+                standing_action.clone(),
                 None,
                 window.map(|window| window.value.seconds()),
                 summary,
@@ -268,7 +281,7 @@ fn decide(
                         FindingKind::StandingPrivilege,
                         Severity::High,
                         decider,
-                        draft.revoke(),
+                        standing_action.clone(),
                         None,
                         Some(window.value.seconds()),
                         summary,
@@ -280,7 +293,7 @@ fn decide(
                     None,
                     Some(window.value.seconds()),
                     context.policy.defaults.unknown_age,
-                    draft.revoke(),
+                    standing_action.clone(),
                 ),
             };
         }
@@ -289,7 +302,7 @@ fn decide(
             FindingKind::StandingPrivilege,
             Severity::High,
             decider,
-            draft.revoke(),
+            standing_action.clone(),
             None,
             None,
             summary,
@@ -468,13 +481,13 @@ impl Draft<'_> {
         } else {
             FindingKind::UndeclaredGrant
         };
-        let first_seen = context
-            .memory
-            .first_seen
-            .get(&self.grant.id)
-            .copied()
-            .unwrap_or(context.now);
-        let summary = format!("not declared; age unknown, first seen {first_seen}");
+        let summary = match context.memory.first_seen.get(&self.grant.id) {
+            Some(first_seen) => format!("not declared; age unknown, first seen {first_seen}"),
+            None => format!(
+                "not declared; age unknown, first seen now ({}): no earlier record",
+                context.now
+            ),
+        };
         let action = match (unknown_age, action.kind) {
             (UnknownAge::Revoke, _) | (_, None) => action,
             (UnknownAge::Hold, Some(kind)) => PlannedAction::held(
@@ -508,6 +521,7 @@ impl Draft<'_> {
             id: grant.id.0.clone(),
             principal: grant.principal.clone(),
             principal_name: self.principal_name.clone(),
+            owner: None,
             cloud: Some(grant.cloud),
             scope: Some(grant.scope.clone()),
             entitlement: Some(grant.entitlement.clone()),
@@ -559,6 +573,7 @@ pub(crate) fn declared_missing(context: &Context<'_>, snapshot: &Snapshot) -> Ve
             ),
             principal: declared.principal_text.as_str().into(),
             principal_name: None,
+            owner: declared.owner.clone(),
             cloud: declared.cloud,
             scope: None,
             entitlement: Some(declared.entitlement_text.clone()),

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use lapse_sdk::{GrantId, Principal, PrincipalId, Snapshot, Timestamp};
 use rayon::prelude::*;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::{BuiltinProtection, Classifier};
 use crate::finding::{
@@ -32,7 +32,7 @@ pub struct Memory {
 }
 
 /// A principal that nothing may touch, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Protected {
     /// The principal.
     pub principal: PrincipalId,
@@ -48,7 +48,7 @@ pub struct Protected {
 }
 
 /// Counts of what was judged.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Counts {
     /// Principals in the snapshot.
     pub principals: usize,
@@ -197,7 +197,7 @@ fn protection_by_principal<'a>(
                 reason: "lapse's own caller identity".to_owned(),
                 origin: None,
             })
-        } else if let Some(reason) = builtin.reason(id, principal) {
+        } else if let Some(reason) = builtin.reason(id, principal, scope) {
             Some(Protection {
                 reason: format!("built-in: {reason}"),
                 origin: None,
@@ -290,6 +290,7 @@ pub fn evaluate(
     findings.extend(grants::declared_missing(&context, snapshot));
     waivers::apply(&context, &mut findings);
     findings.extend(waivers::expired_exceptions(&context));
+    attach_owners(&context, &mut findings);
 
     findings.par_sort_unstable_by(|left, right| {
         right
@@ -320,6 +321,24 @@ pub fn evaluate(
     }
 }
 
+/// Names each live subject's owner, so that reports can group by team. Looked up once per
+/// principal: `owner_of` walks the policy's owners and declarations.
+fn attach_owners(context: &Context<'_>, findings: &mut [Finding]) {
+    let mut owners: HashMap<&str, Option<String>> = HashMap::new();
+    for finding in findings {
+        if finding.subject.owner.is_some() {
+            continue;
+        }
+        let Some(principal) = context.principals.get(finding.subject.principal.as_str()) else {
+            continue;
+        };
+        finding.subject.owner = owners
+            .entry(principal.id.as_str())
+            .or_insert_with(|| principals::owner_of(context, principal).map(str::to_owned))
+            .clone();
+    }
+}
+
 /// Builds a finding with its stable id.
 pub(crate) fn finding(
     kind: FindingKind,
@@ -343,6 +362,17 @@ pub(crate) fn finding(
         evidence,
         action,
         waived: None,
+    }
+}
+
+/// A policy instant as the person wrote it: a bare date is stored as the next midnight, so a
+/// midnight is shown as "end of <the day before>".
+pub(crate) fn policy_time(instant: Timestamp) -> String {
+    let value = instant.as_offset();
+    if value.hour() == 0 && value.minute() == 0 && value.second() == 0 {
+        format!("end of {}", instant.plus_seconds(-1).as_offset().date())
+    } else {
+        instant.to_string()
     }
 }
 

@@ -177,6 +177,7 @@ fn subject(principal: &Principal) -> Subject {
         id: principal.id.0.clone(),
         principal: principal.id.clone(),
         principal_name: principal.display_name.clone(),
+        owner: None,
         cloud: Some(principal.cloud),
         scope: Some(principal.scope.clone()),
         entitlement: None,

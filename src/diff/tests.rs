@@ -229,7 +229,7 @@ fn unknown_age_under_a_ttl_rule_is_reported_and_held_unless_the_rule_says_revoke
         findings[0]
             .evidence
             .summary
-            .contains("age unknown, first seen 2026-11-20T06:00:00Z")
+            .contains("age unknown, first seen now (2026-11-20T06:00:00Z): no earlier record")
     );
     assert!(findings[0].action.held.is_some());
     assert!(!findings[0].action.is_planned());
@@ -612,4 +612,83 @@ fn finding_ids_are_stable_and_distinct() {
     );
     assert_ne!(ids[0], ids[1]);
     assert!(ids[0].starts_with("LPS-"));
+}
+
+#[test]
+fn an_eligibility_has_no_ttl_and_is_never_standing() {
+    const OPERATOR: &str = "6a1c2f0e-3b4d-4e5f-8a9b-0c1d2e3f4a5b";
+    let mut eligible = grant(OPERATOR, "Owner");
+    eligible.cloud = Cloud::Azure;
+    eligible.kind = GrantKind::PimEligible;
+    eligible.created_at = Some(days_ago(262));
+    let jit = policy("rules:\n  - {id: jit, match: {privileged: true}, max_ttl: 8h}\n");
+    let findings = run(&snapshot(vec![], vec![], vec![eligible.clone()]), &jit);
+    assert_eq!(kinds(&findings), [FindingKind::UndeclaredGrant]);
+    assert_eq!(findings[0].action.kind, None);
+    let declared = policy(&format!(
+        "grants:\n  - {{principal: '{OPERATOR}', entitlement: Owner, max_ttl: 8h}}\n"
+    ));
+    assert!(run(&snapshot(vec![], vec![], vec![eligible]), &declared).is_empty());
+}
+
+#[test]
+fn a_grant_ending_within_the_ttl_window_needs_no_age() {
+    let mut conditional = grant("user:ana@acme.example", "roles/owner");
+    conditional.cloud = Cloud::Gcp;
+    conditional.expires_at = Some(at(NOW).plus_seconds(3 * 3_600));
+    conditional.expiry_source = Some(ExpirySource::Condition);
+    let jit = policy("rules:\n  - {id: jit, match: {privileged: true}, max_ttl: 8h}\n");
+    assert!(run(&snapshot(vec![], vec![], vec![conditional.clone()]), &jit).is_empty());
+    conditional.expires_at = Some(at(NOW).plus_seconds(30 * 86_400));
+    assert_eq!(
+        kinds(&run(&snapshot(vec![], vec![], vec![conditional]), &jit)),
+        [FindingKind::StandingPrivilege]
+    );
+}
+
+#[test]
+fn standing_privilege_can_be_report_only_for_an_observe_first_rollout() {
+    let estate = snapshot(vec![], vec![], vec![grant(DEPLOYER, ADMIN)]);
+    let observe = policy("defaults: {standing_privilege: report}\n");
+    let findings = run(&estate, &observe);
+    assert_eq!(kinds(&findings), [FindingKind::StandingPrivilege]);
+    assert_eq!(findings[0].action.kind, None);
+}
+
+#[test]
+fn rules_can_select_on_grant_kind() {
+    let mut active = grant(DEPLOYER, "Owner");
+    active.cloud = Cloud::Azure;
+    active.kind = GrantKind::PimActive;
+    active.created_at = Some(days_ago(1));
+    let assignment = {
+        let mut assignment = active.clone();
+        assignment.id = "assignment".into();
+        assignment.kind = GrantKind::RoleAssignment;
+        assignment
+    };
+    let pim_only = policy("rules:\n  - {id: pim, match: {grant_kind: pim-active}, max_ttl: 8h}\n");
+    let findings = run(
+        &snapshot(vec![], vec![], vec![active, assignment]),
+        &pim_only,
+    );
+    let decided: Vec<(FindingKind, Option<&str>)> = findings
+        .iter()
+        .map(|finding| (finding.kind, finding.evidence.decided_by.rule_id()))
+        .collect();
+    assert_eq!(
+        decided,
+        [
+            (FindingKind::StandingPrivilege, None),
+            (FindingKind::TtlExceeded, Some("pim"))
+        ]
+    );
+}
+
+#[test]
+fn another_accounts_root_trusted_by_a_role_is_not_protected() {
+    let mut trust = grant("arn:aws:iam::999988887777:root", DEPLOYER);
+    trust.kind = GrantKind::RoleTrust;
+    let findings = run(&snapshot(vec![], vec![], vec![trust]), &policy(""));
+    assert_eq!(kinds(&findings), [FindingKind::UndeclaredGrant]);
 }

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{Context, finding, human_duration};
+use super::{Context, finding, human_duration, policy_time};
 use crate::finding::{
     Decider, Evidence, Finding, FindingKind, PlannedAction, Subject, SubjectType, Waiver,
 };
@@ -84,6 +84,7 @@ pub(crate) fn expired_exceptions(context: &Context<'_>) -> Vec<Finding> {
                 id: format!("{}#{}", exception.origin.file, exception.origin.path),
                 principal: exception.principal_text.as_str().into(),
                 principal_name: None,
+                owner: None,
                 cloud: None,
                 scope: None,
                 entitlement: None,
@@ -105,7 +106,7 @@ pub(crate) fn expired_exceptions(context: &Context<'_>) -> Vec<Finding> {
                     "waiver of {waived} approved by {} expired {} ago ({}); reason was: {}",
                     exception.approved_by,
                     human_duration(context.now.seconds_since(exception.until)),
-                    exception.until,
+                    policy_time(exception.until),
                     exception.reason
                 ),
             };

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use lapse_sdk::{Cloud, CredentialKind, PrincipalKind};
+use lapse_sdk::{Cloud, CredentialKind, GrantKind, PrincipalKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +138,10 @@ pub struct Defaults {
     /// What to do when a TTL applies but the grant's age is unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown_age: Option<UnknownAge>,
+    /// What to do with standing privilege that no rule matches: `revoke` (the default) or
+    /// `report`, for a first, observe-only rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing_privilege: Option<RuleAction>,
     /// Tag or label keys that name a principal's owner, in order of preference.
     /// Default: `lapse:owner`, `owner`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,6 +155,7 @@ impl Defaults {
             && self.grant_max_ttl.is_none()
             && self.principal_max_idle.is_none()
             && self.unknown_age.is_none()
+            && self.standing_privilege.is_none()
             && self.owner_tags.is_none()
     }
 }
@@ -186,6 +191,10 @@ pub struct SelectorDocument {
     /// Entitlement (policy ARN, role name or id, Google role). Grants only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entitlement: Option<OneOrMany<Pattern>>,
+    /// Grant kind (`managed-policy`, `role-assignment`, `pim-active`, `iam-binding`...). Grants
+    /// only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_kind: Option<OneOrMany<GrantKind>>,
     /// Credential kind. Credentials only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<OneOrMany<CredentialKind>>,

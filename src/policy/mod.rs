@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use lapse_sdk::{Cloud, Timestamp};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use document::{
@@ -32,7 +32,7 @@ use crate::finding::{FindingKind, Severity};
 use locate::Locations;
 
 /// Where a policy entry is written: reports point at it, SARIF uses it as the location.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct Origin {
     /// The file.
     pub file: String,
@@ -54,7 +54,7 @@ pub struct DefaultValue<T> {
 }
 
 /// The effective defaults.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct EffectiveDefaults {
     /// `credential_max_age`.
     pub credential_max_age: Option<DefaultValue<Duration>>,
@@ -66,8 +66,24 @@ pub struct EffectiveDefaults {
     pub principal_max_idle: Option<DefaultValue<Duration>>,
     /// `unknown_age` (hold unless set).
     pub unknown_age: UnknownAge,
+    /// `standing_privilege` (revoke unless set).
+    pub standing_privilege: RuleAction,
     /// `owner_tags` (`lapse:owner`, `owner` unless set).
     pub owner_tags: Vec<String>,
+}
+
+impl Default for EffectiveDefaults {
+    fn default() -> Self {
+        EffectiveDefaults {
+            credential_max_age: None,
+            credential_max_idle: None,
+            grant_max_ttl: None,
+            principal_max_idle: None,
+            unknown_age: UnknownAge::Hold,
+            standing_privilege: RuleAction::Revoke,
+            owner_tags: vec!["lapse:owner".to_owned(), "owner".to_owned()],
+        }
+    }
 }
 
 /// A `privileged` entry.
@@ -352,7 +368,6 @@ struct Builder {
     rule_ids: HashMap<String, Origin>,
     default_origins: BTreeMap<&'static str, Origin>,
     exceptions_to_check: Vec<(Origin, String)>,
-    owner_tags_set: bool,
 }
 
 struct FileContext<'a> {
@@ -500,9 +515,19 @@ impl Builder {
         if let Some(value) = self.set_default(context, "unknown_age", defaults.unknown_age) {
             self.policy.defaults.unknown_age = value.value;
         }
+        if let Some(value) =
+            self.set_default(context, "standing_privilege", defaults.standing_privilege)
+        {
+            if !matches!(value.value, RuleAction::Revoke | RuleAction::Report) {
+                self.diagnostics.push(context.diagnostic(
+                    "defaults.standing_privilege",
+                    "`standing_privilege` is `revoke` or `report`",
+                ));
+            }
+            self.policy.defaults.standing_privilege = value.value;
+        }
         if let Some(value) = self.set_default(context, "owner_tags", defaults.owner_tags) {
             self.policy.defaults.owner_tags = value.value;
-            self.owner_tags_set = true;
         }
     }
 
@@ -741,9 +766,6 @@ impl Builder {
                     ),
                 });
             }
-        }
-        if !self.owner_tags_set {
-            self.policy.defaults.owner_tags = vec!["lapse:owner".to_owned(), "owner".to_owned()];
         }
         if !self.diagnostics.is_empty() {
             return Err(Error::Policy {

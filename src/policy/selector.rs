@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use globset::{GlobSet, GlobSetBuilder};
-use lapse_sdk::{Cloud, Credential, CredentialKind, Grant, Principal, PrincipalKind, ScopeId};
+use lapse_sdk::{
+    Cloud, Credential, CredentialKind, Grant, GrantKind, Principal, PrincipalKind, ScopeId,
+};
 
 use super::document::SelectorDocument;
 use super::values::{OneOrMany, Pattern};
@@ -147,6 +149,7 @@ pub struct Selector {
     principal: Option<Patterns>,
     principal_kind: Option<Vec<PrincipalKind>>,
     entitlement: Option<Patterns>,
+    grant_kind: Option<Vec<GrantKind>>,
     credential: Option<Vec<CredentialKind>>,
     privileged: Option<bool>,
     tags: Vec<(String, Patterns)>,
@@ -175,6 +178,7 @@ impl Selector {
                 .entitlement
                 .as_ref()
                 .map(|list| Patterns::new(list.iter())),
+            grant_kind: values(document.grant_kind.as_ref()),
             credential: values(document.credential.as_ref()),
             privileged: document.privileged,
             tags: document
@@ -192,7 +196,7 @@ impl Selector {
     /// True when the selector says something about grants (entitlement or privileged).
     #[must_use]
     pub fn is_about_grants(&self) -> bool {
-        self.entitlement.is_some() || self.privileged.is_some()
+        self.entitlement.is_some() || self.privileged.is_some() || self.grant_kind.is_some()
     }
 
     /// True when the selector names credential kinds.
@@ -218,6 +222,13 @@ impl Selector {
         }
         if let Some(wanted) = self.privileged
             && (target.grant.is_none() || wanted != target.privileged)
+        {
+            return false;
+        }
+        if let Some(kinds) = &self.grant_kind
+            && !target
+                .grant
+                .is_some_and(|grant| kinds.contains(&grant.kind))
         {
             return false;
         }
