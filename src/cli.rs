@@ -32,15 +32,58 @@ pub(crate) enum Command {
     Init(InitArgs),
     /// Print a JSON Schema: of the policy language (for editors), the snapshot or the plan.
     Schema(SchemaArgs),
+    /// Render a saved plan (`plan --out FILE`) in any output format, without reading a cloud
+    /// or a policy. Exits like `plan`: 2 for drift at or above --fail-on, 3 when the plan came
+    /// from an incomplete snapshot.
+    Report(ReportArgs),
+    /// Print a shell completion script: `lapse completions bash > /etc/bash_completion.d/lapse`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): `lapse man > lapse.1`.
+    Man,
 }
 
-/// Output formats of `plan`.
+/// Output formats of `plan` and `report`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum FormatArg {
     /// A table for people (the default on a terminal).
     Table,
     /// The plan as versioned JSON (the default when stdout is not a terminal).
     Json,
+    /// SARIF 2.1.0, for code-scanning UIs.
+    Sarif,
+    /// JUnit XML, for CI test tabs.
+    Junit,
+    /// A Markdown summary for a job summary or pull-request comment.
+    Markdown,
+    /// CSV, one row per finding.
+    Csv,
+    /// One self-contained HTML page.
+    Html,
+}
+
+/// `--format FORMAT[=FILE]`: a format, and the file it goes to (stdout without one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FormatSpec {
+    /// The format.
+    pub(crate) format: FormatArg,
+    /// Where it goes; `None` is stdout.
+    pub(crate) file: Option<PathBuf>,
+}
+
+impl std::str::FromStr for FormatSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (name, file) = match text.split_once('=') {
+            Some((name, "")) => return Err(format!("no file after `{name}=`")),
+            Some((name, file)) => (name, Some(PathBuf::from(file))),
+            None => (text, None),
+        };
+        let format = FormatArg::from_str(name, true).map_err(|_| {
+            format!("unknown format `{name}`: expected table, json, sarif, junit, markdown, csv or html, optionally with =FILE")
+        })?;
+        Ok(FormatSpec { format, file })
+    }
 }
 
 /// The lowest severity that makes `plan` exit 2.
@@ -80,10 +123,16 @@ pub(crate) struct PlanArgs {
     /// Evaluate as of this instant instead of now (RFC 3339, or YYYY-MM-DD for its midnight UTC).
     #[arg(long, value_name = "TIMESTAMP")]
     pub(crate) now: Option<String>,
-    /// Output format on stdout.
-    #[arg(long, short = 'f', value_enum)]
-    pub(crate) format: Option<FormatArg>,
-    /// Also save the plan as JSON to this file.
+    /// Output format: table, json, sarif, junit, markdown, csv or html, to stdout or, with
+    /// =FILE, to a file. Repeat for several outputs in one run (at most one on stdout). Default:
+    /// table on a terminal, json otherwise.
+    #[arg(long, short = 'f', value_name = "FORMAT[=FILE]")]
+    pub(crate) format: Vec<FormatSpec>,
+    /// Write the one --format to this file instead of stdout (without --format, the format
+    /// follows the extension: .sarif, .xml, .md, .csv, .html, .json, .txt).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Also save the plan as JSON to this file (for `lapse report` and `lapse apply`).
     #[arg(long, value_name = "FILE")]
     pub(crate) out: Option<PathBuf>,
     /// Exit 2 when an open finding is at or above this severity.
@@ -142,4 +191,36 @@ pub(crate) struct SchemaArgs {
     /// Which schema.
     #[arg(value_enum, default_value = "policy")]
     pub(crate) kind: SchemaKind,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// The saved plan (`lapse plan --out FILE`); `-` reads stdin.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) plan: PathBuf,
+    /// Output format: table, json, sarif, junit, markdown, csv or html, to stdout or, with
+    /// =FILE, to a file. Repeat for several outputs (at most one on stdout). Default: table on a
+    /// terminal, json otherwise.
+    #[arg(long, short = 'f', value_name = "FORMAT[=FILE]")]
+    pub(crate) format: Vec<FormatSpec>,
+    /// Write the one --format to this file instead of stdout (without --format, the format
+    /// follows the extension).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Exit 2 when an open finding of the plan is at or above this severity.
+    #[arg(long, value_enum, default_value = "low")]
+    pub(crate) fail_on: FailOn,
+    /// Colour the table.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) color: ColorArg,
+    /// Show at most this many findings in the table (0: all). Other formats have all.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) max_rows: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
 }

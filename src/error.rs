@@ -92,6 +92,47 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A saved plan is not valid JSON of the plan format.
+    #[error("{} is not a readable lapse plan", path.display())]
+    PlanFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A file given as a saved plan is something else.
+    #[error(
+        "{} is not a lapse plan (format {found:?}, expected \"lapse-plan\"): save one with `lapse plan --out FILE`",
+        path.display()
+    )]
+    PlanFormat {
+        /// The file.
+        path: PathBuf,
+        /// The `format` it has.
+        found: String,
+    },
+    /// A saved plan has a version this build does not read.
+    #[error(
+        "{} is plan format version {found}; this lapse reads version {supported}: render it with the lapse that wrote it, or plan again",
+        path.display()
+    )]
+    PlanVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version it has.
+        found: String,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// A report could not be rendered.
+    #[error("cannot render the {format} report: {message}")]
+    Render {
+        /// The format.
+        format: &'static str,
+        /// What the writer said.
+        message: String,
+    },
 }
 
 /// The library's result type.

@@ -202,7 +202,9 @@ impl fmt::Display for Severity {
 }
 
 /// What a finding is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SubjectType {
     /// A grant.
@@ -216,7 +218,7 @@ pub enum SubjectType {
 }
 
 /// The subject of a finding.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Subject {
     /// Grant, credential, principal or policy entry.
     #[serde(rename = "type")]
@@ -228,6 +230,10 @@ pub struct Subject {
     /// The principal's display name, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal_name: Option<String>,
+    /// The principal's owner or team (from the cloud, its owner tags, the policy's `owners`, or a
+    /// declared grant's `owner`), when known: reports group by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Cloud, when the subject is live.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cloud: Option<Cloud>,
@@ -246,7 +252,7 @@ pub struct Subject {
 }
 
 /// Where an age was measured from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AgeSource {
     /// The cloud's own creation time.
@@ -258,7 +264,7 @@ pub enum AgeSource {
 }
 
 /// An age, with where it came from. Unknown ages are said as unknown, never guessed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Age {
     /// Seconds, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -293,7 +299,7 @@ impl Age {
 }
 
 /// What part of the policy (or lapse itself) decided a finding.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "by", rename_all = "kebab-case")]
 pub enum Decider {
     /// A rule.
@@ -365,7 +371,7 @@ impl Decider {
 }
 
 /// The facts behind a finding.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Evidence {
     /// What decided it.
     pub decided_by: Decider,
@@ -394,7 +400,7 @@ pub struct Evidence {
 }
 
 /// The action a finding leads to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PlannedAction {
     /// What would be done; `None` means report only.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -450,7 +456,7 @@ impl PlannedAction {
 }
 
 /// A waiver applied to a finding.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Waiver {
     /// Who approved it.
     pub approved_by: String,
@@ -466,7 +472,7 @@ pub struct Waiver {
 }
 
 /// One finding of the diff.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Finding {
     /// Stable id: the same drift gets the same id on every run.
     pub id: String,

@@ -1,7 +1,9 @@
 //! One module per subcommand: each turns arguments into settings and calls the library.
 
+mod completions;
 mod init;
 mod plan;
+mod report;
 mod schema;
 mod validate;
 
@@ -21,6 +23,9 @@ pub(crate) fn run(command: Command) -> Result<Status> {
         Command::Validate(args) => validate::run(&args),
         Command::Init(args) => init::run(&args),
         Command::Schema(args) => schema::run(&args),
+        Command::Report(args) => report::run(&args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man => completions::man(),
     }
 }
 

@@ -2,11 +2,11 @@
 
 use anyhow::Result;
 use lapse::diff::Memory;
-use lapse::finding::Severity;
-use lapse::report::{self, Format, TableOptions};
+use lapse::report::{self, Format, RenderOptions};
 
-use super::{resolve_now, stdout_is_terminal, write_file, write_stdout};
-use crate::cli::{ColorArg, FailOn, FormatArg, PlanArgs};
+use super::report::OutputSettings;
+use super::{resolve_now, write_file};
+use crate::cli::PlanArgs;
 use crate::exit::Status;
 
 pub(crate) fn run(args: &PlanArgs) -> Result<Status> {
@@ -21,42 +21,20 @@ pub(crate) fn run(args: &PlanArgs) -> Result<Status> {
         now,
     );
 
-    let terminal = stdout_is_terminal();
-    let format = match args.format {
-        Some(FormatArg::Table) => Format::Table,
-        Some(FormatArg::Json) => Format::Json,
-        None if terminal => Format::Table,
-        None => Format::Json,
-    };
-    let color = match args.color {
-        ColorArg::Always => true,
-        ColorArg::Never => false,
-        ColorArg::Auto => {
-            terminal && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
-        }
-    };
-    let options = TableOptions {
-        color,
-        max_rows: args.max_rows,
-        ..TableOptions::default()
-    };
     if let Some(out) = &args.out {
-        write_file(out, &report::render(&plan, Format::Json, &options))?;
+        write_file(
+            out,
+            &report::render(&plan, Format::Json, &RenderOptions::default())?,
+        )?;
     }
-    write_stdout(&report::render(&plan, format, &options))?;
-
-    let threshold = match args.fail_on {
-        FailOn::None => None,
-        FailOn::Low => Some(Severity::Low),
-        FailOn::Medium => Some(Severity::Medium),
-        FailOn::High => Some(Severity::High),
-        FailOn::Critical => Some(Severity::Critical),
-    };
-    Ok(if !plan.snapshot.complete {
-        Status::Incomplete
-    } else if threshold.is_some_and(|threshold| plan.open_at_or_above(threshold) > 0) {
-        Status::Drift
-    } else {
-        Status::Clean
-    })
+    super::report::emit(
+        &plan,
+        &OutputSettings {
+            formats: &args.format,
+            output: args.output.as_deref(),
+            color: args.color,
+            max_rows: args.max_rows,
+        },
+    )?;
+    Ok(super::report::status(&plan, args.fail_on))
 }

@@ -5,31 +5,11 @@ use std::fmt::Write as _;
 
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
 
-use crate::finding::{Finding, Severity, SubjectType};
+use super::{RenderOptions, subject_label};
+use crate::finding::Severity;
 use crate::plan::Plan;
 
-/// Options for the table.
-#[derive(Clone, Debug)]
-pub struct TableOptions {
-    /// Use colour.
-    pub color: bool,
-    /// Width to fit.
-    pub width: u16,
-    /// At most this many finding rows (0: all).
-    pub max_rows: usize,
-}
-
-impl Default for TableOptions {
-    fn default() -> Self {
-        TableOptions {
-            color: false,
-            width: 100,
-            max_rows: 100,
-        }
-    }
-}
-
-pub(super) fn render(plan: &Plan, options: &TableOptions) -> String {
+pub(super) fn render(plan: &Plan, options: &RenderOptions) -> String {
     let mut out = String::new();
     let summary = &plan.summary;
     let _ = writeln!(
@@ -131,7 +111,7 @@ pub(super) fn render(plan: &Plan, options: &TableOptions) -> String {
     out
 }
 
-fn findings_table(plan: &Plan, options: &TableOptions) -> String {
+fn findings_table(plan: &Plan, options: &RenderOptions) -> String {
     let mut table = Table::new();
     table
         .load_preset(presets::UTF8_HORIZONTAL_ONLY)
@@ -167,36 +147,12 @@ fn findings_table(plan: &Plan, options: &TableOptions) -> String {
         table.add_row(vec![
             severity,
             Cell::new(finding.kind.as_str()),
-            Cell::new(subject_text(finding)),
+            Cell::new(subject_label(finding)),
             Cell::new(&finding.evidence.summary),
             Cell::new(action),
         ]);
     }
     table.to_string()
-}
-
-fn subject_text(finding: &Finding) -> String {
-    let subject = &finding.subject;
-    let who = subject
-        .principal_name
-        .as_deref()
-        .unwrap_or(subject.principal.as_str());
-    match subject.subject_type {
-        SubjectType::Grant => format!(
-            "{who} -> {}",
-            subject.entitlement.as_deref().unwrap_or_default()
-        ),
-        SubjectType::Credential => format!(
-            "{who} {} {}",
-            subject
-                .credential_kind
-                .map(|kind| kind.as_str())
-                .unwrap_or_default(),
-            subject.id
-        ),
-        SubjectType::Principal => who.to_owned(),
-        SubjectType::PolicyEntry => subject.id.clone(),
-    }
 }
 
 fn color(severity: Severity) -> Color {
