@@ -26,6 +26,9 @@ pub(crate) enum Command {
     /// Judge snapshots against a policy and print the findings and the actions they lead to.
     /// Never changes anything in a cloud.
     Plan(PlanArgs),
+    /// Read clouds live and write a snapshot file (one per account in a CI matrix, merged by
+    /// `plan`). Exits 3 when a scope could not be fully read; the file says which and why.
+    Snapshot(SnapshotArgs),
     /// Check a policy (and optionally snapshot files) without planning.
     Validate(ValidateArgs),
     /// Write a starter policy that declares today's estate, so adoption starts clean.
@@ -40,6 +43,9 @@ pub(crate) enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff): `lapse man > lapse.1`.
     Man,
+    /// Show what earlier runs recorded in the state file, one row per run: standing privileged
+    /// grants and their age, findings by kind, open waivers, revocations and time to revoke.
+    History(HistoryArgs),
 }
 
 /// Output formats of `plan` and `report`.
@@ -118,8 +124,12 @@ pub(crate) struct PlanArgs {
     #[arg(long, short = 'p', env = "LAPSE_POLICY")]
     pub(crate) policy: PathBuf,
     /// Snapshot file(s) to judge; several (one per account, from a CI matrix) are merged.
-    #[arg(long, short = 's', num_args = 1.., required = true)]
+    /// Without it, the policy's scopes are read live first.
+    #[arg(long, short = 's', num_args = 1..)]
     pub(crate) snapshot: Vec<PathBuf>,
+    /// How to read clouds live (when no --snapshot is given).
+    #[command(flatten)]
+    pub(crate) live: LiveArgs,
     /// Evaluate as of this instant instead of now (RFC 3339, or YYYY-MM-DD for its midnight UTC).
     #[arg(long, value_name = "TIMESTAMP")]
     pub(crate) now: Option<String>,
@@ -144,6 +154,46 @@ pub(crate) struct PlanArgs {
     /// Show at most this many findings in the table (0: all). JSON always has all.
     #[arg(long, default_value_t = 100)]
     pub(crate) max_rows: usize,
+    #[command(flatten)]
+    pub(crate) state: StateArgs,
+    /// Neither read nor record state: a pure run, where ages the cloud does not give are
+    /// unknown. Overrides --state.
+    #[arg(long)]
+    pub(crate) no_state: bool,
+}
+
+/// Where earlier runs are remembered.
+#[derive(Debug, Args)]
+pub(crate) struct StateArgs {
+    /// State file: first-seen times that give grants an age, removals, and run history. Its
+    /// folder is created when missing. Keep it between scheduled CI runs (cache or artifact).
+    #[arg(long, value_name = "FILE", env = "LAPSE_STATE", default_value = lapse::state::DEFAULT_STATE_PATH)]
+    pub(crate) state: PathBuf,
+    /// How long to wait for another lapse run that holds the state file (30s, 5m; 0s: fail at
+    /// once).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub(crate) lock_timeout: String,
+}
+
+/// Output formats of `history`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum HistoryFormat {
+    /// A table for people (the default on a terminal).
+    Table,
+    /// Versioned JSON (the default when stdout is not a terminal).
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    #[command(flatten)]
+    pub(crate) state: StateArgs,
+    /// Only runs at or after this instant (RFC 3339, or YYYY-MM-DD for its midnight UTC).
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub(crate) since: Option<String>,
+    /// Output format on stdout.
+    #[arg(long, short = 'f', value_enum)]
+    pub(crate) format: Option<HistoryFormat>,
 }
 
 #[derive(Debug, Args)]
@@ -223,4 +273,64 @@ pub(crate) struct CompletionsArgs {
     /// The shell.
     #[arg(value_enum)]
     pub(crate) shell: clap_complete::Shell,
+}
+
+/// A cloud on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CloudArg {
+    /// Amazon Web Services.
+    Aws,
+    /// Microsoft Azure and Entra ID.
+    Azure,
+    /// Google Cloud.
+    Gcp,
+}
+
+/// Where and how to read clouds live. Credentials come from each cloud's standard chain
+/// (for AWS: environment, profile, SSO, web identity, container, instance metadata).
+#[derive(Debug, Default, Args)]
+pub(crate) struct LiveArgs {
+    /// Cloud to read (repeatable). Default: the clouds the policy's scopes name.
+    #[arg(long = "provider", value_enum, value_name = "CLOUD")]
+    pub(crate) providers: Vec<CloudArg>,
+    /// AWS account to read (repeatable). Default: the policy's `scopes.aws`, else the
+    /// caller's own account.
+    #[arg(long = "account", value_name = "ID")]
+    pub(crate) accounts: Vec<String>,
+    /// Role to assume in each --account; `{account}` is replaced by the account id, e.g.
+    /// `arn:aws:iam::{account}:role/lapse-read`.
+    #[arg(long, value_name = "ARN")]
+    pub(crate) assume_role: Option<String>,
+    /// External id the assumed role requires.
+    #[arg(long, value_name = "ID")]
+    pub(crate) external_id: Option<String>,
+    /// Session name for assumed roles (shows in CloudTrail).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) session_name: Option<String>,
+    /// AWS named profile.
+    #[arg(long = "aws-profile", value_name = "PROFILE")]
+    pub(crate) aws_profile: Option<String>,
+    /// AWS signing region (IAM is global; default us-east-1).
+    #[arg(long = "aws-region", value_name = "REGION")]
+    pub(crate) aws_region: Option<String>,
+    /// IAM and STS endpoint, e.g. a local emulator (AWS_ENDPOINT_URL works too).
+    #[arg(long = "aws-endpoint-url", value_name = "URL")]
+    pub(crate) aws_endpoint_url: Option<String>,
+    /// List every IAM user's access keys for exact key ids (one request per user) instead of
+    /// reading them from the credential report.
+    #[arg(long)]
+    pub(crate) exact: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SnapshotArgs {
+    /// How to read clouds.
+    #[command(flatten)]
+    pub(crate) live: LiveArgs,
+    /// Policy whose `scopes` say what to read (optional with --provider and --account).
+    #[arg(long, short = 'p', env = "LAPSE_POLICY")]
+    pub(crate) policy: Option<PathBuf>,
+    /// Write the snapshot here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
 }

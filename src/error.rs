@@ -133,6 +133,111 @@ pub enum Error {
         /// What the writer said.
         message: String,
     },
+    /// The state file is damaged, or not an SQLite file at all. It is never reset.
+    #[error(
+        "{} is not a usable lapse state file ({detail}); it was left untouched: restore it from a backup or CI cache, move it aside to start afresh, or run with --no-state",
+        path.display()
+    )]
+    StateCorrupt {
+        /// The state file.
+        path: PathBuf,
+        /// What SQLite reported.
+        detail: String,
+    },
+    /// The state file is an SQLite database of some other program.
+    #[error(
+        "{} is an SQLite database but not a lapse state file; it was left untouched: give --state a path of its own",
+        path.display()
+    )]
+    StateForeign {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The state file was written by a newer lapse.
+    #[error(
+        "{} has state schema version {found}, newer than this lapse reads (up to {supported}); it was left untouched: upgrade lapse, or run with another --state file or --no-state",
+        path.display()
+    )]
+    StateTooNew {
+        /// The state file.
+        path: PathBuf,
+        /// The version it holds.
+        found: i64,
+        /// The newest version this build reads.
+        supported: i64,
+    },
+    /// `history` was asked for a state file that does not exist.
+    #[error(
+        "no state file at {}: `lapse plan` records its runs there (see --state); run it first, or point --state at the file your CI keeps",
+        path.display()
+    )]
+    StateMissing {
+        /// The path looked at.
+        path: PathBuf,
+    },
+    /// Another run holds the state file's lock.
+    #[error(
+        "{} is in use by another lapse run (lock file {} still held after {waited_seconds}s): let that run finish, raise --lock-timeout, or run with --no-state",
+        path.display(),
+        lock.display()
+    )]
+    StateLocked {
+        /// The state file.
+        path: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
+        /// How long this run waited.
+        waited_seconds: u64,
+    },
+    /// A run is older than the last one the state recorded.
+    #[error(
+        "this run's time {now} is before the last run recorded in {} ({last}): the state keeps runs in time order; use --no-state to replay an older snapshot",
+        path.display()
+    )]
+    StateOutOfOrder {
+        /// The state file.
+        path: PathBuf,
+        /// This run's time.
+        now: lapse_sdk::Timestamp,
+        /// The last recorded run's time.
+        last: lapse_sdk::Timestamp,
+    },
+    /// The state folder, file or lock file could not be created or opened.
+    #[error("cannot open state {}: check the folder exists and is writable, or run with --no-state", path.display())]
+    StateIo {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A query or write on the state file failed.
+    #[error(
+        "cannot {action} in state {} (a failed write leaves the file as it was): check free disk space and permissions, or move a damaged file aside",
+        path.display()
+    )]
+    State {
+        /// The state file.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// What SQLite reported.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A live snapshot needs a provider this build does not have.
+    #[error(
+        "this lapse was built without the {cloud} provider: take the snapshot with a build that has it (cargo feature `{cloud}`), or pass --snapshot FILE"
+    )]
+    ProviderUnavailable {
+        /// The cloud.
+        cloud: lapse_sdk::Cloud,
+    },
+    /// Nothing says what to scan.
+    #[error(
+        "nothing to scan: name scopes in the policy (`scopes:`), pass --provider with --account, or give --snapshot FILE"
+    )]
+    NoScopes,
 }
 
 /// The library's result type.

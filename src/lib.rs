@@ -11,8 +11,10 @@ pub mod finding;
 pub mod init;
 pub mod plan;
 pub mod policy;
+pub mod providers;
 pub mod report;
 pub mod snapshot;
+pub mod state;
 
 pub use error::{Error, Result};
 

@@ -20,6 +20,19 @@ pub struct LoadedSnapshot {
     pub files: Vec<PathBuf>,
 }
 
+impl LoadedSnapshot {
+    /// A snapshot taken live: its digest is over its JSON form.
+    #[must_use]
+    pub fn live(snapshot: Snapshot) -> Self {
+        let json = serde_json::to_vec(&snapshot).unwrap_or_default();
+        LoadedSnapshot {
+            digest: format!("sha256:{}", hex::encode(Sha256::digest(json))),
+            snapshot,
+            files: Vec::new(),
+        }
+    }
+}
+
 /// Reads and merges snapshot files.
 ///
 /// # Errors

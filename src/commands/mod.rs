@@ -1,10 +1,13 @@
 //! One module per subcommand: each turns arguments into settings and calls the library.
 
 mod completions;
+mod history;
 mod init;
 mod plan;
 mod report;
 mod schema;
+mod snapshot;
+mod state;
 mod validate;
 
 use std::io::{IsTerminal, Write};
@@ -20,12 +23,14 @@ use crate::exit::Status;
 pub(crate) fn run(command: Command) -> Result<Status> {
     match command {
         Command::Plan(args) => plan::run(&args),
+        Command::Snapshot(args) => snapshot::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Init(args) => init::run(&args),
         Command::Schema(args) => schema::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Completions(args) => completions::completions(&args),
         Command::Man => completions::man(),
+        Command::History(args) => history::run(&args),
     }
 }
 
@@ -34,12 +39,17 @@ pub(crate) fn resolve_now(now: Option<&str>) -> Result<Timestamp> {
     let Some(text) = now else {
         return Ok(Timestamp::from_offset(time::OffsetDateTime::now_utc()));
     };
+    parse_instant("--now", text)
+}
+
+/// An instant given to `flag`: RFC 3339, or a bare date for its midnight UTC.
+pub(crate) fn parse_instant(flag: &str, text: &str) -> Result<Timestamp> {
     if let Ok(instant) = Timestamp::parse_rfc3339(text) {
         return Ok(instant);
     }
     match Timestamp::parse_human(text) {
         Ok(end_of_day) => Ok(end_of_day.plus_seconds(-86_400)),
-        Err(error) => bail!("--now: {error}"),
+        Err(error) => bail!("{flag}: {error}"),
     }
 }
 

@@ -1,25 +1,32 @@
 //! `lapse plan`: read snapshots and policy, judge, render, save.
 
 use anyhow::Result;
-use lapse::diff::Memory;
 use lapse::report::{self, Format, RenderOptions};
+use lapse::state::RunCommand;
 
 use super::report::OutputSettings;
-use super::{resolve_now, write_file};
+use super::{resolve_now, state, write_file};
 use crate::cli::PlanArgs;
 use crate::exit::Status;
 
 pub(crate) fn run(args: &PlanArgs) -> Result<Status> {
     let policy = lapse::policy::load(&args.policy)?;
-    let loaded = lapse::snapshot::load(&args.snapshot)?;
+    let loaded = if args.snapshot.is_empty() {
+        super::snapshot::live(&args.live, &policy.scopes)?
+    } else {
+        lapse::snapshot::load(&args.snapshot)?
+    };
     let now = resolve_now(args.now.as_deref())?;
-    let plan = lapse::plan::plan(
-        &loaded.snapshot,
-        &loaded.digest,
-        &policy,
-        &Memory::default(),
-        now,
-    );
+    // Inputs are checked before the state is touched: bad input never creates or locks it.
+    let mut store = if args.no_state {
+        None
+    } else {
+        Some(state::open(&args.state, true)?)
+    };
+    let memory = state::memory(store.as_ref(), &loaded.snapshot)?;
+    let plan = lapse::plan::plan(&loaded.snapshot, &loaded.digest, &policy, &memory, now);
+    // Recorded before any output, so a state failure (exit 1) leaves no half-reported run.
+    state::record(store.as_mut(), RunCommand::Plan, &loaded, now, Some(&plan))?;
 
     if let Some(out) = &args.out {
         write_file(

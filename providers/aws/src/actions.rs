@@ -1,0 +1,704 @@
+//! Revocations, each on one exact target: one key (never "all keys of a user"), one attachment,
+//! one inline policy, one membership. `NoSuchEntity` is "already done" only after a read shows
+//! the target in the revoked state.
+
+use aws_sdk_iam::types::StatusType;
+use lapse_sdk::{
+    Action, ActionKind, ActionOutcome, Credential, CredentialKind, Grant, GrantKind, ProviderError,
+    ProviderErrorKind, TargetState, Timestamp, Via,
+};
+use serde_json::json;
+
+use crate::clients::{Clients, call};
+use crate::documents;
+
+/// The IAM permissions each action kind needs (including the reads around it).
+pub(crate) fn permissions(kind: ActionKind) -> &'static [&'static str] {
+    match kind {
+        ActionKind::RevokeGrant => &[
+            "iam:ListAttachedUserPolicies",
+            "iam:ListAttachedRolePolicies",
+            "iam:ListAttachedGroupPolicies",
+            "iam:DetachUserPolicy",
+            "iam:DetachRolePolicy",
+            "iam:DetachGroupPolicy",
+            "iam:GetUserPolicy",
+            "iam:GetRolePolicy",
+            "iam:GetGroupPolicy",
+            "iam:DeleteUserPolicy",
+            "iam:DeleteRolePolicy",
+            "iam:DeleteGroupPolicy",
+            "iam:ListGroupsForUser",
+            "iam:RemoveUserFromGroup",
+        ],
+        ActionKind::DeactivateCredential => &["iam:ListAccessKeys", "iam:UpdateAccessKey"],
+        ActionKind::DeleteCredential => &[
+            "iam:ListAccessKeys",
+            "iam:DeleteAccessKey",
+            "iam:GetLoginProfile",
+            "iam:DeleteLoginProfile",
+        ],
+        ActionKind::DisablePrincipal => &[],
+    }
+}
+
+fn unsupported(operation: &str, message: impl Into<String>) -> ProviderError {
+    ProviderError {
+        kind: ProviderErrorKind::Unsupported,
+        operation: operation.to_owned(),
+        message: message.into(),
+        missing_permission: None,
+    }
+}
+
+/// What an IAM ARN names: `user`, `role` or `group`, and the name (the last path segment).
+fn entity(arn: &str) -> Option<(&str, &str)> {
+    let resource = arn.splitn(6, ':').nth(5)?;
+    let (kind, rest) = resource.split_once('/')?;
+    let name = rest.rsplit('/').next()?;
+    matches!(kind, "user" | "role" | "group").then_some((kind, name))
+}
+
+fn bad_target(action: &Action) -> ProviderError {
+    unsupported(
+        action.kind().as_str(),
+        format!(
+            "{} is not an IAM user, role or group target lapse can change",
+            action.target_id()
+        ),
+    )
+}
+
+/// Reads the target's live state.
+pub(crate) async fn read_target(
+    clients: &Clients,
+    action: &Action,
+) -> Result<TargetState, ProviderError> {
+    match action {
+        Action::RevokeGrant { grant } => read_grant(clients, grant).await,
+        Action::DeactivateCredential { credential } | Action::DeleteCredential { credential } => {
+            read_credential(clients, credential).await
+        }
+        Action::DisablePrincipal { .. } => Err(unsupported(
+            "DisablePrincipal",
+            "IAM has no disable for users or roles; revoke their grants and credentials instead",
+        )),
+    }
+}
+
+async fn read_grant(clients: &Clients, grant: &Grant) -> Result<TargetState, ProviderError> {
+    if grant.via != Via::Direct {
+        return Err(unsupported(
+            "RevokeGrant",
+            "an inherited grant is changed at its source",
+        ));
+    }
+    let Some((kind, name)) = entity(grant.principal.as_str()) else {
+        return Err(unsupported(
+            "RevokeGrant",
+            format!("{} is not an IAM user, role or group", grant.principal),
+        ));
+    };
+    let iam = &clients.iam;
+    match grant.kind {
+        GrantKind::ManagedPolicy => {
+            let mut attached = Vec::new();
+            let mut marker: Option<String> = None;
+            loop {
+                let page = match kind {
+                    "user" => call("iam", "ListAttachedUserPolicies", || {
+                        iam.list_attached_user_policies()
+                            .user_name(name)
+                            .set_marker(marker.clone())
+                            .send()
+                    })
+                    .await
+                    .map(|page| {
+                        (
+                            page.attached_policies().to_vec(),
+                            page.is_truncated(),
+                            page.marker().map(str::to_owned),
+                        )
+                    }),
+                    "role" => call("iam", "ListAttachedRolePolicies", || {
+                        iam.list_attached_role_policies()
+                            .role_name(name)
+                            .set_marker(marker.clone())
+                            .send()
+                    })
+                    .await
+                    .map(|page| {
+                        (
+                            page.attached_policies().to_vec(),
+                            page.is_truncated(),
+                            page.marker().map(str::to_owned),
+                        )
+                    }),
+                    _ => call("iam", "ListAttachedGroupPolicies", || {
+                        iam.list_attached_group_policies()
+                            .group_name(name)
+                            .set_marker(marker.clone())
+                            .send()
+                    })
+                    .await
+                    .map(|page| {
+                        (
+                            page.attached_policies().to_vec(),
+                            page.is_truncated(),
+                            page.marker().map(str::to_owned),
+                        )
+                    }),
+                };
+                let (policies, truncated, next) = match page {
+                    Ok(page) => page,
+                    Err(error) if error.kind == ProviderErrorKind::NotFound => return Ok(gone()),
+                    Err(error) => return Err(error),
+                };
+                attached.extend(
+                    policies
+                        .into_iter()
+                        .filter_map(|policy| policy.policy_arn().map(str::to_owned)),
+                );
+                match (truncated, next) {
+                    (true, Some(next)) => marker = Some(next),
+                    _ => break,
+                }
+            }
+            let present = attached.contains(&grant.entitlement);
+            Ok(TargetState {
+                present,
+                revoked: !present,
+                restore: json!({"policy_arn": grant.entitlement}),
+            })
+        }
+        GrantKind::InlinePolicy => {
+            let policy_name = grant.entitlement.trim_start_matches("inline:");
+            let document = match kind {
+                "user" => call("iam", "GetUserPolicy", || {
+                    iam.get_user_policy()
+                        .user_name(name)
+                        .policy_name(policy_name)
+                        .send()
+                })
+                .await
+                .map(|output| output.policy_document().to_owned()),
+                "role" => call("iam", "GetRolePolicy", || {
+                    iam.get_role_policy()
+                        .role_name(name)
+                        .policy_name(policy_name)
+                        .send()
+                })
+                .await
+                .map(|output| output.policy_document().to_owned()),
+                _ => call("iam", "GetGroupPolicy", || {
+                    iam.get_group_policy()
+                        .group_name(name)
+                        .policy_name(policy_name)
+                        .send()
+                })
+                .await
+                .map(|output| output.policy_document().to_owned()),
+            };
+            match document {
+                // The document is kept so that undo can put it back as it was.
+                Ok(document) => Ok(TargetState {
+                    present: true,
+                    revoked: false,
+                    restore: json!({"policy_name": policy_name, "document": documents::decode(&document)}),
+                }),
+                Err(error) if error.kind == ProviderErrorKind::NotFound => Ok(gone()),
+                Err(error) => Err(error),
+            }
+        }
+        GrantKind::GroupMembership => {
+            let Some((_, group_name)) = entity(&grant.entitlement) else {
+                return Err(unsupported(
+                    "RevokeGrant",
+                    format!("{} is not an IAM group", grant.entitlement),
+                ));
+            };
+            let mut groups = Vec::new();
+            let mut marker: Option<String> = None;
+            loop {
+                let page = match call("iam", "ListGroupsForUser", || {
+                    iam.list_groups_for_user()
+                        .user_name(name)
+                        .set_marker(marker.clone())
+                        .send()
+                })
+                .await
+                {
+                    Ok(page) => page,
+                    Err(error) if error.kind == ProviderErrorKind::NotFound => return Ok(gone()),
+                    Err(error) => return Err(error),
+                };
+                groups.extend(
+                    page.groups()
+                        .iter()
+                        .map(|group| group.group_name().to_owned()),
+                );
+                match (page.is_truncated(), page.marker()) {
+                    (true, Some(next)) => marker = Some(next.to_owned()),
+                    _ => break,
+                }
+            }
+            let present = groups.iter().any(|group| group == group_name);
+            Ok(TargetState {
+                present,
+                revoked: !present,
+                restore: json!({"group_name": group_name}),
+            })
+        }
+        _ => Err(unsupported(
+            "RevokeGrant",
+            format!(
+                "{} grants are not revoked automatically on AWS",
+                grant.kind.as_str()
+            ),
+        )),
+    }
+}
+
+fn gone() -> TargetState {
+    TargetState {
+        present: false,
+        revoked: true,
+        restore: serde_json::Value::Null,
+    }
+}
+
+/// The key a credential record names: by id, or (for ids taken from the credential report) by
+/// its creation instant among the user's keys.
+async fn find_key(
+    clients: &Clients,
+    credential: &Credential,
+) -> Result<Option<(String, StatusType)>, ProviderError> {
+    let user_arn = credential.principal.as_str();
+    let Some(("user", user_name)) = entity(user_arn) else {
+        return Err(unsupported(
+            "UpdateAccessKey",
+            format!("{user_arn} is not an IAM user"),
+        ));
+    };
+    let listed = match call("iam", "ListAccessKeys", || {
+        clients.iam.list_access_keys().user_name(user_name).send()
+    })
+    .await
+    {
+        Ok(listed) => listed,
+        Err(error) if error.kind == ProviderErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let by_creation = credential
+        .id
+        .as_str()
+        .split_once("#access-key@")
+        .and_then(|(_, created)| Timestamp::parse_rfc3339(created).ok());
+    let matches: Vec<_> = listed
+        .access_key_metadata()
+        .iter()
+        .filter(|key| match by_creation {
+            Some(created) => {
+                key.create_date().map(|date| date.secs()) == Some(created.unix_seconds())
+            }
+            None => key.access_key_id() == Some(credential.id.as_str()),
+        })
+        .collect();
+    match matches.as_slice() {
+        [] => Ok(None),
+        [key] => Ok(Some((
+            key.access_key_id().unwrap_or_default().to_owned(),
+            key.status().cloned().unwrap_or(StatusType::Active),
+        ))),
+        // Two keys created in the same second: refuse rather than guess which one was meant.
+        _ => Err(ProviderError {
+            kind: ProviderErrorKind::Other,
+            operation: "iam:ListAccessKeys".to_owned(),
+            message: format!(
+                "{} matches more than one access key of {user_name}: take the snapshot with --exact for key ids",
+                credential.id
+            ),
+            missing_permission: None,
+        }),
+    }
+}
+
+async fn read_credential(
+    clients: &Clients,
+    credential: &Credential,
+) -> Result<TargetState, ProviderError> {
+    match credential.kind {
+        CredentialKind::AwsAccessKey => Ok(match find_key(clients, credential).await? {
+            None => gone(),
+            Some((key_id, status)) => TargetState {
+                present: true,
+                revoked: status == StatusType::Inactive,
+                restore: json!({"access_key_id": key_id, "status": status.as_str()}),
+            },
+        }),
+        CredentialKind::AwsConsolePassword => {
+            let Some(("user", user_name)) = entity(credential.principal.as_str()) else {
+                return Err(unsupported("GetLoginProfile", "not an IAM user"));
+            };
+            match call("iam", "GetLoginProfile", || {
+                clients.iam.get_login_profile().user_name(user_name).send()
+            })
+            .await
+            {
+                Ok(_) => Ok(TargetState {
+                    present: true,
+                    revoked: false,
+                    restore: serde_json::Value::Null,
+                }),
+                Err(error) if error.kind == ProviderErrorKind::NotFound => Ok(gone()),
+                Err(error) => Err(error),
+            }
+        }
+        other => Err(unsupported(
+            "read",
+            format!(
+                "{} credentials are not revoked automatically yet",
+                other.as_str()
+            ),
+        )),
+    }
+}
+
+/// Carries out an action on its exact target.
+pub(crate) async fn apply(
+    clients: &Clients,
+    action: &Action,
+) -> Result<ActionOutcome, ProviderError> {
+    let iam = &clients.iam;
+    match action {
+        Action::RevokeGrant { grant } => {
+            if grant.via != Via::Direct {
+                return Err(unsupported(
+                    "RevokeGrant",
+                    "an inherited grant is changed at its source",
+                ));
+            }
+            let Some((kind, name)) = entity(grant.principal.as_str()) else {
+                return Err(bad_target(action));
+            };
+            let result = match (grant.kind, kind) {
+                (GrantKind::ManagedPolicy, "user") => call("iam", "DetachUserPolicy", || {
+                    iam.detach_user_policy()
+                        .user_name(name)
+                        .policy_arn(&grant.entitlement)
+                        .send()
+                })
+                .await
+                .map(|_| ()),
+                (GrantKind::ManagedPolicy, "role") => call("iam", "DetachRolePolicy", || {
+                    iam.detach_role_policy()
+                        .role_name(name)
+                        .policy_arn(&grant.entitlement)
+                        .send()
+                })
+                .await
+                .map(|_| ()),
+                (GrantKind::ManagedPolicy, _) => call("iam", "DetachGroupPolicy", || {
+                    iam.detach_group_policy()
+                        .group_name(name)
+                        .policy_arn(&grant.entitlement)
+                        .send()
+                })
+                .await
+                .map(|_| ()),
+                (GrantKind::InlinePolicy, kind) => {
+                    let policy_name = grant.entitlement.trim_start_matches("inline:");
+                    match kind {
+                        "user" => call("iam", "DeleteUserPolicy", || {
+                            iam.delete_user_policy()
+                                .user_name(name)
+                                .policy_name(policy_name)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ()),
+                        "role" => call("iam", "DeleteRolePolicy", || {
+                            iam.delete_role_policy()
+                                .role_name(name)
+                                .policy_name(policy_name)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ()),
+                        _ => call("iam", "DeleteGroupPolicy", || {
+                            iam.delete_group_policy()
+                                .group_name(name)
+                                .policy_name(policy_name)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ()),
+                    }
+                }
+                (GrantKind::GroupMembership, "user") => {
+                    let Some((_, group_name)) = entity(&grant.entitlement) else {
+                        return Err(bad_target(action));
+                    };
+                    call("iam", "RemoveUserFromGroup", || {
+                        iam.remove_user_from_group()
+                            .user_name(name)
+                            .group_name(group_name)
+                            .send()
+                    })
+                    .await
+                    .map(|_| ())
+                }
+                _ => return Err(bad_target(action)),
+            };
+            settle(result)
+        }
+        Action::DeactivateCredential { credential } => match credential.kind {
+            CredentialKind::AwsAccessKey => {
+                let Some((key_id, status)) = find_key(clients, credential).await? else {
+                    return Ok(ActionOutcome::AlreadyDone);
+                };
+                if status == StatusType::Inactive {
+                    return Ok(ActionOutcome::AlreadyDone);
+                }
+                let user_name = entity(credential.principal.as_str())
+                    .map(|(_, name)| name)
+                    .unwrap_or_default();
+                settle(
+                    call("iam", "UpdateAccessKey", || {
+                        iam.update_access_key()
+                            .user_name(user_name)
+                            .access_key_id(&key_id)
+                            .status(StatusType::Inactive)
+                            .send()
+                    })
+                    .await
+                    .map(|_| ()),
+                )
+            }
+            CredentialKind::AwsConsolePassword => Err(unsupported(
+                "DeactivateCredential",
+                "a console password cannot be deactivated, only deleted (irreversible): opt in to deletion in the policy",
+            )),
+            other => Err(unsupported(
+                "DeactivateCredential",
+                format!(
+                    "{} credentials are not revoked automatically yet",
+                    other.as_str()
+                ),
+            )),
+        },
+        Action::DeleteCredential { credential } => match credential.kind {
+            CredentialKind::AwsAccessKey => {
+                let Some((key_id, _)) = find_key(clients, credential).await? else {
+                    return Ok(ActionOutcome::AlreadyDone);
+                };
+                let user_name = entity(credential.principal.as_str())
+                    .map(|(_, name)| name)
+                    .unwrap_or_default();
+                settle(
+                    call("iam", "DeleteAccessKey", || {
+                        iam.delete_access_key()
+                            .user_name(user_name)
+                            .access_key_id(&key_id)
+                            .send()
+                    })
+                    .await
+                    .map(|_| ()),
+                )
+            }
+            CredentialKind::AwsConsolePassword => {
+                let user_name = entity(credential.principal.as_str())
+                    .map(|(_, name)| name)
+                    .unwrap_or_default();
+                settle(
+                    call("iam", "DeleteLoginProfile", || {
+                        iam.delete_login_profile().user_name(user_name).send()
+                    })
+                    .await
+                    .map(|_| ()),
+                )
+            }
+            other => Err(unsupported(
+                "DeleteCredential",
+                format!(
+                    "{} credentials are not deleted automatically yet",
+                    other.as_str()
+                ),
+            )),
+        },
+        Action::DisablePrincipal { .. } => Err(unsupported(
+            "DisablePrincipal",
+            "IAM has no disable for users or roles; revoke their grants and credentials instead",
+        )),
+    }
+}
+
+/// `NoSuchEntity` on a removal means someone else already removed it; the caller's verifying
+/// read confirms.
+fn settle(result: Result<(), ProviderError>) -> Result<ActionOutcome, ProviderError> {
+    match result {
+        Ok(()) => Ok(ActionOutcome::Done),
+        Err(error) if error.kind == ProviderErrorKind::NotFound => Ok(ActionOutcome::AlreadyDone),
+        Err(error) => Err(error),
+    }
+}
+
+/// Puts a target back as the journaled before-state had it.
+pub(crate) async fn undo(
+    clients: &Clients,
+    action: &Action,
+    before: &TargetState,
+) -> Result<ActionOutcome, ProviderError> {
+    let iam = &clients.iam;
+    if !before.present {
+        return Ok(ActionOutcome::AlreadyDone);
+    }
+    match action {
+        Action::RevokeGrant { grant } => {
+            let Some((kind, name)) = entity(grant.principal.as_str()) else {
+                return Err(bad_target(action));
+            };
+            let result = match (grant.kind, kind) {
+                (GrantKind::ManagedPolicy, "user") => call("iam", "AttachUserPolicy", || {
+                    iam.attach_user_policy()
+                        .user_name(name)
+                        .policy_arn(&grant.entitlement)
+                        .send()
+                })
+                .await
+                .map(|_| ()),
+                (GrantKind::ManagedPolicy, "role") => call("iam", "AttachRolePolicy", || {
+                    iam.attach_role_policy()
+                        .role_name(name)
+                        .policy_arn(&grant.entitlement)
+                        .send()
+                })
+                .await
+                .map(|_| ()),
+                (GrantKind::ManagedPolicy, _) => call("iam", "AttachGroupPolicy", || {
+                    iam.attach_group_policy()
+                        .group_name(name)
+                        .policy_arn(&grant.entitlement)
+                        .send()
+                })
+                .await
+                .map(|_| ()),
+                (GrantKind::InlinePolicy, kind) => {
+                    let policy_name = grant.entitlement.trim_start_matches("inline:");
+                    let Some(document) = before
+                        .restore
+                        .get("document")
+                        .and_then(serde_json::Value::as_str)
+                    else {
+                        return Err(unsupported(
+                            "PutPolicy",
+                            "the journal holds no document to restore",
+                        ));
+                    };
+                    match kind {
+                        "user" => call("iam", "PutUserPolicy", || {
+                            iam.put_user_policy()
+                                .user_name(name)
+                                .policy_name(policy_name)
+                                .policy_document(document)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ()),
+                        "role" => call("iam", "PutRolePolicy", || {
+                            iam.put_role_policy()
+                                .role_name(name)
+                                .policy_name(policy_name)
+                                .policy_document(document)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ()),
+                        _ => call("iam", "PutGroupPolicy", || {
+                            iam.put_group_policy()
+                                .group_name(name)
+                                .policy_name(policy_name)
+                                .policy_document(document)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ()),
+                    }
+                }
+                (GrantKind::GroupMembership, "user") => {
+                    let Some((_, group_name)) = entity(&grant.entitlement) else {
+                        return Err(bad_target(action));
+                    };
+                    call("iam", "AddUserToGroup", || {
+                        iam.add_user_to_group()
+                            .user_name(name)
+                            .group_name(group_name)
+                            .send()
+                    })
+                    .await
+                    .map(|_| ())
+                }
+                _ => return Err(bad_target(action)),
+            };
+            result.map(|()| ActionOutcome::Done)
+        }
+        Action::DeactivateCredential { credential }
+            if credential.kind == CredentialKind::AwsAccessKey =>
+        {
+            let Some(key_id) = before
+                .restore
+                .get("access_key_id")
+                .and_then(serde_json::Value::as_str)
+            else {
+                return Err(unsupported(
+                    "UpdateAccessKey",
+                    "the journal holds no key id to restore",
+                ));
+            };
+            if before
+                .restore
+                .get("status")
+                .and_then(serde_json::Value::as_str)
+                != Some("Active")
+            {
+                return Ok(ActionOutcome::AlreadyDone);
+            }
+            let user_name = entity(credential.principal.as_str())
+                .map(|(_, name)| name)
+                .unwrap_or_default();
+            call("iam", "UpdateAccessKey", || {
+                iam.update_access_key()
+                    .user_name(user_name)
+                    .access_key_id(key_id)
+                    .status(StatusType::Active)
+                    .send()
+            })
+            .await
+            .map(|_| ActionOutcome::Done)
+        }
+        _ => Err(unsupported(
+            action.kind().as_str(),
+            "this action is not reversible: nothing to undo",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arns_name_their_entity() {
+        assert_eq!(
+            entity("arn:aws:iam::1:user/path/to/bob"),
+            Some(("user", "bob"))
+        );
+        assert_eq!(entity("arn:aws:iam::1:role/ci"), Some(("role", "ci")));
+        assert_eq!(
+            entity("arn:aws:iam::1:group/admins"),
+            Some(("group", "admins"))
+        );
+        assert_eq!(entity("arn:aws:iam::1:root"), None);
+        assert_eq!(entity("arn:aws:iam::aws:policy/AdministratorAccess"), None);
+    }
+}

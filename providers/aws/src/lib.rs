@@ -1,0 +1,233 @@
+//! The AWS provider: reads IAM users, roles, groups, keys and policies per account with bulk
+//! calls, and carries out revocations one exact target at a time.
+//!
+//! IAM is global: one pass per account, never per region. The bulk reads are
+//! `GetAccountAuthorizationDetails` (principals, groups, policies, tags, role last use) and the
+//! credential report (passwords and keys with their last use), so requests grow with pages, not
+//! with users. Per-user calls are made only where the report cannot answer: users absent from it,
+//! and `exact` mode, which lists every user's access key ids.
+
+mod actions;
+mod clients;
+mod documents;
+mod error;
+mod report;
+mod snapshot;
+// Always built (it is small and has no dependencies) so that tests of this crate and of the
+// lapse binary share one moto launcher.
+#[doc(hidden)]
+pub mod testing;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lapse_sdk::{
+    Action, ActionKind, ActionOutcome, BoxFuture, Cloud, Provider, ProviderError,
+    ProviderErrorKind, Snapshot, SnapshotRequest, SnapshotResponse, TargetState,
+};
+use tokio::sync::Semaphore;
+
+pub use error::AwsError;
+
+/// One account to read, as the policy's `scopes.aws` names it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountScope {
+    /// The 12-digit account id.
+    pub account: String,
+    /// Role to assume in the account.
+    pub assume_role: Option<String>,
+    /// External id the role requires.
+    pub external_id: Option<String>,
+    /// Session name for the assumed role.
+    pub session_name: Option<String>,
+}
+
+/// How to reach AWS.
+#[derive(Clone, Debug)]
+pub struct AwsSettings {
+    /// A named profile instead of the default credential chain's choice.
+    pub profile: Option<String>,
+    /// Region for STS and request signing; IAM itself is global.
+    pub region: String,
+    /// An endpoint for IAM and STS (a local emulator in tests). `AWS_ENDPOINT_URL` also works.
+    pub endpoint_url: Option<String>,
+    /// Accounts to read; empty means the caller's own account.
+    pub accounts: Vec<AccountScope>,
+    /// List every user's access keys for their exact ids (one call per user) instead of taking
+    /// them from the credential report.
+    pub exact: bool,
+    /// Accounts read at once.
+    pub concurrency: usize,
+    /// Fixed credentials instead of the default chain: for emulators and tests. (Its `Debug`
+    /// redacts the secret.)
+    pub credentials: Option<aws_credential_types::Credentials>,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            profile: None,
+            region: "us-east-1".to_owned(),
+            endpoint_url: None,
+            accounts: Vec::new(),
+            exact: false,
+            concurrency: 4,
+            credentials: None,
+        }
+    }
+}
+
+/// The AWS provider. It builds and owns its SDK clients, one set per account.
+#[derive(Clone, Debug)]
+pub struct AwsProvider {
+    settings: Arc<AwsSettings>,
+    requests: Arc<AtomicU64>,
+}
+
+impl AwsProvider {
+    /// A provider with these settings. No call is made until a snapshot or an action.
+    #[must_use]
+    pub fn new(settings: AwsSettings) -> Self {
+        AwsProvider {
+            settings: Arc::new(settings),
+            requests: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Requests this provider has sent so far (every attempt, retries included).
+    #[must_use]
+    pub fn request_count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Reads every requested account concurrently (bounded) and merges the results.
+    pub async fn take_snapshot(&self, request: &SnapshotRequest) -> Snapshot {
+        let mut accounts: Vec<AccountScope> = if request.scopes.is_empty() {
+            self.settings.accounts.clone()
+        } else {
+            request
+                .scopes
+                .iter()
+                .map(|id| {
+                    let account = id.trim_start_matches("aws:");
+                    self.settings
+                        .accounts
+                        .iter()
+                        .find(|scope| scope.account == account)
+                        .cloned()
+                        .unwrap_or_else(|| AccountScope {
+                            account: account.to_owned(),
+                            ..AccountScope::default()
+                        })
+                })
+                .collect()
+        };
+        if accounts.is_empty() {
+            // The caller's own account, whichever it is.
+            accounts.push(AccountScope::default());
+        }
+        let limit = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, account) in accounts.into_iter().enumerate() {
+            let settings = Arc::clone(&self.settings);
+            let limit = Arc::clone(&limit);
+            let requests = Arc::clone(&self.requests);
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (
+                    index,
+                    snapshot::scan_account(&settings, &account, &requests).await,
+                )
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(result) = joined {
+                results.push(result);
+            }
+        }
+        results.sort_by_key(|(index, _)| *index);
+        Snapshot::merge(results.into_iter().map(|(_, snapshot)| snapshot).collect())
+    }
+}
+
+impl Provider for AwsProvider {
+    fn cloud(&self) -> Cloud {
+        Cloud::Aws
+    }
+
+    fn snapshot<'a>(&'a self, request: &'a SnapshotRequest) -> BoxFuture<'a, SnapshotResponse> {
+        Box::pin(async move {
+            SnapshotResponse {
+                snapshot: self.take_snapshot(request).await,
+            }
+        })
+    }
+
+    fn read_target<'a>(
+        &'a self,
+        action: &'a Action,
+    ) -> BoxFuture<'a, Result<TargetState, ProviderError>> {
+        Box::pin(async move {
+            let clients = self.clients_for(action).await?;
+            actions::read_target(&clients, action).await
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        action: &'a Action,
+    ) -> BoxFuture<'a, Result<ActionOutcome, ProviderError>> {
+        Box::pin(async move {
+            let clients = self.clients_for(action).await?;
+            actions::apply(&clients, action).await
+        })
+    }
+
+    fn undo<'a>(
+        &'a self,
+        action: &'a Action,
+        before: &'a TargetState,
+    ) -> BoxFuture<'a, Result<ActionOutcome, ProviderError>> {
+        Box::pin(async move {
+            let clients = self.clients_for(action).await?;
+            actions::undo(&clients, action, before).await
+        })
+    }
+
+    fn permissions(&self, kind: ActionKind) -> &'static [&'static str] {
+        actions::permissions(kind)
+    }
+}
+
+impl AwsProvider {
+    /// Clients for the account an action targets, assuming its role when the policy names one.
+    async fn clients_for(&self, action: &Action) -> Result<clients::Clients, ProviderError> {
+        let account = action.scope().as_str().trim_start_matches("aws:");
+        let scope = self
+            .settings
+            .accounts
+            .iter()
+            .find(|scope| scope.account == account)
+            .cloned()
+            .unwrap_or_else(|| AccountScope {
+                account: account.to_owned(),
+                ..AccountScope::default()
+            });
+        let clients = clients::Clients::for_account(&self.settings, &scope, &self.requests).await;
+        let identity = clients.caller().await?;
+        if identity.account != account {
+            return Err(ProviderError {
+                kind: ProviderErrorKind::Denied,
+                operation: "sts:GetCallerIdentity".to_owned(),
+                message: AwsError::WrongAccount {
+                    expected: account.to_owned(),
+                    actual: identity.account,
+                }
+                .to_string(),
+                missing_permission: None,
+            });
+        }
+        Ok(clients)
+    }
+}

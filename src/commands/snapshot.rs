@@ -1,0 +1,91 @@
+//! `lapse snapshot`: read clouds live and write the snapshot file.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::Result;
+use lapse::policy::ScopesDocument;
+use lapse::providers::{AwsOptions, LiveOptions};
+use lapse::snapshot::LoadedSnapshot;
+use lapse_sdk::Cloud;
+
+use super::{write_file, write_stdout};
+use crate::cli::{CloudArg, LiveArgs, SnapshotArgs};
+use crate::exit::Status;
+
+pub(crate) fn run(args: &SnapshotArgs) -> Result<Status> {
+    let scopes = match &args.policy {
+        Some(path) => lapse::policy::load(path)?.scopes,
+        None => ScopesDocument::default(),
+    };
+    let loaded = live(&args.live, &scopes)?;
+    let mut text = serde_json::to_string_pretty(&loaded.snapshot)?;
+    text.push('\n');
+    match &args.out {
+        Some(out) => write_file(out, &text)?,
+        None => write_stdout(&text)?,
+    }
+    Ok(if loaded.snapshot.is_complete() {
+        Status::Clean
+    } else {
+        Status::Incomplete
+    })
+}
+
+/// Takes a live snapshot, with a spinner on stderr when it is a terminal.
+pub(crate) fn live(args: &LiveArgs, scopes: &ScopesDocument) -> Result<LoadedSnapshot> {
+    let options = LiveOptions {
+        clouds: args
+            .providers
+            .iter()
+            .map(|cloud| match cloud {
+                CloudArg::Aws => Cloud::Aws,
+                CloudArg::Azure => Cloud::Azure,
+                CloudArg::Gcp => Cloud::Gcp,
+            })
+            .collect(),
+        aws: AwsOptions {
+            profile: args.aws_profile.clone(),
+            region: args.aws_region.clone(),
+            endpoint_url: args.aws_endpoint_url.clone(),
+            accounts: args.accounts.clone(),
+            assume_role: args.assume_role.clone(),
+            external_id: args.external_id.clone(),
+            session_name: args.session_name.clone(),
+            exact: args.exact,
+        },
+    };
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.set_message("reading clouds");
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        spinner
+    });
+    let snapshot = block_on(lapse::providers::snapshot(&options, scopes))?;
+    if let Some(spinner) = progress {
+        spinner.finish_and_clear();
+    }
+    Ok(LoadedSnapshot::live(snapshot?))
+}
+
+#[cfg(feature = "aws")]
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T> {
+    use anyhow::Context as _;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(runtime.block_on(future))
+}
+
+/// Without a provider compiled in, nothing awaits: the future is ready at its first poll
+/// (with an error saying which provider is missing).
+#[cfg(not(feature = "aws"))]
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T> {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(value) => Ok(value),
+        std::task::Poll::Pending => anyhow::bail!("live snapshots need a provider in this build"),
+    }
+}
