@@ -11,7 +11,10 @@ pub(crate) const NOW: &str = "2026-11-20T06:00:00Z";
 
 pub(crate) fn lapse() -> Command {
     let mut command = Command::cargo_bin("lapse").expect("lapse binary");
-    command.env_remove("LAPSE_POLICY").env("NO_COLOR", "1");
+    command
+        .env_remove("LAPSE_POLICY")
+        .env_remove("LAPSE_STATE")
+        .env("NO_COLOR", "1");
     command
 }
 
@@ -46,7 +49,7 @@ pub(crate) fn plan_json(policy: &Path, snapshots: &[PathBuf]) -> (i32, Value) {
         .arg(policy)
         .arg("--snapshot")
         .args(snapshots)
-        .args(["--now", NOW, "--format", "json"])
+        .args(["--now", NOW, "--format", "json", "--no-state"])
         .output()
         .expect("run");
     let json = serde_json::from_slice(&output.stdout)
@@ -62,7 +65,10 @@ pub(crate) fn temp_policy(text: &str) -> (tempfile::TempDir, PathBuf) {
     (folder, path)
 }
 
+mod aws;
 mod commands;
 mod examples;
 mod inputs;
 mod plan;
+mod reports;
+mod state;

@@ -1,0 +1,235 @@
+//! `lapse snapshot` and `lapse plan` against a real moto server: what a scheduled run sees.
+
+use aws_credential_types::Credentials;
+use lapse_provider_aws::testing::MotoServer;
+use serde_json::Value;
+
+use crate::*;
+
+const ACCOUNT: &str = "123456789012";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+async fn iam(moto: &MotoServer) -> aws_sdk_iam::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&moto.endpoint)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    aws_sdk_iam::Client::new(&config)
+}
+
+/// A small estate: a person with standing admin, a workload with one active never-used key and
+/// one inactive key, a declared deployer role, a group whose admin policy a member inherits.
+fn seed(moto: &MotoServer) -> String {
+    runtime().block_on(async {
+        let iam = iam(moto).await;
+        iam.create_user().user_name("ana").send().await.expect("user");
+        iam.create_login_profile().user_name("ana").password("a-Long-passw0rd!").send().await.expect("password");
+        iam.attach_user_policy().user_name("ana").policy_arn("arn:aws:iam::aws:policy/AdministratorAccess").send().await.expect("attach");
+        iam.create_user().user_name("batch").send().await.expect("user");
+        let active = iam.create_access_key().user_name("batch").send().await.expect("key").access_key.expect("key");
+        let retired = iam.create_access_key().user_name("batch").send().await.expect("key").access_key.expect("key");
+        iam.update_access_key()
+            .user_name("batch")
+            .access_key_id(retired.access_key_id())
+            .status(aws_sdk_iam::types::StatusType::Inactive)
+            .send()
+            .await
+            .expect("deactivate");
+        iam.create_role()
+            .role_name("ci-deployer")
+            .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"codebuild.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#)
+            .send()
+            .await
+            .expect("role");
+        iam.attach_role_policy().role_name("ci-deployer").policy_arn("arn:aws:iam::aws:policy/PowerUserAccess").send().await.expect("attach");
+        active.access_key_id().to_owned()
+    })
+}
+
+const POLICY: &str = "version: 1
+scopes:
+  aws: [{account: \"123456789012\"}]
+defaults: {credential_max_age: 90d, credential_max_idle: 30d}
+owners:
+  - {principal: '*', owner: platform}
+grants:
+  - principal: arn:aws:iam::123456789012:role/ci-deployer
+    entitlement: arn:aws:iam::aws:policy/PowerUserAccess
+    owner: platform
+    expires: 2099-01-01
+";
+
+/// Forty days from now: past the idle limit, short of the age limit. moto stamps its own
+/// clock, so ages are made by evaluating later, never by waiting.
+fn forty_days_on() -> String {
+    let later = time::OffsetDateTime::now_utc() + time::Duration::days(40);
+    later
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format")
+}
+
+/// `lapse <subcommand>` reading moto with the test credentials.
+fn live(moto: &MotoServer, subcommand: &str) -> assert_cmd::Command {
+    let mut command = lapse();
+    command
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .args([subcommand, "--aws-endpoint-url", &moto.endpoint]);
+    command
+}
+
+fn findings(plan: &Value) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = plan["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|finding| {
+            (
+                finding["kind"].as_str().unwrap_or_default().to_owned(),
+                finding["subject"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn a_live_plan_finds_standing_admin_and_the_one_idle_key() {
+    let moto = MotoServer::start();
+    let active_key = seed(&moto);
+    let (_folder, policy) = temp_policy(POLICY);
+    let now = forty_days_on();
+    let output = live(&moto, "plan")
+        .args(["--no-state", "--format", "json", "--now", &now, "--policy"])
+        .arg(&policy)
+        .output()
+        .expect("run");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&output.stdout).expect("plan");
+    assert_eq!(plan["snapshot"]["complete"], true);
+    let found = findings(&plan);
+    assert!(
+        found.contains(&(
+            "standing-privilege".to_owned(),
+            format!(
+                "arn:aws:iam::{ACCOUNT}:user/ana|policy|arn:aws:iam::aws:policy/AdministratorAccess"
+            )
+        )),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("credential-idle".to_owned(), active_key.clone())),
+        "{found:?}"
+    );
+    assert!(
+        !found
+            .iter()
+            .any(|(_, subject)| subject.contains("ci-deployer")),
+        "declared: {found:?}"
+    );
+    // Two keys, one violates: one action, on that key alone.
+    let deactivations: Vec<&Value> = plan["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter(|action| action["action"] == "deactivate-credential")
+        .collect();
+    assert_eq!(deactivations.len(), 1, "{deactivations:?}");
+    assert_eq!(deactivations[0]["credential"]["id"], active_key.as_str());
+}
+
+#[test]
+fn a_snapshot_file_plans_the_same_as_a_live_read() {
+    let moto = MotoServer::start();
+    seed(&moto);
+    let (folder, policy) = temp_policy(POLICY);
+    let snapshot = folder.path().join("aws.json");
+    live(&moto, "snapshot")
+        .args(["--provider", "aws", "--account", ACCOUNT, "--out"])
+        .arg(&snapshot)
+        .assert()
+        .code(0);
+    let now = forty_days_on();
+    let from_file = lapse()
+        .args([
+            "plan",
+            "--no-state",
+            "--format",
+            "json",
+            "--now",
+            &now,
+            "--policy",
+        ])
+        .arg(&policy)
+        .arg("--snapshot")
+        .arg(&snapshot)
+        .output()
+        .expect("run");
+    let live_plan = live(&moto, "plan")
+        .args(["--no-state", "--format", "json", "--now", &now, "--policy"])
+        .arg(&policy)
+        .output()
+        .expect("run");
+    let parse = |bytes: &[u8]| serde_json::from_slice::<Value>(bytes).expect("plan");
+    assert_eq!(
+        findings(&parse(&from_file.stdout)),
+        findings(&parse(&live_plan.stdout))
+    );
+}
+
+#[test]
+fn an_unreadable_account_exits_3_and_names_the_missing_permission() {
+    let moto = MotoServer::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "3")]);
+    let key = runtime().block_on(async {
+        let iam = iam(&moto).await;
+        iam.create_user().user_name("auditor").send().await.expect("user");
+        let key = iam.create_access_key().user_name("auditor").send().await.expect("key").access_key.expect("key");
+        iam.put_user_policy()
+            .user_name("auditor")
+            .policy_name("whoami")
+            .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:GetCallerIdentity","Resource":"*"}]}"#)
+            .send()
+            .await
+            .expect("policy");
+        key
+    });
+    let (_folder, policy) = temp_policy(POLICY);
+    let output = lapse()
+        .env("AWS_ACCESS_KEY_ID", key.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", key.secret_access_key())
+        .env("AWS_REGION", "us-east-1")
+        .args(["plan", "--aws-endpoint-url", &moto.endpoint])
+        .args(["--no-state", "--format", "table", "--policy"])
+        .arg(&policy)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("INCOMPLETE aws:123456789012"), "{stdout}");
+    assert!(
+        stdout.contains("missing permission: iam:GetAccountAuthorizationDetails"),
+        "{stdout}"
+    );
+    // The secret of the key lapse ran with appears nowhere.
+    assert!(!stdout.contains(key.secret_access_key()));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains(key.secret_access_key()));
+}
