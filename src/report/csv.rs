@@ -187,7 +187,8 @@ fn row(finding: &Finding, evaluated_at: &str, snapshot_digest: &str) -> Vec<Stri
 
 /// Spreadsheets run a cell that starts with `=`, `+`, `-` or `@` as a formula. A principal name
 /// is attacker-chosen, so such cells get a leading apostrophe (the OWASP advice for CSV
-/// injection); negative numbers never occur in these columns.
+/// injection). A negative number (an age from a clock running behind) reads as text then, which
+/// is the safer error.
 fn defuse(cell: &str) -> String {
     if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{cell}")

@@ -40,6 +40,8 @@ struct Row<'a> {
     kind: &'static str,
     status: &'static str,
     subject: String,
+    /// The principal's id: searched, not shown (the subject shows its name).
+    principal: &'a str,
     owner: &'a str,
     scope: String,
     why: &'a str,
@@ -105,6 +107,7 @@ fn row(finding: &Finding) -> Row<'_> {
         kind: finding.kind.as_str(),
         status: super::status_label(finding),
         subject: subject_label(finding),
+        principal: finding.subject.principal.as_str(),
         owner: finding.subject.owner.as_deref().unwrap_or_default(),
         scope: finding
             .subject

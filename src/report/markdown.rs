@@ -44,7 +44,7 @@ pub(super) fn render(plan: &Plan) -> String {
     budget.section(
         &mut body,
         &format!("All findings ({})", plan.findings.len()),
-        "| severity | kind | subject | why | action | id |\n|---|---|---|---|---|---|\n",
+        "| severity | kind | subject | owner | why | action | id |\n|---|---|---|---|---|---|---|\n",
         &rows,
         "finding(s)",
     );
@@ -268,15 +268,16 @@ fn top(plan: &Plan, out: &mut String) {
     }
     let _ = writeln!(
         out,
-        "### Top findings\n\n| severity | kind | subject | why | action |\n|---|---|---|---|---|"
+        "### Top findings\n\n| severity | kind | subject | owner | why | action |\n|---|---|---|---|---|---|"
     );
     for finding in open {
         let _ = writeln!(
             out,
-            "| {} | `{}` | {} | {} | {} |",
+            "| {} | `{}` | {} | {} | {} | {} |",
             finding.severity,
             finding.kind,
             cell(&super::subject_label(finding)),
+            cell(finding.subject.owner.as_deref().unwrap_or_default()),
             cell(&finding.evidence.summary),
             cell(&finding.action.label())
         );
@@ -293,10 +294,11 @@ fn finding_row(finding: &Finding) -> String {
         None => finding.action.label(),
     };
     format!(
-        "| {} | `{}` | {} | {} | {} | `{}` |\n",
+        "| {} | `{}` | {} | {} | {} | {} | `{}` |\n",
         finding.severity,
         finding.kind,
         cell(&super::subject_label(finding)),
+        cell(finding.subject.owner.as_deref().unwrap_or_default()),
         cell(&finding.evidence.summary),
         cell(&action),
         finding.id

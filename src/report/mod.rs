@@ -263,6 +263,34 @@ mod tests {
     }
 
     #[test]
+    fn every_format_renders_a_plan_with_nothing_in_it() {
+        let plan = parse_plan(
+            r#"{"format": "lapse-plan", "version": 1, "now": "2026-11-20T06:00:00Z",
+                "snapshot": {"digest": "sha256:00", "taken_at": "2026-11-20T06:00:00Z", "complete": true},
+                "policy": {"digest": "sha256:11", "files": ["policy.yaml"]},
+                "summary": {"principals": 0, "credentials": 0, "grants": 0, "compliant_grants": 0,
+                            "protected_grants": 0, "privileged_grants": 0, "findings": 0, "open": 0,
+                            "waived": 0, "by_kind": {}, "by_severity": {}, "actions": 0, "held": 0,
+                            "incomplete_scopes": 0},
+                "scopes": [], "findings": [], "actions": [], "protected": []}"#,
+            Path::new("empty.json"),
+        )
+        .expect("a minimal plan reads");
+        for format in Format::ALL {
+            let text = render(&plan, format, &RenderOptions::default()).expect("renders");
+            assert!(!text.is_empty(), "{format}");
+        }
+        let markdown =
+            render(&plan, Format::Markdown, &RenderOptions::default()).unwrap_or_default();
+        assert!(markdown.contains("No open findings."), "{markdown}");
+        let json = render(&plan, Format::Json, &RenderOptions::default()).unwrap_or_default();
+        assert!(
+            !json.contains("expiring"),
+            "empty optional sections stay out"
+        );
+    }
+
+    #[test]
     fn a_plan_of_another_format_or_version_is_refused() {
         let path = Path::new("plan.json");
         let error = parse_plan(r#"{"format": "lapse-snapshot", "version": 1}"#, path)

@@ -33,7 +33,13 @@ pub(super) fn render(plan: &Plan, options: &RenderOptions) -> String {
                 .as_deref()
                 .map(|permission| format!(" (missing permission: {permission})"))
                 .unwrap_or_default();
-            let _ = writeln!(out, "  {}: {}{permission}", error.operation, error.message);
+            let _ = writeln!(
+                out,
+                "  {}: {}{}",
+                error.operation,
+                printable(&error.message),
+                printable(&permission)
+            );
         }
     }
     if plan.findings.is_empty() {
@@ -96,7 +102,7 @@ pub(super) fn render(plan: &Plan, options: &RenderOptions) -> String {
                 "  {:>3}. {} {}{}",
                 change.sequence,
                 change.action.kind().as_str(),
-                change.action.target_id(),
+                printable(change.action.target_id()),
                 if change.reversible {
                     ""
                 } else {
@@ -147,12 +153,26 @@ fn findings_table(plan: &Plan, options: &RenderOptions) -> String {
         table.add_row(vec![
             severity,
             Cell::new(finding.kind.as_str()),
-            Cell::new(subject_label(finding)),
-            Cell::new(&finding.evidence.summary),
-            Cell::new(action),
+            Cell::new(printable(&subject_label(finding))),
+            Cell::new(printable(&finding.evidence.summary)),
+            Cell::new(printable(&action)),
         ]);
     }
     table.to_string()
+}
+
+/// Names come from the clouds: a control character in one must not move the cursor, recolour
+/// or clear the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|character| {
+            if character.is_control() {
+                '\u{fffd}'
+            } else {
+                character
+            }
+        })
+        .collect()
 }
 
 fn color(severity: Severity) -> Color {
@@ -161,5 +181,15 @@ fn color(severity: Severity) -> Color {
         Severity::High => Color::Red,
         Severity::Medium => Color::Yellow,
         Severity::Low => Color::Cyan,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_cannot_reach_the_terminal() {
+        assert_eq!(printable("ana\u{1b}[2Jx\n"), "ana\u{fffd}[2Jx\u{fffd}");
     }
 }

@@ -28,7 +28,7 @@
       }
     });
     var text = columns.map(function (column) { return finding[column]; })
-      .concat([finding.decided_by]).join(" ").toLowerCase();
+      .concat([finding.principal, finding.decided_by]).join(" ").toLowerCase();
     return { finding: finding, element: row, text: text };
   });
   var sortKey = "rank";
@@ -48,9 +48,10 @@
       a = a === undefined ? Infinity : a;
       b = b === undefined ? Infinity : b;
     }
-    var order = typeof a === "number" && typeof b === "number" ? a - b
+    var order = typeof a === "number" && typeof b === "number" ? (a < b ? -1 : a > b ? 1 : 0)
       : String(a).localeCompare(String(b));
-    if (order === 0) { order = left.finding.id.localeCompare(right.finding.id); return order; }
+    // Ties keep one order whichever way the column sorts: by id, ascending.
+    if (order === 0) { return left.finding.id < right.finding.id ? -1 : 1; }
     return descending ? -order : order;
   }
 
