@@ -92,6 +92,44 @@ impl std::str::FromStr for FormatSpec {
     }
 }
 
+/// Parses `FORMAT[=FILE]`, and names the formats to help and shell completions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FormatSpecParser;
+
+impl clap::builder::TypedValueParser for FormatSpecParser {
+    type Value = FormatSpec;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        _argument: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<FormatSpec, clap::Error> {
+        let invalid = |message: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for --format: {message}\n"),
+            )
+            .with_cmd(command)
+        };
+        value
+            .to_str()
+            .ok_or_else(|| invalid("not UTF-8".to_owned()))?
+            .parse()
+            .map_err(invalid)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            FormatArg::value_variants()
+                .iter()
+                .filter_map(ValueEnum::to_possible_value),
+        ))
+    }
+}
+
 /// The lowest severity that makes `plan` exit 2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum FailOn {
@@ -133,10 +171,10 @@ pub(crate) struct PlanArgs {
     /// Evaluate as of this instant instead of now (RFC 3339, or YYYY-MM-DD for its midnight UTC).
     #[arg(long, value_name = "TIMESTAMP")]
     pub(crate) now: Option<String>,
-    /// Output format: table, json, sarif, junit, markdown, csv or html, to stdout or, with
-    /// =FILE, to a file. Repeat for several outputs in one run (at most one on stdout). Default:
-    /// table on a terminal, json otherwise.
-    #[arg(long, short = 'f', value_name = "FORMAT[=FILE]")]
+    /// Output format, to stdout or, with =FILE, to a file (`sarif=drift.sarif`). Repeat for
+    /// several outputs in one run (at most one on stdout). Default: table on a terminal, json
+    /// otherwise.
+    #[arg(long, short = 'f', value_name = "FORMAT[=FILE]", value_parser = FormatSpecParser)]
     pub(crate) format: Vec<FormatSpec>,
     /// Write the one --format to this file instead of stdout (without --format, the format
     /// follows the extension: .sarif, .xml, .md, .csv, .html, .json, .txt).
@@ -248,10 +286,9 @@ pub(crate) struct ReportArgs {
     /// The saved plan (`lapse plan --out FILE`); `-` reads stdin.
     #[arg(long, value_name = "FILE")]
     pub(crate) plan: PathBuf,
-    /// Output format: table, json, sarif, junit, markdown, csv or html, to stdout or, with
-    /// =FILE, to a file. Repeat for several outputs (at most one on stdout). Default: table on a
-    /// terminal, json otherwise.
-    #[arg(long, short = 'f', value_name = "FORMAT[=FILE]")]
+    /// Output format, to stdout or, with =FILE, to a file (`html=report.html`). Repeat for
+    /// several outputs (at most one on stdout). Default: table on a terminal, json otherwise.
+    #[arg(long, short = 'f', value_name = "FORMAT[=FILE]", value_parser = FormatSpecParser)]
     pub(crate) format: Vec<FormatSpec>,
     /// Write the one --format to this file instead of stdout (without --format, the format
     /// follows the extension).
