@@ -103,6 +103,7 @@ fn row(finding: &Finding) -> Row<'_> {
     Row {
         id: &finding.id,
         severity: finding.severity.as_str(),
+        // Severity's declaration order is its order: low 0 up to critical 3.
         rank: finding.severity as u8,
         kind: finding.kind.as_str(),
         status: super::status_label(finding),
