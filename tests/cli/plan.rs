@@ -35,6 +35,7 @@ fn fail_on_high_ignores_lower_drift_and_none_never_fails() {
                 "json",
                 "--fail-on",
                 level,
+                "--no-state",
                 "--policy",
             ])
             .arg(fixture("basic", "policy.yaml"))
@@ -74,6 +75,7 @@ fn the_table_names_incomplete_scopes_and_the_missing_permission() {
     lapse()
         .args(["plan", "--now", NOW, "--format", "table", "--policy"])
         .arg(fixture("incomplete", "policy.yaml"))
+        .arg("--no-state")
         .arg("--snapshot")
         .arg(fixture("incomplete", "snapshot.json"))
         .assert()
@@ -91,6 +93,7 @@ fn out_saves_the_same_plan_as_stdout_json() {
     let output = lapse()
         .args(["plan", "--now", NOW, "--format", "json", "--policy"])
         .arg(fixture("basic", "policy.yaml"))
+        .arg("--no-state")
         .arg("--snapshot")
         .arg(fixture("basic", "snapshot.json"))
         .arg("--out")
@@ -105,6 +108,7 @@ fn the_table_and_json_outputs_are_stable() {
     let table = lapse()
         .args(["plan", "--now", NOW, "--format", "table", "--policy"])
         .arg(fixture("basic", "policy.yaml"))
+        .arg("--no-state")
         .arg("--snapshot")
         .arg(fixture("basic", "snapshot.json"))
         .output()
