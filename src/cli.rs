@@ -370,4 +370,11 @@ pub(crate) struct SnapshotArgs {
     /// Write the snapshot here instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub(crate) out: Option<PathBuf>,
+    /// Also record what was seen in this state file (first-seen times, removals), as `plan`
+    /// does. No default: matrix jobs that each read one scope usually leave the state to `plan`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) state: Option<PathBuf>,
+    /// How long to wait for another lapse run that holds --state (30s, 5m; 0s: fail at once).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub(crate) lock_timeout: String,
 }

@@ -7,9 +7,10 @@ use anyhow::Result;
 use lapse::policy::ScopesDocument;
 use lapse::providers::{AwsOptions, LiveOptions};
 use lapse::snapshot::LoadedSnapshot;
+use lapse::state::RunCommand;
 use lapse_sdk::Cloud;
 
-use super::{write_file, write_stdout};
+use super::{resolve_now, state, write_file, write_stdout};
 use crate::cli::{CloudArg, LiveArgs, SnapshotArgs};
 use crate::exit::Status;
 
@@ -18,7 +19,20 @@ pub(crate) fn run(args: &SnapshotArgs) -> Result<Status> {
         Some(path) => lapse::policy::load(path)?.scopes,
         None => ScopesDocument::default(),
     };
+    // The state is opened before the (slow) read, so a locked or refused file fails fast.
+    let mut store = args
+        .state
+        .as_deref()
+        .map(|path| state::open_path(path, &args.lock_timeout, true))
+        .transpose()?;
     let loaded = live(&args.live, &scopes)?;
+    state::record(
+        store.as_mut(),
+        RunCommand::Snapshot,
+        &loaded,
+        resolve_now(None)?,
+        None,
+    )?;
     let mut text = serde_json::to_string_pretty(&loaded.snapshot)?;
     text.push('\n');
     match &args.out {

@@ -14,13 +14,17 @@ use crate::cli::StateArgs;
 /// Opens the state file named by `args`, waiting for another run's lock as allowed. `create`
 /// starts a missing file (and its folder); without it a missing file is an error.
 pub(crate) fn open(args: &StateArgs, create: bool) -> Result<StateStore> {
-    let timeout = match lapse::policy::Duration::parse(&args.lock_timeout) {
+    open_path(&args.state, &args.lock_timeout, create)
+}
+
+/// [`open`], for commands whose state file is optional.
+pub(crate) fn open_path(state: &Path, lock_timeout: &str, create: bool) -> Result<StateStore> {
+    let timeout = match lapse::policy::Duration::parse(lock_timeout) {
         Ok(duration) => {
             std::time::Duration::from_secs(u64::try_from(duration.seconds()).unwrap_or(0))
         }
         Err(message) => bail!("--lock-timeout: {message}"),
     };
-    let state = &args.state;
     let store = StateStore::open(
         state,
         OpenOptions {
@@ -32,7 +36,7 @@ pub(crate) fn open(args: &StateArgs, create: bool) -> Result<StateStore> {
                 "{} is in use by another lapse run (lock {}); waiting up to {}",
                 state.display(),
                 lock.display(),
-                args.lock_timeout
+                lock_timeout
             ));
         },
     )?;

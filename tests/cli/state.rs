@@ -433,3 +433,36 @@ fn without_state_nothing_is_written_and_by_default_it_lives_in_dot_lapse() {
     let history: Value = serde_json::from_slice(&history.stdout).expect("json");
     assert_eq!(history["runs"].as_array().map(Vec::len), Some(1));
 }
+
+#[test]
+fn a_live_snapshot_with_state_records_an_inventory_run() {
+    let moto = lapse_provider_aws::testing::MotoServer::start();
+    let estate = Estate::new();
+    let folder = tempfile::tempdir().expect("tempdir");
+    let out = folder.path().join("aws.json");
+    let output = lapse()
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .args(["snapshot", "--aws-endpoint-url", &moto.endpoint])
+        .args(["--provider", "aws", "--account", "123456789012", "--out"])
+        .arg(&out)
+        .arg("--state")
+        .arg(estate.state())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(out.is_file(), "the snapshot is written as without state");
+    assert!(stderr.contains("run 1 recorded"), "{stderr}");
+    let history: Value =
+        serde_json::from_slice(&estate.history(&["--format", "json"]).stdout).expect("json");
+    let run = &history["runs"][0];
+    assert_eq!(run["command"], "snapshot");
+    assert!(
+        run.get("findings").is_none(),
+        "an inventory run has no findings"
+    );
+    assert_eq!(run["scopes"], 1);
+}
