@@ -125,13 +125,45 @@ impl StateStore {
 fn write_run(transaction: &Transaction<'_>, input: &RunInput<'_>) -> rusqlite::Result<RecordedRun> {
     let snapshot = input.snapshot;
     let now = input.now.unix_seconds();
+    let run = insert_run(transaction, input)?;
+    let first_seen = record_sightings(transaction, snapshot, run, now)?;
+    let (removed, removed_grants) = record_removals(transaction, snapshot, run, now)?;
+    let revoked = record_revocations(transaction, &removed_grants, run, now)?;
+    if let Some(plan) = input.plan {
+        write_findings(transaction, run, now, snapshot, plan)?;
+    }
+    transaction.execute(
+        "UPDATE runs SET new_principals = ?2, new_credentials = ?3, new_grants = ?4,
+                         removed_principals = ?5, removed_credentials = ?6, removed_grants = ?7
+         WHERE id = ?1",
+        params![
+            run,
+            count(first_seen.principals),
+            count(first_seen.credentials),
+            count(first_seen.grants),
+            count(removed.principals),
+            count(removed.credentials),
+            count(removed.grants),
+        ],
+    )?;
+    Ok(RecordedRun {
+        id: run,
+        first_seen,
+        removed,
+        revoked,
+    })
+}
+
+/// The run's row and its scopes; returns the run's id.
+fn insert_run(transaction: &Transaction<'_>, input: &RunInput<'_>) -> rusqlite::Result<i64> {
+    let snapshot = input.snapshot;
     transaction.execute(
         "INSERT INTO runs (command, at, snapshot_taken_at, snapshot_digest, policy_digest,
                            complete, scopes, incomplete_scopes, principals, credentials, grants)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             input.command.as_str(),
-            now,
+            input.now.unix_seconds(),
             snapshot.taken_at.unix_seconds(),
             input.snapshot_digest,
             input.plan.map(|plan| plan.policy.digest.as_str()),
@@ -150,114 +182,109 @@ fn write_run(transaction: &Transaction<'_>, input: &RunInput<'_>) -> rusqlite::R
         ],
     )?;
     let run = transaction.last_insert_rowid();
-    {
-        let mut scope_row = transaction.prepare_cached(
-            "INSERT OR REPLACE INTO run_scopes (run_id, scope, cloud, complete)
-             VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for scope in &snapshot.scopes {
-            scope_row.execute(params![
-                run,
-                scope.id.as_str(),
-                scope.cloud.as_str(),
-                scope.complete
-            ])?;
-        }
+    let mut scope_row = transaction.prepare_cached(
+        "INSERT OR REPLACE INTO run_scopes (run_id, scope, cloud, complete)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for scope in &snapshot.scopes {
+        scope_row.execute(params![
+            run,
+            scope.id.as_str(),
+            scope.cloud.as_str(),
+            scope.complete
+        ])?;
     }
+    Ok(run)
+}
 
-    let mut recorded = RecordedRun {
-        id: run,
-        ..RecordedRun::default()
+/// Everything in the snapshot was seen now; returns what was seen for the first time.
+fn record_sightings(
+    transaction: &Transaction<'_>,
+    snapshot: &Snapshot,
+    run: i64,
+    now: i64,
+) -> rusqlite::Result<Inventory> {
+    let mut upsert = transaction.prepare_cached(UPSERT)?;
+    let mut sight = |kind: &str, id: &str, scope: &str| -> rusqlite::Result<u64> {
+        let first_run: i64 =
+            upsert.query_row(params![kind, id, scope, now, run], |row| row.get(0))?;
+        Ok(u64::from(first_run == run))
     };
-    {
-        let mut upsert = transaction.prepare_cached(UPSERT)?;
-        let mut sight = |kind: &str, id: &str, scope: &str| -> rusqlite::Result<bool> {
-            let first_run: i64 =
-                upsert.query_row(params![kind, id, scope, now, run], |row| row.get(0))?;
-            Ok(first_run == run)
-        };
-        for principal in &snapshot.principals {
-            if sight("principal", principal.id.as_str(), principal.scope.as_str())? {
-                recorded.first_seen.principals += 1;
-            }
-        }
-        for credential in &snapshot.credentials {
-            if sight(
-                "credential",
-                credential.id.as_str(),
-                credential.scope.as_str(),
-            )? {
-                recorded.first_seen.credentials += 1;
-            }
-        }
-        for grant in &snapshot.grants {
-            if sight("grant", grant.id.as_str(), grant.scope.as_str())? {
-                recorded.first_seen.grants += 1;
-            }
-        }
+    let mut first_seen = Inventory::default();
+    for principal in &snapshot.principals {
+        first_seen.principals +=
+            sight("principal", principal.id.as_str(), principal.scope.as_str())?;
     }
-
-    // Only a complete reading of a scope proves that what it lacks is gone.
-    let mut removed_grants = Vec::new();
-    {
-        let mut remove = transaction.prepare_cached(
-            "UPDATE records SET removed_at = ?1
-             WHERE scope = ?2 AND removed_at IS NULL AND last_run <> ?3
-             RETURNING kind, id",
+    for credential in &snapshot.credentials {
+        first_seen.credentials += sight(
+            "credential",
+            credential.id.as_str(),
+            credential.scope.as_str(),
         )?;
-        for scope in snapshot.scopes.iter().filter(|scope| scope.complete) {
-            let mut rows = remove.query(params![now, scope.id.as_str(), run])?;
-            while let Some(row) = rows.next()? {
-                let kind: String = row.get(0)?;
-                match kind.as_str() {
-                    "principal" => recorded.removed.principals += 1,
-                    "credential" => recorded.removed.credentials += 1,
-                    _ => {
-                        recorded.removed.grants += 1;
-                        removed_grants.push(row.get::<_, String>(1)?);
-                    }
+    }
+    for grant in &snapshot.grants {
+        first_seen.grants += sight("grant", grant.id.as_str(), grant.scope.as_str())?;
+    }
+    Ok(first_seen)
+}
+
+/// Marks removed what a complete scope no longer holds; returns the counts and the removed
+/// grants. Only a complete reading of a scope proves that what it lacks is gone.
+fn record_removals(
+    transaction: &Transaction<'_>,
+    snapshot: &Snapshot,
+    run: i64,
+    now: i64,
+) -> rusqlite::Result<(Inventory, Vec<String>)> {
+    let mut remove = transaction.prepare_cached(
+        "UPDATE records SET removed_at = ?1
+         WHERE scope = ?2 AND removed_at IS NULL AND last_run <> ?3
+         RETURNING kind, id",
+    )?;
+    let mut removed = Inventory::default();
+    let mut removed_grants = Vec::new();
+    for scope in snapshot.scopes.iter().filter(|scope| scope.complete) {
+        let mut rows = remove.query(params![now, scope.id.as_str(), run])?;
+        while let Some(row) = rows.next()? {
+            let kind: String = row.get(0)?;
+            match kind.as_str() {
+                "principal" => removed.principals += 1,
+                "credential" => removed.credentials += 1,
+                _ => {
+                    removed.grants += 1;
+                    removed_grants.push(row.get::<_, String>(1)?);
                 }
             }
         }
     }
+    Ok((removed, removed_grants))
+}
 
-    {
-        let mut detection = transaction.prepare_cached(
-            "DELETE FROM detections WHERE grant_id = ?1 RETURNING first_detected, kind",
-        )?;
-        let mut revocation = transaction.prepare_cached(
-            "INSERT INTO revocations (run_id, grant_id, first_detected, removed_at, kind)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for grant in &removed_grants {
-            let detected: Option<(i64, String)> = detection
-                .query_row([grant], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()?;
-            if let Some((first_detected, kind)) = detected {
-                revocation.execute(params![run, grant, first_detected, now, kind])?;
-                recorded.revoked += 1;
-            }
+/// Removed grants that were waiting to be revoked become revocations; returns how many.
+fn record_revocations(
+    transaction: &Transaction<'_>,
+    removed_grants: &[String],
+    run: i64,
+    now: i64,
+) -> rusqlite::Result<u64> {
+    let mut detection = transaction.prepare_cached(
+        "DELETE FROM detections WHERE grant_id = ?1 RETURNING first_detected, kind",
+    )?;
+    let mut revocation = transaction.prepare_cached(
+        "INSERT INTO revocations (run_id, grant_id, first_detected, removed_at, kind)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut revoked = 0;
+    for grant in removed_grants {
+        let detected: Option<(i64, String)> = detection
+            .query_row([grant], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        if let Some((first_detected, kind)) = detected {
+            revocation.execute(params![run, grant, first_detected, now, kind])?;
+            revoked += 1;
         }
     }
-
-    if let Some(plan) = input.plan {
-        write_findings(transaction, run, now, snapshot, plan)?;
-    }
-    transaction.execute(
-        "UPDATE runs SET new_principals = ?2, new_credentials = ?3, new_grants = ?4,
-                         removed_principals = ?5, removed_credentials = ?6, removed_grants = ?7
-         WHERE id = ?1",
-        params![
-            run,
-            count(recorded.first_seen.principals),
-            count(recorded.first_seen.credentials),
-            count(recorded.first_seen.grants),
-            count(recorded.removed.principals),
-            count(recorded.removed.credentials),
-            count(recorded.removed.grants),
-        ],
-    )?;
-    Ok(recorded)
+    Ok(revoked)
 }
 
 /// Per-kind counts, standing privilege and its ages, and the detections of flagged grants.

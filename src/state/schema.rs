@@ -105,6 +105,7 @@ CREATE TABLE deactivations (
 ];
 
 /// The schema version this build writes, and the newest it reads.
+#[allow(clippy::cast_possible_wrap)] // a handful of migrations, never 2^63
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// What an existing path holds, as far as lapse is concerned.
