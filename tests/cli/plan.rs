@@ -118,8 +118,10 @@ fn the_table_and_json_outputs_are_stable() {
         &fixture("basic", "policy.yaml"),
         &[fixture("basic", "snapshot.json")],
     );
-    // Paths differ between machines; everything else must not.
+    // Paths differ between machines; everything else must not. The policy digest covers the
+    // file names as given, which are absolute here.
     plan["policy"]["files"] = Value::Null;
+    plan["policy"]["digest"] = Value::from("[digest of the policy paths and contents]");
     for finding in plan["findings"].as_array_mut().expect("findings") {
         for origin in ["decided_by", "waived"] {
             let holder = if origin == "waived" {
