@@ -158,6 +158,8 @@ pub struct Rule {
     pub max_age: Option<Duration>,
     /// Credentials or principals: maximum idle time.
     pub max_idle: Option<Duration>,
+    /// Credentials: the grace period after lapse deactivated one, before it is deleted.
+    pub delete_after: Option<Duration>,
     /// Grants: unknown age handling.
     pub unknown_age: Option<UnknownAge>,
     /// What to do.
@@ -211,7 +213,7 @@ pub struct OwnerEntry {
 pub struct Policy {
     /// The files it was read from, in order.
     pub files: Vec<PathBuf>,
-    /// SHA-256 over the files' names and contents.
+    /// SHA-256 over the files' contents, in merge order.
     pub digest: String,
     /// Scopes to scan.
     pub scopes: ScopesDocument,
@@ -617,7 +619,7 @@ impl Builder {
                 ),
                 RuleSubject::Credentials => (
                     "max_age or max_idle",
-                    &[RuleAction::Deactivate, RuleAction::Report],
+                    &[RuleAction::Deactivate, RuleAction::Delete, RuleAction::Report],
                     RuleAction::Deactivate,
                 ),
                 RuleSubject::Principals => (
@@ -640,21 +642,23 @@ impl Builder {
                 ),
             ));
         }
-        let misplaced = match subject {
-            RuleSubject::Grants => [
+        let misplaced: &[(&str, bool)] = match subject {
+            RuleSubject::Grants => &[
                 ("max_age", entry.max_age.is_some()),
                 ("max_idle", entry.max_idle.is_some()),
+                ("delete_after", entry.delete_after.is_some()),
             ],
-            RuleSubject::Credentials => [
+            RuleSubject::Credentials => &[
                 ("max_ttl", entry.max_ttl.is_some()),
                 ("unknown_age", entry.unknown_age.is_some()),
             ],
-            RuleSubject::Principals => [
+            RuleSubject::Principals => &[
                 ("max_ttl", entry.max_ttl.is_some()),
                 ("max_age", entry.max_age.is_some()),
+                ("delete_after", entry.delete_after.is_some()),
             ],
         };
-        for (key, present) in misplaced {
+        for &(key, present) in misplaced {
             if present {
                 self.diagnostics.push(context.diagnostic(
                     &format!("{path}.{key}"),
@@ -705,6 +709,7 @@ impl Builder {
             max_ttl: entry.max_ttl,
             max_age: entry.max_age,
             max_idle: entry.max_idle,
+            delete_after: entry.delete_after,
             unknown_age: entry.unknown_age,
             action,
             severity: entry.severity,
@@ -772,10 +777,10 @@ impl Builder {
                 diagnostics: Diagnostics(self.diagnostics),
             });
         }
+        // Contents in merge order only: the same policy checked out anywhere has the same
+        // digest, so a saved plan can be matched to it on another machine.
         let mut hasher = Sha256::new();
-        for (file, text) in sources {
-            hasher.update(file.display().to_string().as_bytes());
-            hasher.update([0]);
+        for (_, text) in sources {
             hasher.update(text.as_bytes());
             hasher.update([0]);
         }
@@ -808,6 +813,7 @@ fn action_name(action: RuleAction) -> &'static str {
         RuleAction::Revoke => "revoke",
         RuleAction::Deactivate => "deactivate",
         RuleAction::Disable => "disable",
+        RuleAction::Delete => "delete",
         RuleAction::Report => "report",
     }
 }
