@@ -230,8 +230,7 @@ fn report_renders_a_saved_plan_as_plan_would() {
             let mut saved: serde_json::Value =
                 serde_json::from_slice(&reported.stdout).expect("json");
             saved.as_object_mut().expect("object").remove("made");
-            let printed: serde_json::Value =
-                serde_json::from_slice(&planned.stdout).expect("json");
+            let printed: serde_json::Value = serde_json::from_slice(&planned.stdout).expect("json");
             assert_eq!(printed, saved, "json differs between plan and report");
             continue;
         }
