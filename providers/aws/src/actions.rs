@@ -4,8 +4,8 @@
 
 use aws_sdk_iam::types::StatusType;
 use lapse_sdk::{
-    Action, ActionKind, ActionOutcome, Credential, CredentialKind, Grant, GrantKind, ProviderError,
-    ProviderErrorKind, TargetState, Timestamp, Via,
+    Action, ActionKind, ActionOutcome, Credential, CredentialKind, CredentialStatus, Grant,
+    GrantKind, ProviderError, ProviderErrorKind, TargetState, Timestamp, Usage, Via,
 };
 use serde_json::json;
 
@@ -31,11 +31,17 @@ pub(crate) fn permissions(kind: ActionKind) -> &'static [&'static str] {
             "iam:ListGroupsForUser",
             "iam:RemoveUserFromGroup",
         ],
-        ActionKind::DeactivateCredential => &["iam:ListAccessKeys", "iam:UpdateAccessKey"],
+        ActionKind::DeactivateCredential => &[
+            "iam:ListAccessKeys",
+            "iam:GetAccessKeyLastUsed",
+            "iam:UpdateAccessKey",
+        ],
         ActionKind::DeleteCredential => &[
             "iam:ListAccessKeys",
+            "iam:GetAccessKeyLastUsed",
             "iam:DeleteAccessKey",
             "iam:GetLoginProfile",
+            "iam:GetUser",
             "iam:DeleteLoginProfile",
         ],
         ActionKind::DisablePrincipal => &[],
@@ -169,6 +175,7 @@ async fn read_grant(clients: &Clients, grant: &Grant) -> Result<TargetState, Pro
                 present,
                 revoked: !present,
                 restore: json!({"policy_arn": grant.entitlement}),
+                ..TargetState::default()
             })
         }
         GrantKind::InlinePolicy => {
@@ -200,12 +207,18 @@ async fn read_grant(clients: &Clients, grant: &Grant) -> Result<TargetState, Pro
                 .map(|output| output.policy_document().to_owned()),
             };
             match document {
-                // The document is kept so that undo can put it back as it was.
-                Ok(document) => Ok(TargetState {
-                    present: true,
-                    revoked: false,
-                    restore: json!({"policy_name": policy_name, "document": documents::decode(&document)}),
-                }),
+                // The document is kept so that undo can put it back as it was, and judged as
+                // the snapshot judges it, so that a rewrite since the plan shows.
+                Ok(document) => {
+                    let document = documents::decode(&document);
+                    Ok(TargetState {
+                        present: true,
+                        revoked: false,
+                        privileged: Some(documents::grants_admin(&document)),
+                        restore: json!({"policy_name": policy_name, "document": document}),
+                        ..TargetState::default()
+                    })
+                }
                 Err(error) if error.kind == ProviderErrorKind::NotFound => Ok(gone()),
                 Err(error) => Err(error),
             }
@@ -247,6 +260,7 @@ async fn read_grant(clients: &Clients, grant: &Grant) -> Result<TargetState, Pro
                 present,
                 revoked: !present,
                 restore: json!({"group_name": group_name}),
+                ..TargetState::default()
             })
         }
         _ => Err(unsupported(
@@ -263,7 +277,7 @@ fn gone() -> TargetState {
     TargetState {
         present: false,
         revoked: true,
-        restore: serde_json::Value::Null,
+        ..TargetState::default()
     }
 }
 
@@ -328,14 +342,42 @@ async fn read_credential(
     credential: &Credential,
 ) -> Result<TargetState, ProviderError> {
     match credential.kind {
-        CredentialKind::AwsAccessKey => Ok(match find_key(clients, credential).await? {
-            None => gone(),
-            Some((key_id, status)) => TargetState {
+        CredentialKind::AwsAccessKey => {
+            let Some((key_id, status)) = find_key(clients, credential).await? else {
+                return Ok(gone());
+            };
+            // Last use is read live, not from the credential report (which may be hours old):
+            // a key used since the plan must be seen as changed.
+            let last_used = match call("iam", "GetAccessKeyLastUsed", || {
+                clients
+                    .iam
+                    .get_access_key_last_used()
+                    .access_key_id(&key_id)
+                    .send()
+            })
+            .await
+            {
+                Ok(output) => output
+                    .access_key_last_used()
+                    .and_then(|used| used.last_used_date())
+                    .and_then(|date| Timestamp::from_unix_seconds(date.secs()))
+                    .map_or(Usage::Never, Usage::At),
+                Err(error) if error.kind == ProviderErrorKind::NotFound => return Ok(gone()),
+                Err(error) => return Err(error),
+            };
+            Ok(TargetState {
                 present: true,
                 revoked: status == StatusType::Inactive,
                 restore: json!({"access_key_id": key_id, "status": status.as_str()}),
-            },
-        }),
+                status: Some(if status == StatusType::Inactive {
+                    CredentialStatus::Inactive
+                } else {
+                    CredentialStatus::Active
+                }),
+                last_used,
+                privileged: None,
+            })
+        }
         CredentialKind::AwsConsolePassword => {
             let Some(("user", user_name)) = entity(credential.principal.as_str()) else {
                 return Err(unsupported("GetLoginProfile", "not an IAM user"));
@@ -345,14 +387,30 @@ async fn read_credential(
             })
             .await
             {
-                Ok(_) => Ok(TargetState {
-                    present: true,
-                    revoked: false,
-                    restore: serde_json::Value::Null,
-                }),
-                Err(error) if error.kind == ProviderErrorKind::NotFound => Ok(gone()),
-                Err(error) => Err(error),
+                Ok(_) => {}
+                Err(error) if error.kind == ProviderErrorKind::NotFound => return Ok(gone()),
+                Err(error) => return Err(error),
             }
+            // The user's `PasswordLastUsed`: a sign-in since the plan must be seen.
+            let last_used = match call("iam", "GetUser", || {
+                clients.iam.get_user().user_name(user_name).send()
+            })
+            .await
+            {
+                Ok(output) => output
+                    .user()
+                    .and_then(|user| user.password_last_used())
+                    .and_then(|date| Timestamp::from_unix_seconds(date.secs()))
+                    .map_or(Usage::Never, Usage::At),
+                Err(error) if error.kind == ProviderErrorKind::NotFound => return Ok(gone()),
+                Err(error) => return Err(error),
+            };
+            Ok(TargetState {
+                present: true,
+                revoked: false,
+                last_used,
+                ..TargetState::default()
+            })
         }
         other => Err(unsupported(
             "read",
@@ -681,6 +739,92 @@ pub(crate) async fn undo(
             "this action is not reversible: nothing to undo",
         )),
     }
+}
+
+/// The mutating call [`apply`] makes for an action, with its exact arguments: what a dry run
+/// shows. `live` names the exact key when the record names it by creation time.
+pub(crate) fn describe_apply(action: &Action, live: &TargetState) -> Vec<String> {
+    describe(action, live, false)
+}
+
+/// The call [`undo`] makes to restore `before`.
+pub(crate) fn describe_undo(action: &Action, before: &TargetState) -> Vec<String> {
+    describe(action, before, true)
+}
+
+fn describe(action: &Action, state: &TargetState, undo: bool) -> Vec<String> {
+    let restore_text = |key: &str| {
+        state
+            .restore
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    let call = match action {
+        Action::RevokeGrant { grant } => {
+            let Some((kind, name)) = entity(grant.principal.as_str()) else {
+                return vec![format!("none: {}", bad_target(action))];
+            };
+            let holder = match kind {
+                "user" => "User",
+                "role" => "Role",
+                _ => "Group",
+            };
+            match grant.kind {
+                GrantKind::ManagedPolicy => format!(
+                    "iam:{}{holder}Policy {holder}Name={name} PolicyArn={}",
+                    if undo { "Attach" } else { "Detach" },
+                    grant.entitlement
+                ),
+                GrantKind::InlinePolicy => format!(
+                    "iam:{}{holder}Policy {holder}Name={name} PolicyName={}{}",
+                    if undo { "Put" } else { "Delete" },
+                    grant.entitlement.trim_start_matches("inline:"),
+                    if undo {
+                        " PolicyDocument=<the journaled document>"
+                    } else {
+                        ""
+                    }
+                ),
+                GrantKind::GroupMembership => format!(
+                    "iam:{} UserName={name} GroupName={}",
+                    if undo {
+                        "AddUserToGroup"
+                    } else {
+                        "RemoveUserFromGroup"
+                    },
+                    entity(&grant.entitlement)
+                        .map_or(grant.entitlement.as_str(), |(_, group)| group)
+                ),
+                _ => return vec![format!("none: {}", bad_target(action))],
+            }
+        }
+        Action::DeactivateCredential { credential } | Action::DeleteCredential { credential } => {
+            let user = entity(credential.principal.as_str()).map_or("?", |(_, name)| name);
+            let key = restore_text("access_key_id").unwrap_or_else(|| credential.id.0.clone());
+            match (action.kind(), credential.kind, undo) {
+                (ActionKind::DeactivateCredential, CredentialKind::AwsAccessKey, false) => {
+                    format!("iam:UpdateAccessKey UserName={user} AccessKeyId={key} Status=Inactive")
+                }
+                (ActionKind::DeactivateCredential, CredentialKind::AwsAccessKey, true) => {
+                    format!("iam:UpdateAccessKey UserName={user} AccessKeyId={key} Status=Active")
+                }
+                (ActionKind::DeleteCredential, CredentialKind::AwsAccessKey, false) => {
+                    format!("iam:DeleteAccessKey UserName={user} AccessKeyId={key}")
+                }
+                (ActionKind::DeleteCredential, CredentialKind::AwsConsolePassword, false) => {
+                    format!("iam:DeleteLoginProfile UserName={user}")
+                }
+                (_, _, true) => "none: not reversible".to_owned(),
+                _ => format!(
+                    "none: {} credentials are not changed automatically",
+                    credential.kind.as_str()
+                ),
+            }
+        }
+        Action::DisablePrincipal { .. } => "none: IAM has no disable for users or roles".to_owned(),
+    };
+    vec![call]
 }
 
 #[cfg(test)]

@@ -142,6 +142,15 @@ where
     request
         .retry(backoff)
         .when(|error: &SdkError<E, HttpResponse>| Failure::of(error).is_retryable())
+        // A server that says when to come back is believed (within the backoff's ceiling);
+        // `None` means the retries ran out, and stays so.
+        .adjust(|error: &SdkError<E, HttpResponse>, delay| {
+            delay.map(|delay| {
+                Failure::of(error)
+                    .retry_after()
+                    .map_or(delay, |after| after.min(Duration::from_secs(20)))
+            })
+        })
         .await
         .map_err(|error| Failure::of(&error).into_provider_error(service, operation))
 }

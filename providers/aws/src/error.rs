@@ -41,6 +41,7 @@ pub(crate) struct Failure {
     code: Option<String>,
     message: String,
     status: Option<u16>,
+    retry_after: Option<std::time::Duration>,
 }
 
 impl Failure {
@@ -67,11 +68,23 @@ impl Failure {
             .map(str::to_owned)
             .or_else(|| between("<Message>", "</Message>"))
             .unwrap_or_else(|| describe(error));
+        // `Retry-After` in seconds (the HTTP-date form is not worth a date parser here: AWS
+        // and the proxies in front of it send seconds).
+        let retry_after = raw
+            .and_then(|response| response.headers().get("retry-after"))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs);
         Failure {
             code,
             message,
             status: raw.map(|response| response.status().as_u16()),
+            retry_after,
         }
+    }
+
+    /// How long the server asked to wait before trying again, when it said.
+    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
     }
 
     /// True when the error is worth another attempt.

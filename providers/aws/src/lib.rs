@@ -198,6 +198,14 @@ impl Provider for AwsProvider {
     fn permissions(&self, kind: ActionKind) -> &'static [&'static str] {
         actions::permissions(kind)
     }
+
+    fn describe_apply(&self, action: &Action, live: &TargetState) -> Vec<String> {
+        actions::describe_apply(action, live)
+    }
+
+    fn describe_undo(&self, action: &Action, before: &TargetState) -> Vec<String> {
+        actions::describe_undo(action, before)
+    }
 }
 
 impl AwsProvider {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Cloud, Credential, Grant, Principal, ScopeId};
+use crate::{Cloud, Credential, CredentialStatus, Grant, Principal, ScopeId, Usage};
 
 /// What an action does, without its target: the unit that declares permissions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -115,7 +115,12 @@ impl Action {
 
 /// A target as read live just before or after an action: what the journal keeps so that the
 /// change can be verified and, where reversible, undone.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Besides presence, a provider reports the live attributes a plan's decision rests on, so the
+/// engine can tell a target that changed since the plan (a key used again, a document rewritten)
+/// from one that did not. Attributes a provider cannot read stay at their defaults, which the
+/// engine reads as "no information", never as a change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TargetState {
@@ -127,6 +132,16 @@ pub struct TargetState {
     /// role assignment body). Never a secret value.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub restore: serde_json::Value,
+    /// Credentials: the status the cloud reports now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<CredentialStatus>,
+    /// Credentials: the last use the cloud reports now.
+    #[serde(default, skip_serializing_if = "Usage::is_unknown")]
+    pub last_used: Usage,
+    /// Grants whose content the provider reads (an inline policy document): whether that
+    /// content is privileged now, judged as the snapshot judges it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
 }
 
 /// What came of one action.

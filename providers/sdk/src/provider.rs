@@ -90,4 +90,22 @@ pub trait Provider: Send + Sync {
 
     /// The cloud permissions an action kind needs, for documentation and preflight checks.
     fn permissions(&self, kind: ActionKind) -> &'static [&'static str];
+
+    /// The calls [`Provider::apply`] would make for an action, one line each, as a dry run
+    /// shows them: the API operation and its exact arguments. `live` is the target as just
+    /// read (it may name what the record does not, such as a key id). Never a secret value.
+    fn describe_apply(&self, action: &Action, live: &TargetState) -> Vec<String> {
+        let _ = live;
+        vec![format!("{} {}", action.kind().as_str(), action.target_id())]
+    }
+
+    /// The calls [`Provider::undo`] would make to restore `before`, one line each.
+    fn describe_undo(&self, action: &Action, before: &TargetState) -> Vec<String> {
+        let _ = before;
+        vec![format!(
+            "undo {} {}",
+            action.kind().as_str(),
+            action.target_id()
+        )]
+    }
 }
