@@ -46,6 +46,14 @@ pub(crate) enum Command {
     /// Show what earlier runs recorded in the state file, one row per run: standing privileged
     /// grants and their age, findings by kind, open waivers, revocations and time to revoke.
     History(HistoryArgs),
+    /// Carry out a saved plan (`plan --out FILE`), or plan afresh from --policy and carry that
+    /// out. A dry run unless --execute: it prints every call it would make and changes nothing.
+    /// Exits 0 when every action succeeded and the live state shows it (or a dry run passed
+    /// the guards), 1 when an action failed, 4 when a guard refused or a target was stale.
+    Apply(ApplyArgs),
+    /// Restore what an apply changed, from its journal: reactivate keys, re-attach policies,
+    /// put inline documents back, re-add members. A dry run unless --execute.
+    Undo(UndoArgs),
 }
 
 /// Output formats of `plan` and `report`.
@@ -284,8 +292,12 @@ pub(crate) struct SchemaArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ReportArgs {
     /// The saved plan (`lapse plan --out FILE`); `-` reads stdin.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) plan: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "journal")]
+    pub(crate) plan: Option<PathBuf>,
+    /// An apply journal instead of a plan: the evidence of each revocation (finding, policy
+    /// entry, approver, before-state, time, result, verification), as json or markdown.
+    #[arg(long, value_name = "FILE", conflicts_with = "plan")]
+    pub(crate) journal: Option<PathBuf>,
     /// Output format, to stdout or, with =FILE, to a file (`html=report.html`). Repeat for
     /// several outputs (at most one on stdout). Default: table on a terminal, json otherwise.
     #[arg(long, short = 'f', value_name = "FORMAT[=FILE]", value_parser = FormatSpecParser)]
@@ -377,4 +389,105 @@ pub(crate) struct SnapshotArgs {
     /// How long to wait for another lapse run that holds --state (30s, 5m; 0s: fail at once).
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub(crate) lock_timeout: String,
+}
+
+/// Output formats of `apply` and `undo`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ApplyFormat {
+    /// The calls and the per-action outcome table, for people (the default on a terminal).
+    Table,
+    /// Versioned JSON (`lapse-apply`, the default when stdout is not a terminal).
+    Json,
+}
+
+/// The confirmation and journal flags `apply` and `undo` share.
+#[derive(Debug, Args)]
+pub(crate) struct ExecuteArgs {
+    /// Make the changes. Without it, nothing is changed: every call that would be made is
+    /// printed.
+    #[arg(long)]
+    pub(crate) execute: bool,
+    /// Do not ask for confirmation (CI). On a terminal, --execute otherwise asks to type the
+    /// account, subscription or project being changed; elsewhere it refuses without --yes.
+    #[arg(long)]
+    pub(crate) yes: bool,
+    /// Evaluate and stamp as of this instant instead of the clock (RFC 3339, or YYYY-MM-DD for
+    /// its midnight UTC): for replays and tests; give apply the --now its plan was made with.
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub(crate) now: Option<String>,
+    /// Actions in flight at once per run (reads and calls); throttling is retried with
+    /// backoff.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub(crate) concurrency: usize,
+    /// Output format on stdout.
+    #[arg(long, short = 'f', value_enum)]
+    pub(crate) format: Option<ApplyFormat>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ApplyArgs {
+    /// The saved plan to carry out (`lapse plan --out FILE`). Without it, --policy is planned
+    /// afresh from a live reading and that plan is carried out.
+    #[arg(value_name = "PLAN")]
+    pub(crate) plan: Option<PathBuf>,
+    /// Policy: protection and the scopes lapse may act in are re-checked against it at apply
+    /// time. Default with a plan: the files the plan was made with, as they are now.
+    #[arg(
+        long,
+        short = 'p',
+        env = "LAPSE_POLICY",
+        required_unless_present = "plan"
+    )]
+    pub(crate) policy: Option<PathBuf>,
+    /// How to reach the clouds.
+    #[command(flatten)]
+    pub(crate) live: LiveArgs,
+    #[command(flatten)]
+    pub(crate) execute: ExecuteArgs,
+    /// The journal (JSON Lines): every intent with its before-state, every outcome and
+    /// verification. Default: .lapse/journal/<plan digest>.jsonl. Run again with the same plan
+    /// and journal to finish after a crash.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) journal: Option<PathBuf>,
+    /// Refuse a plan with more actions than this (it is never truncated); 0 refuses any.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub(crate) max_revocations: usize,
+    /// Refuse a saved plan older than this (measured from the instant it judged).
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    pub(crate) max_plan_age: String,
+    /// Allow a plan that leaves a principal or a scope with no access at all.
+    #[arg(long)]
+    pub(crate) allow_strip_all: bool,
+    /// Allow a plan from a policy that declares nothing and has no rules.
+    #[arg(long)]
+    pub(crate) allow_empty_policy: bool,
+    /// Stop cleanly after this many changes, each journaled and verified: a canary run. Run
+    /// again with the same plan and journal to do the rest.
+    #[arg(long, value_name = "N")]
+    pub(crate) stop_after: Option<usize>,
+    #[command(flatten)]
+    pub(crate) state: StateArgs,
+    /// Neither read nor record state (deactivations start a grace period in the state file).
+    #[arg(long)]
+    pub(crate) no_state: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UndoArgs {
+    /// The journal of the apply to undo.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) journal: PathBuf,
+    /// Only this action (its sequence number in the plan).
+    #[arg(long, value_name = "N")]
+    pub(crate) action: Option<usize>,
+    /// How to reach the clouds.
+    #[command(flatten)]
+    pub(crate) live: LiveArgs,
+    #[command(flatten)]
+    pub(crate) execute: ExecuteArgs,
+    #[command(flatten)]
+    pub(crate) state: StateArgs,
+    /// Neither read nor record state.
+    #[arg(long)]
+    pub(crate) no_state: bool,
 }

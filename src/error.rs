@@ -238,6 +238,64 @@ pub enum Error {
         "nothing to scan: name scopes in the policy (`scopes:`), pass --provider with --account, or give --snapshot FILE"
     )]
     NoScopes,
+    /// A safety guard refused an apply; nothing was changed.
+    #[error("refused, nothing was changed:\n{refusals}")]
+    Refused {
+        /// Every guard that refused, with what to do about it.
+        refusals: crate::apply::Refusals,
+    },
+    /// Another apply or undo holds the journal's lock.
+    #[error(
+        "{} is in use by another lapse apply or undo (lock file {} is held): a journal takes one run at a time; let that run finish",
+        path.display(),
+        lock.display()
+    )]
+    JournalLocked {
+        /// The journal.
+        path: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
+    },
+    /// The journal could not be read or written.
+    #[error("cannot read or write the journal {}", path.display())]
+    JournalIo {
+        /// The journal (or its lock file).
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A journal line this build cannot read.
+    #[error("{}:{line}: {message}", path.display())]
+    Journal {
+        /// The journal.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// `undo` found nothing it can restore.
+    #[error("nothing to undo in {}: {message}", path.display())]
+    NothingToUndo {
+        /// The journal.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A journal belongs to another plan.
+    #[error(
+        "{} records plan {found}, not this plan ({expected}): give each plan its own journal (the default names it after the plan digest)",
+        path.display()
+    )]
+    JournalPlanMismatch {
+        /// The journal.
+        path: PathBuf,
+        /// The plan digest the journal records.
+        found: String,
+        /// This plan's digest.
+        expected: String,
+    },
 }
 
 /// The library's result type.

@@ -14,8 +14,20 @@ pub(crate) enum Status {
     /// 3: a scope could not be fully read; "nothing found" cannot be trusted.
     Incomplete,
     /// 4: refused by a safety guard.
-    #[allow(dead_code)] // used by `apply`
     Refused,
+}
+
+impl Status {
+    /// The status of a run that ended in an error: 4 when a safety guard refused (a guard,
+    /// or another run holding the journal), else 1.
+    pub(crate) fn of_error(error: &anyhow::Error) -> Status {
+        match error.downcast_ref::<lapse::Error>() {
+            Some(lapse::Error::Refused { .. } | lapse::Error::JournalLocked { .. }) => {
+                Status::Refused
+            }
+            _ => Status::Error,
+        }
+    }
 }
 
 impl From<Status> for ExitCode {

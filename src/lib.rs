@@ -4,6 +4,7 @@
 //! [`policy::Policy`] -> [`finding::Finding`]s -> [`plan::Plan`]. Nothing in this library reads
 //! a clock, the environment or the network: `now` and every input are arguments.
 
+pub mod apply;
 pub mod catalog;
 pub mod diff;
 pub mod error;

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
             {
                 eprintln!("error: {error:#}");
             }
-            Status::Error.into()
+            Status::of_error(&error).into()
         }
     }
 }

@@ -113,6 +113,25 @@ pub struct Plan {
     /// forecast governance reports show.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expiring: Vec<Expiring>,
+    /// Who made the plan, when and where: set on saved plans (`plan --out`), for the review
+    /// trail `apply` and its journal carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made: Option<Provenance>,
+}
+
+/// Who made a saved plan, when and where.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Provenance {
+    /// The clock when the plan was made (`now` is the instant it judges, which `--now` sets).
+    pub at: Timestamp,
+    /// The operating-system user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The lapse version.
+    pub lapse_version: String,
 }
 
 /// How far ahead [`Plan::expiring`] looks.
@@ -231,6 +250,7 @@ pub fn plan(
         actions,
         protected: evaluation.protected,
         expiring: expiring(snapshot, policy, now),
+        made: None,
     }
 }
 

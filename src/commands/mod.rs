@@ -1,5 +1,6 @@
 //! One module per subcommand: each turns arguments into settings and calls the library.
 
+mod apply;
 mod completions;
 mod history;
 mod init;
@@ -31,6 +32,8 @@ pub(crate) fn run(command: Command) -> Result<Status> {
         Command::Completions(args) => completions::completions(&args),
         Command::Man => completions::man(),
         Command::History(args) => history::run(&args),
+        Command::Apply(args) => apply::run(&args),
+        Command::Undo(args) => apply::undo(&args),
     }
 }
 

@@ -24,11 +24,14 @@ pub(crate) fn run(args: &PlanArgs) -> Result<Status> {
         Some(state::open(&args.state, true)?)
     };
     let memory = state::memory(store.as_ref(), &loaded.snapshot)?;
-    let plan = lapse::plan::plan(&loaded.snapshot, &loaded.digest, &policy, &memory, now);
+    let mut plan = lapse::plan::plan(&loaded.snapshot, &loaded.digest, &policy, &memory, now);
     // Recorded before any output, so a state failure (exit 1) leaves no half-reported run.
     state::record(store.as_mut(), RunCommand::Plan, &loaded, now, Some(&plan))?;
 
     if let Some(out) = &args.out {
+        // The saved plan is the reviewed artifact: it says who made it, when and where (and
+        // so does every output of this run, which shows that same plan).
+        plan.made = Some(super::apply::provenance());
         write_file(
             out,
             &report::render(&plan, Format::Json, &RenderOptions::default())?,

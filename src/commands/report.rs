@@ -26,14 +26,20 @@ pub(crate) struct OutputSettings<'a> {
 }
 
 pub(crate) fn run(args: &ReportArgs) -> Result<Status> {
-    let plan = if args.plan == Path::new("-") {
+    if let Some(journal) = &args.journal {
+        return super::apply::evidence(journal, &args.format, args.output.as_deref());
+    }
+    let Some(plan_path) = &args.plan else {
+        bail!("give --plan FILE (a saved plan) or --journal FILE (an apply journal)");
+    };
+    let plan = if plan_path == Path::new("-") {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
             .context("cannot read the plan from stdin")?;
         report::parse_plan(&text, Path::new("<stdin>"))?
     } else {
-        report::read_plan(&args.plan)?
+        report::read_plan(plan_path)?
     };
     emit(
         &plan,

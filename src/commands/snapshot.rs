@@ -48,7 +48,23 @@ pub(crate) fn run(args: &SnapshotArgs) -> Result<Status> {
 
 /// Takes a live snapshot, with a spinner on stderr when it is a terminal.
 pub(crate) fn live(args: &LiveArgs, scopes: &ScopesDocument) -> Result<LoadedSnapshot> {
-    let options = LiveOptions {
+    let options = options(args);
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.set_message("reading clouds");
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        spinner
+    });
+    let snapshot = block_on(lapse::providers::snapshot(&options, scopes))?;
+    if let Some(spinner) = progress {
+        spinner.finish_and_clear();
+    }
+    Ok(LoadedSnapshot::live(snapshot?))
+}
+
+/// How to reach the clouds, from the flags.
+pub(crate) fn options(args: &LiveArgs) -> LiveOptions {
+    LiveOptions {
         clouds: args
             .providers
             .iter()
@@ -68,22 +84,12 @@ pub(crate) fn live(args: &LiveArgs, scopes: &ScopesDocument) -> Result<LoadedSna
             session_name: args.session_name.clone(),
             exact: args.exact,
         },
-    };
-    let progress = std::io::stderr().is_terminal().then(|| {
-        let spinner = indicatif::ProgressBar::new_spinner();
-        spinner.set_message("reading clouds");
-        spinner.enable_steady_tick(Duration::from_millis(120));
-        spinner
-    });
-    let snapshot = block_on(lapse::providers::snapshot(&options, scopes))?;
-    if let Some(spinner) = progress {
-        spinner.finish_and_clear();
     }
-    Ok(LoadedSnapshot::live(snapshot?))
 }
 
+/// Runs a future to completion on a multi-threaded runtime.
 #[cfg(feature = "aws")]
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T> {
+pub(crate) fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T> {
     use anyhow::Context as _;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -95,7 +101,7 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T> {
 /// Without a provider compiled in, nothing awaits: the future is ready at its first poll
 /// (with an error saying which provider is missing).
 #[cfg(not(feature = "aws"))]
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T> {
+pub(crate) fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T> {
     let mut future = std::pin::pin!(future);
     let mut context = std::task::Context::from_waker(std::task::Waker::noop());
     match future.as_mut().poll(&mut context) {

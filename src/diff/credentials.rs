@@ -71,6 +71,7 @@ pub(crate) fn evaluate(context: &Context<'_>, credential: &Credential) -> Outcom
                 max_idle: rule.max_idle.map(|limit| limit.seconds()),
                 action: match rule.action {
                     RuleAction::Report => PlannedAction::report(),
+                    RuleAction::Delete => PlannedAction::act(ActionKind::DeleteCredential),
                     _ => PlannedAction::act(ActionKind::DeactivateCredential),
                 },
                 severity: rule.severity,

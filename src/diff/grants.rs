@@ -58,11 +58,7 @@ fn decide(
     // 1. Protected principal, or a protect entry that names this grant. (Its declaration, if
     // any, was still found above: a protected grant is not missing.)
     if context.protection.contains_key(grant.principal.as_str())
-        || context
-            .policy
-            .protect
-            .iter()
-            .any(|entry| entry.selector.is_about_grants() && entry.selector.matches(&target))
+        || super::grant_protected_by(context.policy, &target).is_some()
     {
         return Verdict::Protected;
     }

@@ -76,10 +76,12 @@ pub struct Evaluation {
 }
 
 /// Why a principal is protected.
-#[derive(Clone, Debug)]
-pub(crate) struct Protection {
-    reason: String,
-    origin: Option<Origin>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Protection {
+    /// The reason, as reports show it.
+    pub reason: String,
+    /// The policy's `protect` entry, when the policy is the reason.
+    pub origin: Option<Origin>,
 }
 
 /// Everything the per-subject checks share, built once.
@@ -192,39 +194,107 @@ fn protection_by_principal<'a>(
     let mut protection = HashMap::new();
     for (id, (cloud, scope)) in ids {
         let principal = principals.get(id).copied();
-        let found = if callers.contains(id) {
-            Some(Protection {
-                reason: "lapse's own caller identity".to_owned(),
-                origin: None,
-            })
-        } else if let Some(reason) = builtin.reason(id, principal, scope) {
-            Some(Protection {
-                reason: format!("built-in: {reason}"),
-                origin: None,
-            })
-        } else {
-            let target = Target {
+        let found = protection_reason(
+            &builtin,
+            &callers,
+            &principal_entries,
+            PrincipalRef {
+                id,
                 cloud,
                 scope,
-                principal_id: id,
                 principal,
-                grant: None,
-                privileged: false,
-                credential: None,
-            };
-            principal_entries
-                .iter()
-                .find(|entry| entry.selector.matches(&target))
-                .map(|entry| Protection {
-                    reason: "protected by policy".to_owned(),
-                    origin: Some(entry.origin.clone()),
-                })
-        };
+            },
+        );
         if let Some(found) = found {
             protection.insert(id, found);
         }
     }
     protection
+}
+
+/// A principal as protection looks at it: its id, where it was seen, and its record when known.
+#[derive(Clone, Copy, Debug)]
+pub struct PrincipalRef<'a> {
+    /// The principal id.
+    pub id: &'a str,
+    /// Its cloud.
+    pub cloud: lapse_sdk::Cloud,
+    /// The scope it was seen in.
+    pub scope: &'a lapse_sdk::ScopeId,
+    /// Its record, when the inventory has one.
+    pub principal: Option<&'a Principal>,
+}
+
+/// Why a principal is protected, if it is: lapse's own caller identity (`callers`), then the
+/// built-in catalog (which no policy can lift), then the policy's principal-level `protect`
+/// entries. The one test the diff and `apply`'s re-check share.
+#[must_use]
+pub fn protection_of(
+    policy: &Policy,
+    callers: &HashSet<&str>,
+    principal: PrincipalRef<'_>,
+) -> Option<Protection> {
+    let entries: Vec<_> = policy
+        .protect
+        .iter()
+        .filter(|entry| entry.selector.is_about_principals_only())
+        .collect();
+    protection_reason(&BuiltinProtection::default(), callers, &entries, principal)
+}
+
+fn protection_reason(
+    builtin: &BuiltinProtection,
+    callers: &HashSet<&str>,
+    principal_entries: &[&crate::policy::ProtectEntry],
+    subject: PrincipalRef<'_>,
+) -> Option<Protection> {
+    let PrincipalRef {
+        id,
+        cloud,
+        scope,
+        principal,
+    } = subject;
+    if callers.contains(id) {
+        return Some(Protection {
+            reason: "lapse's own caller identity".to_owned(),
+            origin: None,
+        });
+    }
+    if let Some(reason) = builtin.reason(id, principal, scope) {
+        return Some(Protection {
+            reason: format!("built-in: {reason}"),
+            origin: None,
+        });
+    }
+    let target = Target {
+        cloud,
+        scope,
+        principal_id: id,
+        principal,
+        grant: None,
+        privileged: false,
+        credential: None,
+    };
+    principal_entries
+        .iter()
+        .find(|entry| entry.selector.matches(&target))
+        .map(|entry| Protection {
+            reason: "protected by policy".to_owned(),
+            origin: Some(entry.origin.clone()),
+        })
+}
+
+/// The policy's grant-level `protect` entry that names this grant, if any (a principal-level
+/// entry is [`protection_of`]'s business).
+#[must_use]
+pub fn grant_protected_by<'p>(
+    policy: &'p Policy,
+    target: &Target<'_>,
+) -> Option<&'p crate::policy::ProtectEntry> {
+    policy
+        .protect
+        .iter()
+        .find(|entry| entry.selector.is_about_grants() && entry.selector.matches(target))
 }
 
 /// Judges a snapshot against a policy as of `now`.

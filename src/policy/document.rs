@@ -266,6 +266,9 @@ pub enum RuleAction {
     Deactivate,
     /// Disable the principal (reversible). Principals only.
     Disable,
+    /// Delete the credential at once: irreversible, so only where it is written. Credentials
+    /// only; for secrets that cannot be deactivated, such as AWS console passwords.
+    Delete,
     /// Report only.
     Report,
 }
@@ -295,6 +298,11 @@ pub struct RuleDocument {
     /// Credentials or principals: the longest they may go unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_idle: Option<Duration>,
+    /// Credentials: delete a credential this long after lapse deactivated it, if it stayed
+    /// inactive (the grace period). Deletion cannot be undone: this key is the opt-in, and a
+    /// later run plans it as its own action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_after: Option<Duration>,
     /// Grants: what to do when the age is unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown_age: Option<UnknownAge>,

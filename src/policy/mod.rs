@@ -619,7 +619,11 @@ impl Builder {
                 ),
                 RuleSubject::Credentials => (
                     "max_age or max_idle",
-                    &[RuleAction::Deactivate, RuleAction::Delete, RuleAction::Report],
+                    &[
+                        RuleAction::Deactivate,
+                        RuleAction::Delete,
+                        RuleAction::Report,
+                    ],
                     RuleAction::Deactivate,
                 ),
                 RuleSubject::Principals => (

@@ -65,6 +65,7 @@ pub(crate) fn temp_policy(text: &str) -> (tempfile::TempDir, PathBuf) {
     (folder, path)
 }
 
+mod apply;
 mod aws;
 mod commands;
 mod examples;

@@ -1,0 +1,1020 @@
+//! The apply engine, its guards and its evidence, against an in-memory provider: every step of
+//! the journal, resumption from each crash point, stale targets, failed verification, undo.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use lapse_sdk::{
+    Action, ActionKind, ActionOutcome, BoxFuture, Cloud, Credential, CredentialKind,
+    CredentialStatus, Grant, GrantKind, Principal, PrincipalKind, Provider, ProviderError,
+    ProviderErrorKind, ScopeKind, ScopeStatus, Snapshot, SnapshotRequest, SnapshotResponse,
+    TargetState, Timestamp, Usage, Via,
+};
+
+use super::*;
+use crate::diff::Memory;
+use crate::policy::from_sources;
+
+const NOW: &str = "2026-11-20T06:00:00Z";
+const ACCOUNT: &str = "111122223333";
+
+fn at(text: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(text).expect("instant")
+}
+
+fn days_ago(days: i64) -> Timestamp {
+    at(NOW).plus_seconds(-days * 86_400)
+}
+
+fn arn(kind: &str, name: &str) -> String {
+    format!("arn:aws:iam::{ACCOUNT}:{kind}/{name}")
+}
+
+/// Runs a future on this thread, parking until it is woken.
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(value) => return value,
+            std::task::Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+fn principal(name: &str, kind: PrincipalKind) -> Principal {
+    let kind_name = if kind == PrincipalKind::Role {
+        "role"
+    } else {
+        "user"
+    };
+    Principal {
+        id: arn(kind_name, name).into(),
+        cloud: Cloud::Aws,
+        scope: format!("aws:{ACCOUNT}").into(),
+        kind,
+        native_type: None,
+        display_name: Some(name.to_owned()),
+        created_at: Some(days_ago(400)),
+        last_activity: Usage::Unknown,
+        owner: Some("platform".to_owned()),
+        tags: Default::default(),
+        enabled: true,
+        cloud_managed: false,
+        federation_available: false,
+    }
+}
+
+fn grant(principal: &str, entitlement: &str) -> Grant {
+    Grant {
+        id: format!("{principal}|policy|{entitlement}").into(),
+        cloud: Cloud::Aws,
+        scope: format!("aws:{ACCOUNT}").into(),
+        principal: principal.into(),
+        entitlement: entitlement.to_owned(),
+        entitlement_id: None,
+        resource: ACCOUNT.to_owned(),
+        kind: GrantKind::ManagedPolicy,
+        via: Via::Direct,
+        created_at: None,
+        expires_at: None,
+        expiry_source: None,
+        condition: None,
+        privileged: false,
+    }
+}
+
+fn key(id: &str, user: &str) -> Credential {
+    Credential {
+        id: id.into(),
+        principal: arn("user", user).into(),
+        cloud: Cloud::Aws,
+        scope: format!("aws:{ACCOUNT}").into(),
+        kind: CredentialKind::AwsAccessKey,
+        display_name: None,
+        created_at: Some(days_ago(100)),
+        expires_at: None,
+        last_used: Usage::Never,
+        status: CredentialStatus::Active,
+        cloud_managed: false,
+    }
+}
+
+const ADMIN: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
+const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+
+/// An account read whole, as `lapse` running as role `lapse`: batch has two idle keys, ops a
+/// standing admin and a declared read-only, break-glass a protected admin.
+fn snapshot() -> Snapshot {
+    let mut snapshot = Snapshot::empty(at(NOW));
+    snapshot.scopes.push(ScopeStatus {
+        id: format!("aws:{ACCOUNT}").into(),
+        cloud: Cloud::Aws,
+        kind: ScopeKind::Account,
+        taken_at: at(NOW),
+        complete: true,
+        caller: Some(arn("role", "lapse")),
+        errors: Vec::new(),
+    });
+    snapshot.principals = vec![
+        principal("batch", PrincipalKind::Workload),
+        principal("ops", PrincipalKind::Human),
+        principal("break-glass", PrincipalKind::Human),
+        principal("lapse", PrincipalKind::Role),
+    ];
+    snapshot.credentials = vec![key("AKIAONE", "batch"), key("AKIATWO", "batch")];
+    snapshot.grants = vec![
+        grant(&arn("user", "ops"), ADMIN),
+        grant(&arn("user", "ops"), READ_ONLY),
+        grant(&arn("user", "break-glass"), ADMIN),
+        grant(
+            &arn("role", "lapse"),
+            "arn:aws:iam::aws:policy/IAMFullAccess",
+        ),
+    ];
+    snapshot
+}
+
+const POLICY: &str = "scopes:
+  aws: [{account: \"111122223333\"}]
+defaults: {credential_max_idle: 30d}
+protect:
+  - principal: arn:aws:iam::111122223333:user/break-glass
+grants:
+  - principal: arn:aws:iam::111122223333:user/ops
+    entitlement: arn:aws:iam::aws:policy/ReadOnlyAccess
+    approved_by: alice@example.com
+    ticket: SEC-1
+";
+
+fn policy(text: &str) -> Policy {
+    from_sources(&[(PathBuf::from("policy.yaml"), format!("version: 1\n{text}"))])
+        .expect("valid policy")
+}
+
+fn make_plan(snapshot: &Snapshot, policy: &Policy) -> Plan {
+    crate::plan::plan(
+        snapshot,
+        "sha256:snapshot",
+        policy,
+        &Memory::default(),
+        at(NOW),
+    )
+}
+
+/// An in-memory cloud: targets by id, and every mutating call counted.
+#[derive(Default)]
+struct Fake {
+    snapshot: Mutex<Option<Snapshot>>,
+    targets: Mutex<HashMap<String, TargetState>>,
+    calls: Mutex<Vec<String>>,
+    /// Targets whose call fails.
+    failing: Mutex<Vec<String>>,
+    /// Targets whose call says done but changes nothing.
+    lying: Mutex<Vec<String>>,
+}
+
+impl Fake {
+    fn for_plan(plan: &Plan, snapshot: Snapshot) -> Fake {
+        let fake = Fake::default();
+        *fake.snapshot.lock().expect("lock") = Some(snapshot);
+        for change in &plan.actions {
+            let state = match &change.action {
+                Action::DeactivateCredential { credential } => TargetState {
+                    present: true,
+                    revoked: false,
+                    status: Some(CredentialStatus::Active),
+                    last_used: credential.last_used,
+                    restore: serde_json::json!({"status": "Active"}),
+                    ..TargetState::default()
+                },
+                _ => TargetState {
+                    present: true,
+                    ..TargetState::default()
+                },
+            };
+            fake.set(change.action.target_id(), state);
+        }
+        fake
+    }
+
+    fn set(&self, id: &str, state: TargetState) {
+        self.targets
+            .lock()
+            .expect("lock")
+            .insert(id.to_owned(), state);
+    }
+
+    fn state(&self, id: &str) -> TargetState {
+        self.targets
+            .lock()
+            .expect("lock")
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().expect("lock").clone()
+    }
+}
+
+impl Provider for Fake {
+    fn cloud(&self) -> Cloud {
+        Cloud::Aws
+    }
+
+    fn snapshot<'a>(&'a self, _request: &'a SnapshotRequest) -> BoxFuture<'a, SnapshotResponse> {
+        Box::pin(async move {
+            SnapshotResponse {
+                snapshot: self
+                    .snapshot
+                    .lock()
+                    .expect("lock")
+                    .clone()
+                    .unwrap_or_else(|| Snapshot::empty(at(NOW))),
+            }
+        })
+    }
+
+    fn read_target<'a>(
+        &'a self,
+        action: &'a Action,
+    ) -> BoxFuture<'a, Result<TargetState, ProviderError>> {
+        Box::pin(async move { Ok(self.state(action.target_id())) })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        action: &'a Action,
+    ) -> BoxFuture<'a, Result<ActionOutcome, ProviderError>> {
+        Box::pin(async move {
+            let id = action.target_id().to_owned();
+            self.calls.lock().expect("lock").push(format!("apply {id}"));
+            if self.failing.lock().expect("lock").contains(&id) {
+                return Err(ProviderError {
+                    kind: ProviderErrorKind::Throttled,
+                    operation: "fake:Apply".to_owned(),
+                    message: "slow down".to_owned(),
+                    missing_permission: None,
+                });
+            }
+            if self.lying.lock().expect("lock").contains(&id) {
+                return Ok(ActionOutcome::Done);
+            }
+            let mut targets = self.targets.lock().expect("lock");
+            let state = targets.entry(id).or_default();
+            if state.revoked {
+                return Ok(ActionOutcome::AlreadyDone);
+            }
+            state.revoked = true;
+            if state.status.is_some() {
+                state.status = Some(CredentialStatus::Inactive);
+            } else {
+                state.present = false;
+            }
+            Ok(ActionOutcome::Done)
+        })
+    }
+
+    fn undo<'a>(
+        &'a self,
+        action: &'a Action,
+        before: &'a TargetState,
+    ) -> BoxFuture<'a, Result<ActionOutcome, ProviderError>> {
+        Box::pin(async move {
+            let id = action.target_id().to_owned();
+            self.calls.lock().expect("lock").push(format!("undo {id}"));
+            self.set(&id, before.clone());
+            Ok(ActionOutcome::Done)
+        })
+    }
+
+    fn permissions(&self, _kind: ActionKind) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+/// One test's world: plan, policy, fake cloud, a journal in a temporary folder.
+struct World {
+    plan: Plan,
+    policy: Policy,
+    fake: Fake,
+    settings: ApplySettings,
+    folder: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let snapshot = snapshot();
+        let policy = policy(POLICY);
+        let plan = make_plan(&snapshot, &policy);
+        let fake = Fake::for_plan(&plan, snapshot);
+        World {
+            plan,
+            policy,
+            fake,
+            settings: ApplySettings {
+                concurrency: 1,
+                ..ApplySettings::default()
+            },
+            folder: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.folder.path().join("journal.jsonl")
+    }
+
+    fn with_run<T>(&self, body: impl FnOnce(&ApplyRun<'_>) -> T) -> T {
+        let providers = Providers::new().with(&self.fake);
+        let clock = || at(NOW);
+        let operator = Operator::default();
+        let run = ApplyRun {
+            plan: &self.plan,
+            plan_digest: "sha256:plan",
+            plan_file: Some("plan.json"),
+            policy: &self.policy,
+            providers: &providers,
+            settings: &self.settings,
+            now: at(NOW),
+            clock: &clock,
+            operator: &operator,
+        };
+        body(&run)
+    }
+
+    fn execute(&self) -> ApplyReport {
+        let mut journal = Journal::open(&self.journal_path()).expect("journal");
+        self.with_run(|run| {
+            let live = block_on(read_live(run.plan, run.providers)).expect("live");
+            check(run, &live).expect("guards pass");
+            block_on(execute(run, &mut journal)).expect("execute")
+        })
+    }
+
+    fn contents(&self) -> JournalContents {
+        journal::read(&self.journal_path()).expect("journal")
+    }
+
+    fn refusals(&self, live: &Snapshot) -> Vec<Refusal> {
+        guards::check(&guards::GuardInput {
+            plan: &self.plan,
+            policy: &self.policy,
+            live,
+            settings: &self.settings.guards,
+            now: at(NOW),
+        })
+    }
+}
+
+fn target_ids(plan: &Plan) -> Vec<String> {
+    plan.actions
+        .iter()
+        .map(|change| change.action.target_id().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_fixture_plans_two_idle_keys_and_one_standing_admin() {
+    let world = World::new();
+    assert_eq!(
+        target_ids(&world.plan),
+        [
+            "AKIAONE".to_owned(),
+            "AKIATWO".to_owned(),
+            format!("{}|policy|{ADMIN}", arn("user", "ops"))
+        ]
+    );
+}
+
+#[test]
+fn execute_journals_each_step_and_verifies_each_action() {
+    let world = World::new();
+    let report = world.execute();
+    assert!(report.all_verified(), "{report:#?}");
+    assert_eq!(world.fake.calls().len(), 3);
+    let contents = world.contents();
+    assert_eq!(contents.runs.len(), 1);
+    assert!(contents.runs[0].end.is_some());
+    for history in contents.actions.values() {
+        assert_eq!(history.intents.len(), 1);
+        assert_eq!(
+            history.outcome.as_ref().map(|outcome| outcome.result),
+            Some(ResultKind::Done)
+        );
+        assert!(
+            history
+                .verify
+                .as_ref()
+                .is_some_and(|verify| verify.verified)
+        );
+        assert!(
+            history
+                .before()
+                .is_some_and(|before| before.present && !before.revoked)
+        );
+    }
+    // The declared grant behind nothing, the approver where the policy declares one: here the
+    // standing admin was decided by lapse itself.
+    let planned = contents.actions[&3].planned().expect("planned");
+    assert_eq!(planned.findings.len(), 1);
+    assert_eq!(planned.findings[0].decided_by, "lapse");
+
+    // Again: settled, no call.
+    let again = world.execute();
+    assert!(again.all_verified());
+    assert!(again.actions.iter().all(|action| action.earlier));
+    assert_eq!(world.fake.calls().len(), 3);
+    assert_eq!(world.contents().runs.len(), 2);
+}
+
+#[test]
+fn a_dry_run_reads_and_shows_calls_but_calls_and_writes_nothing() {
+    let world = World::new();
+    let report = world.with_run(|run| block_on(dry_run(run, None)));
+    assert!(world.fake.calls().is_empty());
+    assert!(!world.journal_path().exists());
+    assert!(
+        report
+            .actions
+            .iter()
+            .all(|action| action.status == Status::WouldChange && !action.calls.is_empty())
+    );
+}
+
+#[test]
+fn stop_after_makes_that_many_changes_and_a_rerun_makes_the_rest_once() {
+    for limit in 0..3 {
+        let mut world = World::new();
+        world.settings.stop_after = Some(limit);
+        let report = world.execute();
+        assert_eq!(report.stopped_after, Some(limit));
+        assert_eq!(world.fake.calls().len(), limit);
+        assert_eq!(
+            report
+                .counts()
+                .get(&Status::NotStarted)
+                .copied()
+                .unwrap_or(0),
+            3 - limit
+        );
+        world.settings.stop_after = None;
+        let report = world.execute();
+        assert!(report.all_verified(), "{report:#?}");
+        assert_eq!(world.fake.calls().len(), 3, "each change made once");
+    }
+}
+
+/// Writes a run that stopped between the intent and the outcome of action 1.
+fn crash_after_intent(world: &World) {
+    let mut journal = Journal::open(&world.journal_path()).expect("journal");
+    let change = &world.plan.actions[0];
+    journal
+        .append(Record::Begin(Begin {
+            at: at(NOW),
+            command: JournalCommand::Apply,
+            plan_digest: "sha256:plan".to_owned(),
+            plan_file: None,
+            plan_now: world.plan.now,
+            plan_made: None,
+            plan_policy_digest: world.plan.policy.digest.clone(),
+            policy_digest: world.policy.digest.clone(),
+            snapshot_digest: world.plan.snapshot.digest.clone(),
+            operator: Operator::default(),
+            lapse_version: "0.1.0".to_owned(),
+            actions: 3,
+            max_revocations: 10,
+            stop_after: None,
+        }))
+        .expect("begin");
+    journal
+        .append(Record::Intent(Intent {
+            sequence: change.sequence,
+            at: at(NOW),
+            attempt: 1,
+            planned: planned(&world.plan, &world.policy, change),
+            before: world.fake.state(change.action.target_id()),
+            calls: Vec::new(),
+        }))
+        .expect("intent");
+}
+
+#[test]
+fn an_intent_whose_call_reached_the_cloud_is_reconciled_without_a_call() {
+    let world = World::new();
+    crash_after_intent(&world);
+    // The call had gone through before the crash.
+    let mut state = world.fake.state("AKIAONE");
+    state.revoked = true;
+    state.status = Some(CredentialStatus::Inactive);
+    world.fake.set("AKIAONE", state);
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Reconciled);
+    assert!(report.all_verified());
+    assert!(!world.fake.calls().contains(&"apply AKIAONE".to_owned()));
+    assert_eq!(world.fake.calls().len(), 2);
+}
+
+#[test]
+fn an_intent_whose_call_never_left_is_made_as_a_second_attempt() {
+    let world = World::new();
+    crash_after_intent(&world);
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Done);
+    assert_eq!(world.fake.calls().len(), 3);
+    assert_eq!(
+        world.contents().actions[&1]
+            .intents
+            .iter()
+            .map(|intent| intent.attempt)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+}
+
+#[test]
+fn a_key_used_since_the_plan_is_stale_and_left_alone() {
+    let world = World::new();
+    let mut state = world.fake.state("AKIATWO");
+    state.last_used = Usage::At(at("2026-11-20T07:00:00Z"));
+    world.fake.set("AKIATWO", state);
+    let report = world.execute();
+    assert_eq!(report.actions[1].status, Status::Stale);
+    assert!(!report.all_verified());
+    assert!(!report.any_failed());
+    assert!(!world.fake.calls().contains(&"apply AKIATWO".to_owned()));
+    let contents = world.contents();
+    let outcome = contents.actions[&2].outcome.as_ref().expect("outcome");
+    assert_eq!(outcome.result, ResultKind::Stale);
+    assert!(
+        outcome.planned.is_some() && outcome.before.is_some(),
+        "stands alone"
+    );
+    // Stale is final: a re-run does not act on it either.
+    world.execute();
+    assert!(!world.fake.calls().contains(&"apply AKIATWO".to_owned()));
+}
+
+#[test]
+fn a_change_the_live_state_does_not_show_is_a_failure() {
+    let world = World::new();
+    world
+        .fake
+        .lying
+        .lock()
+        .expect("lock")
+        .push("AKIAONE".to_owned());
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Done);
+    assert_eq!(report.actions[0].verified, Some(false));
+    assert!(report.any_failed());
+}
+
+#[test]
+fn a_failed_call_is_retried_by_the_next_run() {
+    let world = World::new();
+    world
+        .fake
+        .failing
+        .lock()
+        .expect("lock")
+        .push("AKIAONE".to_owned());
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Failed);
+    assert!(
+        report.actions[0]
+            .message
+            .as_deref()
+            .is_some_and(|message| message.contains("slow down"))
+    );
+    world.fake.failing.lock().expect("lock").clear();
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Done);
+    assert!(report.all_verified());
+}
+
+#[test]
+fn a_journal_of_another_plan_is_refused() {
+    let world = World::new();
+    world.execute();
+    let mut journal = Journal::open(&world.journal_path()).expect("journal");
+    let providers = Providers::new().with(&world.fake);
+    let clock = || at(NOW);
+    let operator = Operator::default();
+    let run = ApplyRun {
+        plan: &world.plan,
+        plan_digest: "sha256:another",
+        plan_file: None,
+        policy: &world.policy,
+        providers: &providers,
+        settings: &world.settings,
+        now: at(NOW),
+        clock: &clock,
+        operator: &operator,
+    };
+    let error = block_on(execute(&run, &mut journal)).expect_err("another plan");
+    assert!(
+        matches!(error, Error::JournalPlanMismatch { .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn undo_restores_what_lapse_changed_once() {
+    let world = World::new();
+    world.execute();
+    let providers = Providers::new().with(&world.fake);
+    let clock = || at(NOW);
+    let operator = Operator::default();
+    let run = UndoRun {
+        providers: &providers,
+        clock: &clock,
+        operator: &operator,
+        only: None,
+        concurrency: 1,
+    };
+    let dry =
+        block_on(undo_dry_run(&world.contents(), &world.journal_path(), &run)).expect("dry undo");
+    assert!(
+        dry.actions
+            .iter()
+            .all(|action| action.status == Status::WouldChange)
+    );
+    let mut journal = Journal::open(&world.journal_path()).expect("journal");
+    let report = block_on(undo_execute(&mut journal, &run)).expect("undo");
+    assert!(report.all_verified(), "{report:#?}");
+    for id in target_ids(&world.plan) {
+        let state = world.fake.state(&id);
+        assert!(state.present && !state.revoked, "{id} restored");
+    }
+    assert_eq!(reactivations(journal.contents()).len(), 2);
+    let again = block_on(undo_execute(&mut journal, &run)).expect("undo again");
+    assert!(again.actions.iter().all(|action| action.earlier));
+    assert_eq!(
+        world
+            .fake
+            .calls()
+            .iter()
+            .filter(|call| call.starts_with("undo"))
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn deactivations_are_lapses_own_verified_changes() {
+    let world = World::new();
+    let mut state = world.fake.state("AKIATWO");
+    state.revoked = true;
+    world.fake.set("AKIATWO", state);
+    world.execute();
+    let found: Vec<String> = deactivations(&world.contents())
+        .into_iter()
+        .map(|(credential, _)| credential.id.0)
+        .collect();
+    assert_eq!(
+        found,
+        ["AKIAONE"],
+        "a key found inactive is not lapse's doing"
+    );
+}
+
+// Guards.
+
+fn messages(refusals: &[Refusal], guard: Guard) -> Vec<&str> {
+    refusals
+        .iter()
+        .filter(|refusal| refusal.guard == guard)
+        .map(|refusal| refusal.message.as_str())
+        .collect()
+}
+
+#[test]
+fn a_plan_from_the_current_policy_passes_every_guard() {
+    let world = World::new();
+    assert_eq!(world.refusals(&snapshot()), []);
+}
+
+#[test]
+fn the_cap_refuses_and_says_how_to_raise_it_and_zero_means_none() {
+    let mut world = World::new();
+    world.settings.guards.max_revocations = 2;
+    let refusals = world.refusals(&snapshot());
+    let cap = messages(&refusals, Guard::Cap);
+    assert_eq!(cap.len(), 1);
+    assert!(cap[0].contains("--max-revocations 3"), "{}", cap[0]);
+    world.settings.guards.max_revocations = 0;
+    assert_eq!(messages(&world.refusals(&snapshot()), Guard::Cap).len(), 1);
+    world.settings.guards.max_revocations = 3;
+    assert!(messages(&world.refusals(&snapshot()), Guard::Cap).is_empty());
+}
+
+#[test]
+fn an_old_plan_or_one_for_a_future_instant_is_refused() {
+    let mut world = World::new();
+    world.plan.now = at(NOW).plus_seconds(-25 * 3_600);
+    let refusals = world.refusals(&snapshot());
+    assert!(
+        messages(&refusals, Guard::PlanAge)
+            .first()
+            .is_some_and(|message| message.contains("--max-plan-age")),
+        "{refusals:?}"
+    );
+    world.plan.now = at(NOW).plus_seconds(3_600);
+    assert_eq!(
+        messages(&world.refusals(&snapshot()), Guard::PlanAge).len(),
+        1
+    );
+    world.plan.now = at(NOW).plus_seconds(-23 * 3_600);
+    assert!(messages(&world.refusals(&snapshot()), Guard::PlanAge).is_empty());
+}
+
+#[test]
+fn an_edited_record_is_refused_as_an_edited_plan() {
+    let mut world = World::new();
+    if let Action::DeactivateCredential { credential } = &mut world.plan.actions[0].action {
+        credential.principal = arn("user", "someone-else").into();
+    }
+    let refusals = world.refusals(&snapshot());
+    assert_eq!(
+        messages(&refusals, Guard::PlanIntegrity).len(),
+        1,
+        "{refusals:?}"
+    );
+}
+
+fn inject(plan: &mut Plan, action: Action) {
+    let sequence = plan.actions.len() + 1;
+    plan.actions.push(crate::plan::PlannedChange {
+        sequence,
+        finding_ids: Vec::new(),
+        reversible: action.kind().is_reversible(),
+        target_digest: crate::plan::target_digest(&action),
+        action,
+    });
+}
+
+#[test]
+fn protected_principals_injected_into_a_plan_are_refused() {
+    let mut world = World::new();
+    inject(
+        &mut world.plan,
+        Action::RevokeGrant {
+            grant: grant(&arn("user", "break-glass"), ADMIN),
+        },
+    );
+    inject(
+        &mut world.plan,
+        Action::RevokeGrant {
+            grant: grant(
+                &arn("role", "lapse"),
+                "arn:aws:iam::aws:policy/IAMFullAccess",
+            ),
+        },
+    );
+    inject(
+        &mut world.plan,
+        Action::RevokeGrant {
+            grant: grant(
+                &arn(
+                    "role",
+                    "aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS",
+                ),
+                ADMIN,
+            ),
+        },
+    );
+    let mut managed = key("AKIAMANAGED", "ops");
+    managed.cloud_managed = true;
+    inject(
+        &mut world.plan,
+        Action::DeactivateCredential {
+            credential: managed,
+        },
+    );
+    let refusals = world.refusals(&snapshot());
+    let protected = messages(&refusals, Guard::Protected);
+    assert_eq!(protected.len(), 4, "{refusals:#?}");
+    assert!(protected[0].contains("protected by policy (policy.yaml:"));
+    assert!(protected[1].contains("lapse's own caller identity"));
+    assert!(protected[2].contains("AWS service-linked role"));
+    assert!(protected[3].contains("managed by the cloud provider"));
+}
+
+#[test]
+fn a_grant_protected_by_a_grant_level_entry_is_refused() {
+    let mut world = World::new();
+    world.policy = policy(
+        "scopes:
+  aws: [{account: \"111122223333\"}]
+protect:
+  - entitlement: arn:aws:iam::aws:policy/AdministratorAccess
+    principal: arn:aws:iam::111122223333:user/ops
+",
+    );
+    let refusals = world.refusals(&snapshot());
+    assert!(
+        messages(&refusals, Guard::Protected)
+            .iter()
+            .any(|message| message.contains("grant protected by policy")),
+        "{refusals:#?}"
+    );
+}
+
+#[test]
+fn scopes_the_policy_does_not_name_or_that_cannot_be_read_whole_are_refused() {
+    let mut world = World::new();
+    world.policy = policy(&POLICY.replace("111122223333\"}]", "999988887777\"}]"));
+    let refusals = world.refusals(&snapshot());
+    assert!(
+        messages(&refusals, Guard::Account)
+            .first()
+            .is_some_and(|message| message.contains("do not name")),
+        "{refusals:?}"
+    );
+    let world = World::new();
+    let mut live = snapshot();
+    live.scopes[0].complete = false;
+    assert_eq!(messages(&world.refusals(&live), Guard::Account).len(), 1);
+    let mut live = snapshot();
+    live.scopes.clear();
+    assert_eq!(messages(&world.refusals(&live), Guard::Account).len(), 1);
+}
+
+#[test]
+fn a_plan_leaving_a_principal_or_a_scope_with_no_access_is_refused_unless_allowed() {
+    let mut world = World::new();
+    inject(
+        &mut world.plan,
+        Action::RevokeGrant {
+            grant: grant(&arn("user", "ops"), READ_ONLY),
+        },
+    );
+    let refusals = world.refusals(&snapshot());
+    let strips = messages(&refusals, Guard::StripsAll);
+    assert_eq!(strips.len(), 1, "{refusals:#?}");
+    assert!(strips[0].contains("user/ops"));
+    // The whole scope.
+    let mut live = snapshot();
+    live.grants
+        .retain(|grant| grant.principal.as_str() == arn("user", "ops"));
+    let strips = world.refusals(&live);
+    assert!(
+        messages(&strips, Guard::StripsAll)
+            .iter()
+            .any(|message| message.contains("all 2 grant(s) of aws:111122223333")),
+        "{strips:#?}"
+    );
+    world.settings.guards.allow_strip_all = true;
+    assert!(messages(&world.refusals(&snapshot()), Guard::StripsAll).is_empty());
+}
+
+#[test]
+fn a_grant_inherited_through_a_group_survives_only_with_its_membership() {
+    let mut world = World::new();
+    let mut live = snapshot();
+    let mut membership = grant(&arn("user", "ops"), &arn("group", "admins"));
+    membership.id = format!("{}|member|{}", arn("user", "ops"), arn("group", "admins")).into();
+    membership.kind = GrantKind::GroupMembership;
+    let mut inherited = grant(&arn("user", "ops"), ADMIN);
+    inherited.id = "inherited".into();
+    inherited.via = Via::Group(arn("group", "admins").into());
+    live.grants.push(membership.clone());
+    live.grants.push(inherited);
+    inject(
+        &mut world.plan,
+        Action::RevokeGrant {
+            grant: grant(&arn("user", "ops"), READ_ONLY),
+        },
+    );
+    assert!(
+        messages(&world.refusals(&live), Guard::StripsAll).is_empty(),
+        "the membership keeps access"
+    );
+    inject(&mut world.plan, Action::RevokeGrant { grant: membership });
+    assert_eq!(messages(&world.refusals(&live), Guard::StripsAll).len(), 1);
+}
+
+#[test]
+fn an_empty_policy_is_refused_unless_allowed() {
+    let mut world = World::new();
+    world.policy = policy("scopes:\n  aws: [{account: \"111122223333\"}]\n");
+    assert_eq!(
+        messages(&world.refusals(&snapshot()), Guard::EmptyPolicy).len(),
+        1
+    );
+    world.settings.guards.allow_empty_policy = true;
+    assert!(messages(&world.refusals(&snapshot()), Guard::EmptyPolicy).is_empty());
+}
+
+#[test]
+fn a_deletion_needs_the_policys_opt_in() {
+    let mut world = World::new();
+    let mut retired = key("AKIAOLD", "batch");
+    retired.status = CredentialStatus::Inactive;
+    inject(
+        &mut world.plan,
+        Action::DeleteCredential {
+            credential: retired,
+        },
+    );
+    let refusals = world.refusals(&snapshot());
+    assert_eq!(
+        messages(&refusals, Guard::Irreversible).len(),
+        1,
+        "{refusals:#?}"
+    );
+    world.policy = policy(&format!(
+        "{POLICY}rules:\n  - id: keys\n    match: {{credential: aws-access-key}}\n    max_idle: 30d\n    delete_after: 14d\n"
+    ));
+    assert!(messages(&world.refusals(&snapshot()), Guard::Irreversible).is_empty());
+}
+
+#[test]
+fn the_last_owner_of_an_azure_resource_is_never_revoked() {
+    let mut world = World::new();
+    let mut owner = grant("00000000-aaaa", "Owner");
+    owner.cloud = Cloud::Azure;
+    owner.scope = "azure:/subscriptions/s1".into();
+    owner.resource = "/subscriptions/s1".to_owned();
+    owner.kind = GrantKind::RoleAssignment;
+    let mut live = snapshot();
+    live.grants.push(owner.clone());
+    inject(&mut world.plan, Action::RevokeGrant { grant: owner });
+    let refusals = world.refusals(&live);
+    assert_eq!(
+        messages(&refusals, Guard::LastHolder).len(),
+        1,
+        "{refusals:#?}"
+    );
+}
+
+#[test]
+fn scopes_are_named_per_cloud() {
+    let policy = policy(
+        "scopes:
+  aws: [{account: \"111122223333\"}]
+  azure: [{tenant: t1, subscriptions: [\"s1\"]}]
+  gcp: [{project: acme-prod}]
+rules: []
+",
+    );
+    let named = |id: &str| guards::scope_is_named(&policy, &lapse_sdk::ScopeId::from(id));
+    assert!(named("aws:111122223333"));
+    assert!(!named("aws:999988887777"));
+    assert!(named("azure:/subscriptions/s1"));
+    assert!(!named("azure:/subscriptions/s2"));
+    assert!(named("gcp:projects/acme-prod"));
+    assert!(!named("gcp:projects/other"));
+}
+
+// Evidence.
+
+#[test]
+fn evidence_lists_each_revocation_with_its_finding_state_and_verification() {
+    let world = World::new();
+    world.execute();
+    let contents = world.contents();
+    let evidence = evidence::build(&contents, Path::new("journal.jsonl")).expect("evidence");
+    assert_eq!(evidence.format, "lapse-evidence");
+    assert_eq!(evidence.revocations.len(), 3);
+    assert_eq!(evidence.runs.len(), 1);
+    for revocation in &evidence.revocations {
+        assert_eq!(revocation.result, Some(ResultKind::Done));
+        assert_eq!(revocation.verified, Some(true));
+        assert!(revocation.before.is_some() && revocation.after.is_some());
+        assert!(!revocation.findings.is_empty());
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&evidence::render_json(&evidence).expect("json")).expect("parse");
+    assert_eq!(json["version"], 1);
+    let markdown = evidence::render_markdown(&evidence);
+    assert!(
+        markdown.contains("| 1 | deactivate-credential |"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("credential-idle"), "{markdown}");
+}
+
+#[test]
+fn evidence_markdown_cannot_be_steered_by_names() {
+    let world = World::new();
+    world.execute();
+    let mut evidence =
+        evidence::build(&world.contents(), Path::new("journal.jsonl")).expect("evidence");
+    evidence.revocations[0].principal = "@security-team | <b>x</b>\nrow".to_owned();
+    let markdown = evidence::render_markdown(&evidence);
+    assert!(!markdown.contains("@security-team"), "{markdown}");
+    assert!(!markdown.contains("<b>"), "{markdown}");
+    assert!(markdown.contains("\\| &lt;b&gt;"), "{markdown}");
+}
