@@ -28,6 +28,8 @@ pub enum Guard {
     PlanIntegrity,
     /// The plan is older than `--max-plan-age`, or made for a future instant.
     PlanAge,
+    /// The policy changed since the plan was made.
+    PolicyChanged,
     /// The policy declares nothing.
     EmptyPolicy,
     /// More actions than `--max-revocations`.
@@ -55,6 +57,7 @@ impl Guard {
         match self {
             Guard::PlanIntegrity => "plan integrity",
             Guard::PlanAge => "plan age",
+            Guard::PolicyChanged => "policy changed",
             Guard::EmptyPolicy => "empty policy",
             Guard::Cap => "revocation cap",
             Guard::Account => "account guard",
@@ -146,6 +149,7 @@ pub fn check(input: &GuardInput<'_>) -> Vec<Refusal> {
     if input.plan.actions.is_empty() {
         return refusals;
     }
+    policy_changed(input, &mut refusals);
     empty_policy(input, &mut refusals);
     cap(input, &mut refusals);
     account(input, &mut refusals);
@@ -242,6 +246,21 @@ fn age(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
             format!(
                 "the plan judges the estate as of {}, after this run's time {}: a plan for a future instant revokes what is still allowed today; plan without --now, or give apply the same --now",
                 input.plan.now, input.now
+            ),
+        );
+    }
+}
+
+/// A plan is a set of decisions the policy made; if the policy has changed since (a grant
+/// declared, a rule relaxed), those decisions were not reviewed against it.
+fn policy_changed(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
+    if input.plan.policy.digest != input.policy.digest {
+        refuse(
+            refusals,
+            Guard::PolicyChanged,
+            format!(
+                "the policy changed since the plan was made (plan {}, now {}): a grant declared or a rule changed since would not be honoured; plan again with the current policy",
+                input.plan.policy.digest, input.policy.digest
             ),
         );
     }
@@ -581,7 +600,8 @@ pub fn deletion_opted_in(
     let target = Target::credential(credential, principal);
     policy.rules.iter().any(|rule| {
         rule.subject == RuleSubject::Credentials
-            && (rule.action == RuleAction::Delete || rule.delete_after.is_some())
+            && (rule.action == RuleAction::Delete
+                || (rule.delete_after.is_some() && rule.action != RuleAction::Report))
             && rule.selector.matches(&target)
     })
 }

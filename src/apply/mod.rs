@@ -778,11 +778,23 @@ pub async fn execute(run: &ApplyRun<'_>, journal: &mut Journal) -> Result<ApplyR
         halted: AtomicBool::new(false),
         journal_error: Mutex::new(None),
     };
-    let actions = futures_util::stream::iter(&run.plan.actions)
-        .map(|change| execution.process(change))
-        .buffer_unordered(run.settings.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
+    // Reversible first, as a rule and not only as an order: no irreversible action starts
+    // before every reversible one has ended, whatever the concurrency.
+    let (reversible, irreversible): (Vec<&PlannedChange>, Vec<&PlannedChange>) = run
+        .plan
+        .actions
+        .iter()
+        .partition(|change| change.action.kind().is_reversible());
+    let mut actions = Vec::with_capacity(run.plan.actions.len());
+    for phase in [reversible, irreversible] {
+        actions.extend(
+            futures_util::stream::iter(phase)
+                .map(|change| execution.process(change))
+                .buffer_unordered(run.settings.concurrency.max(1))
+                .collect::<Vec<_>>()
+                .await,
+        );
+    }
     let stopped = execution.stopped.load(Ordering::SeqCst);
     let journal_error = execution.journal_error.into_inner().ok().flatten();
     let journal = execution

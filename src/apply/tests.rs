@@ -1018,3 +1018,15 @@ fn evidence_markdown_cannot_be_steered_by_names() {
     assert!(!markdown.contains("<b>"), "{markdown}");
     assert!(markdown.contains("\\| &lt;b&gt;"), "{markdown}");
 }
+
+#[test]
+fn a_plan_made_with_another_policy_is_refused() {
+    let mut world = World::new();
+    world.policy = policy(&format!(
+        "{POLICY}owners:\n  - {{principal: '*', owner: sre}}\n"
+    ));
+    let refusals = world.refusals(&snapshot());
+    let changed = messages(&refusals, Guard::PolicyChanged);
+    assert_eq!(changed.len(), 1, "{refusals:#?}");
+    assert!(changed[0].contains("plan again"));
+}

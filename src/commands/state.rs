@@ -75,6 +75,8 @@ pub(crate) fn record(
         snapshot_digest: &loaded.digest,
         plan,
     })?;
+    // A key someone switched back on has broken its grace period before deletion.
+    store.forget_reactivated(&loaded.snapshot)?;
     let first_seen = recorded.first_seen;
     let removed = recorded.removed;
     note(&format!(

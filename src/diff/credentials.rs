@@ -45,11 +45,18 @@ pub(crate) fn evaluate(context: &Context<'_>, credential: &Credential) -> Outcom
     {
         return Outcome::Protected;
     }
-    // Already deactivated, or expired by itself: nothing left to do with it now.
-    if credential.status == CredentialStatus::Inactive
-        || credential
-            .expires_at
-            .is_some_and(|expires_at| expires_at <= context.now)
+    // Deactivated: only a deletion after its grace period is left to plan.
+    if credential.status == CredentialStatus::Inactive {
+        return Outcome::Findings(
+            deletion(context, credential, principal)
+                .into_iter()
+                .collect(),
+        );
+    }
+    // Expired by itself: nothing left to do with it now.
+    if credential
+        .expires_at
+        .is_some_and(|expires_at| expires_at <= context.now)
     {
         return Outcome::Findings(Vec::new());
     }
@@ -72,7 +79,7 @@ pub(crate) fn evaluate(context: &Context<'_>, credential: &Credential) -> Outcom
                 action: match rule.action {
                     RuleAction::Report => PlannedAction::report(),
                     RuleAction::Delete => PlannedAction::act(ActionKind::DeleteCredential),
-                    _ => PlannedAction::act(ActionKind::DeactivateCredential),
+                    _ => deactivation(credential.kind),
                 },
                 severity: rule.severity,
             }
@@ -108,7 +115,7 @@ pub(crate) fn evaluate(context: &Context<'_>, credential: &Credential) -> Outcom
                 .credential_max_idle
                 .as_ref()
                 .map(|value| value.value.seconds()),
-            action: PlannedAction::act(ActionKind::DeactivateCredential),
+            action: deactivation(credential.kind),
             severity: None,
         });
     }
@@ -190,6 +197,66 @@ pub(crate) fn evaluate(context: &Context<'_>, credential: &Credential) -> Outcom
         ));
     }
     Outcome::Findings(findings)
+}
+
+/// Deactivation, where the credential kind has one. An AWS console password has none (only
+/// deletion, which cannot be undone): it is held until a rule opts in with `action: delete`.
+fn deactivation(kind: CredentialKind) -> PlannedAction {
+    if kind == CredentialKind::AwsConsolePassword {
+        PlannedAction::held(
+            ActionKind::DeactivateCredential,
+            "a console password cannot be deactivated, only deleted (irreversible): opt in with `action: delete` on a rule that matches it",
+        )
+    } else {
+        PlannedAction::act(ActionKind::DeactivateCredential)
+    }
+}
+
+/// A credential lapse deactivated that stayed inactive for a matching rule's `delete_after`:
+/// its deletion is planned, as its own later step (irreversible; `delete_after` is the opt-in).
+fn deletion(
+    context: &Context<'_>,
+    credential: &Credential,
+    principal: Option<&lapse_sdk::Principal>,
+) -> Option<Finding> {
+    let deactivated_at = *context.memory.deactivated.get(&credential.id)?;
+    let target = Target::credential(credential, principal);
+    let (rule, grace) = context.policy.rules.iter().find_map(|rule| {
+        let grace = rule.delete_after?;
+        (rule.subject == RuleSubject::Credentials
+            && rule.action != RuleAction::Report
+            && rule.selector.matches(&target))
+        .then_some((rule, grace.seconds()))
+    })?;
+    let inactive = context.now.seconds_since(deactivated_at);
+    if inactive < grace {
+        return None;
+    }
+    let draft = Draft {
+        credential,
+        principal_name: principal.and_then(|principal| principal.display_name.clone()),
+        age: credential
+            .created_at
+            .map_or_else(Age::unknown, |created_at| {
+                Age::between(created_at, context.now, AgeSource::Cloud)
+            }),
+    };
+    Some(draft.finish(
+        FindingKind::CredentialIdle,
+        rule.severity,
+        Decider::Rule {
+            id: rule.id.clone(),
+            origin: rule.origin.clone(),
+        },
+        PlannedAction::act(ActionKind::DeleteCredential),
+        Some(grace),
+        Some(inactive),
+        format!(
+            "deactivated by lapse {} ago ({deactivated_at}) and inactive since, past delete_after {}: delete",
+            human_duration(inactive),
+            human_duration(grace)
+        ),
+    ))
 }
 
 struct Draft<'c> {

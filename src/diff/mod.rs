@@ -29,6 +29,9 @@ use crate::policy::{Origin, Policy, Target};
 pub struct Memory {
     /// When each grant was first seen, for grants whose cloud gives no creation time.
     pub first_seen: HashMap<GrantId, Timestamp>,
+    /// When lapse deactivated each credential that is still inactive: the start of its grace
+    /// period before deletion (`delete_after`).
+    pub deactivated: HashMap<lapse_sdk::CredentialId, Timestamp>,
 }
 
 /// A principal that nothing may touch, and why.

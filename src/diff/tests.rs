@@ -692,3 +692,98 @@ fn another_accounts_root_trusted_by_a_role_is_not_protected() {
     let findings = run(&snapshot(vec![], vec![], vec![trust]), &policy(""));
     assert_eq!(kinds(&findings), [FindingKind::UndeclaredGrant]);
 }
+
+/// A key lapse deactivated `days` ago, still inactive.
+fn deactivated(days: i64) -> (Snapshot, Memory) {
+    let mut retired = key(
+        "AKIARETIRED",
+        "arn:aws:iam::111122223333:user/batch",
+        200,
+        Usage::Never,
+    );
+    retired.status = CredentialStatus::Inactive;
+    let mut memory = Memory::default();
+    memory
+        .deactivated
+        .insert(retired.id.clone(), days_ago(days));
+    (snapshot(vec![], vec![retired], vec![]), memory)
+}
+
+const GRACE: &str = "rules:\n  - {id: keys, match: {credential: aws-access-key}, max_idle: 45d, delete_after: 14d}\n";
+
+#[test]
+fn a_key_lapse_deactivated_is_deleted_once_its_grace_period_has_passed() {
+    let (estate, memory) = deactivated(15);
+    let findings = evaluate(&estate, &policy(GRACE), &memory, at(NOW)).findings;
+    assert_eq!(kinds(&findings), [FindingKind::CredentialIdle]);
+    assert_eq!(findings[0].action.kind, Some(ActionKind::DeleteCredential));
+    assert!(findings[0].action.is_planned());
+    assert!(
+        findings[0]
+            .evidence
+            .summary
+            .contains("past delete_after 14d"),
+        "{}",
+        findings[0].evidence.summary
+    );
+
+    let (estate, memory) = deactivated(13);
+    assert!(
+        evaluate(&estate, &policy(GRACE), &memory, at(NOW))
+            .findings
+            .is_empty(),
+        "within the grace period"
+    );
+    let (estate, _) = deactivated(15);
+    assert!(
+        evaluate(&estate, &policy(GRACE), &Memory::default(), at(NOW))
+            .findings
+            .is_empty(),
+        "a key lapse did not deactivate is never deleted on its clock"
+    );
+    let (estate, memory) = deactivated(15);
+    let without_opt_in =
+        policy("rules:\n  - {id: keys, match: {credential: aws-access-key}, max_idle: 45d}\n");
+    assert!(
+        evaluate(&estate, &without_opt_in, &memory, at(NOW))
+            .findings
+            .is_empty(),
+        "no delete_after, no deletion"
+    );
+}
+
+#[test]
+fn a_console_password_is_deleted_only_where_a_rule_says_delete() {
+    let mut password = key(
+        "arn:aws:iam::111122223333:user/ana#console-password",
+        "arn:aws:iam::111122223333:user/ana",
+        200,
+        Usage::Never,
+    );
+    password.kind = CredentialKind::AwsConsolePassword;
+    let estate = snapshot(vec![], vec![password], vec![]);
+    let held = run(
+        &estate,
+        &policy(
+            "rules:\n  - {id: passwords, match: {credential: aws-console-password}, max_idle: 90d}\n",
+        ),
+    );
+    assert_eq!(kinds(&held), [FindingKind::CredentialIdle]);
+    assert!(
+        held[0]
+            .action
+            .held
+            .as_deref()
+            .is_some_and(|reason| reason.contains("action: delete")),
+        "{:?}",
+        held[0].action
+    );
+    let deleted = run(
+        &estate,
+        &policy(
+            "rules:\n  - {id: passwords, match: {credential: aws-console-password}, max_idle: 90d, action: delete}\n",
+        ),
+    );
+    assert_eq!(deleted[0].action.kind, Some(ActionKind::DeleteCredential));
+    assert!(deleted[0].action.is_planned());
+}

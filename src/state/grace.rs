@@ -82,6 +82,26 @@ impl StateStore {
         Ok(changed > 0)
     }
 
+    /// Forgets the deactivations of credentials a snapshot shows active again (someone switched
+    /// them back on): their grace period is broken, and a later deactivation starts a new one.
+    /// Returns how many were forgotten.
+    ///
+    /// # Errors
+    /// [`crate::Error::State`] when the write fails.
+    pub fn forget_reactivated(&mut self, snapshot: &lapse_sdk::Snapshot) -> Result<usize> {
+        let mut forgotten = 0;
+        for credential in snapshot
+            .credentials
+            .iter()
+            .filter(|credential| credential.status == lapse_sdk::CredentialStatus::Active)
+        {
+            if self.clear_deactivation(&credential.id)? {
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
+    }
+
     /// When lapse deactivated `credential`, if it did.
     ///
     /// # Errors

@@ -191,7 +191,22 @@ impl StateStore {
                 first_seen.insert(grant.id.clone(), at);
             }
         }
-        Ok(Memory { first_seen })
+        // Grace periods run only for credentials still inactive: one someone switched back on
+        // is not deleted on lapse's clock.
+        let mut deactivated = HashMap::new();
+        for credential in snapshot
+            .credentials
+            .iter()
+            .filter(|credential| credential.status == lapse_sdk::CredentialStatus::Inactive)
+        {
+            if let Some(found) = self.deactivation(&credential.id)? {
+                deactivated.insert(credential.id.clone(), found.deactivated_at);
+            }
+        }
+        Ok(Memory {
+            first_seen,
+            deactivated,
+        })
     }
 
     fn error(&self, action: &'static str, source: rusqlite::Error) -> Error {

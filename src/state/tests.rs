@@ -493,3 +493,48 @@ fn a_second_open_of_a_locked_state_fails_clearly() {
     let error = StateStore::open(&path, options(), &mut |_| {}).expect_err("locked");
     assert!(matches!(error, Error::StateLocked { .. }), "{error}");
 }
+
+#[test]
+fn memory_holds_the_deactivations_of_keys_still_inactive_and_a_reactivation_forgets_one() {
+    let (_folder, path) = temp_state();
+    let mut store = open(&path);
+    let owner = PrincipalId::from("arn:aws:iam::111122223333:user/batch");
+    let key = |id: &str, status: &str| {
+        json!({"id": id, "principal": owner.as_str(), "cloud": "aws", "scope": ACCOUNT,
+               "kind": "aws-access-key", "status": status})
+    };
+    let document = |status: &str| {
+        json!({"format": "lapse-snapshot", "version": 1, "taken_at": T0,
+               "scopes": [{"id": ACCOUNT, "cloud": "aws", "kind": "account", "taken_at": T0,
+                           "complete": true}],
+               "credentials": [key("AKIAONE", status), key("AKIATWO", "inactive")]})
+        .to_string()
+    };
+    let inactive = Snapshot::from_json_slice(document("inactive").as_bytes()).expect("snapshot");
+    for id in ["AKIAONE", "AKIATWO"] {
+        store
+            .record_deactivation(&CredentialId::from(id), &owner, at(T0))
+            .expect("record");
+    }
+    let memory = store.memory(&inactive).expect("memory");
+    assert_eq!(memory.deactivated.len(), 2);
+    let reactivated = Snapshot::from_json_slice(document("active").as_bytes()).expect("snapshot");
+    assert_eq!(
+        store
+            .memory(&reactivated)
+            .expect("memory")
+            .deactivated
+            .keys()
+            .map(CredentialId::as_str)
+            .collect::<Vec<_>>(),
+        ["AKIATWO"],
+        "an active key's grace period does not run"
+    );
+    assert_eq!(store.forget_reactivated(&reactivated).expect("forget"), 1);
+    assert_eq!(
+        store
+            .deactivation(&CredentialId::from("AKIAONE"))
+            .expect("read"),
+        None
+    );
+}

@@ -436,20 +436,23 @@ impl Live {
                     .collect(),
             );
         }
-        let attached = iam
-            .list_attached_group_policies()
-            .group_name("admins")
-            .send()
-            .await
-            .expect("group");
-        live.attached.insert(
-            "group:admins".to_owned(),
-            attached
-                .attached_policies()
-                .iter()
-                .filter_map(|policy| policy.policy_arn().map(str::to_owned))
-                .collect(),
-        );
+        for group in iam.list_groups().send().await.expect("groups").groups() {
+            let name = group.group_name();
+            let attached = iam
+                .list_attached_group_policies()
+                .group_name(name)
+                .send()
+                .await
+                .expect("group");
+            live.attached.insert(
+                format!("group:{name}"),
+                attached
+                    .attached_policies()
+                    .iter()
+                    .filter_map(|policy| policy.policy_arn().map(str::to_owned))
+                    .collect(),
+            );
+        }
         live
     }
 
@@ -738,7 +741,9 @@ fn killed_then_resumed(point: KillPoint) {
         assert_eq!(
             forwarded.len(),
             ACTIONS,
-            "k={k}: each mutation exactly once: {forwarded:#?}"
+            "k={k}: each mutation exactly once: {forwarded:#?}\njournal: {:#?}\nrerun: {}",
+            world.journal_lines(),
+            text(&output.stdout)
         );
         assert_eq!(
             forwarded.iter().cloned().collect::<BTreeSet<_>>(),
@@ -1380,4 +1385,192 @@ fn secrets_never_reach_a_plan_journal_report_or_log() {
             );
         }
     }
+}
+
+#[test]
+fn a_key_apply_deactivated_is_deleted_by_a_later_run_once_its_grace_period_has_passed() {
+    let moto = MotoServer::start();
+    let key_id = runtime().block_on(async {
+        let iam = iam(&moto.endpoint).await;
+        iam.create_user()
+            .user_name("batch")
+            .send()
+            .await
+            .expect("user");
+        iam.create_user()
+            .user_name("ana")
+            .send()
+            .await
+            .expect("user");
+        iam.create_login_profile()
+            .user_name("ana")
+            .password("a-Long-passw0rd!")
+            .send()
+            .await
+            .expect("password");
+        iam.create_access_key()
+            .user_name("batch")
+            .send()
+            .await
+            .expect("key")
+            .access_key
+            .expect("key")
+            .access_key_id()
+            .to_owned()
+    });
+    let proxy = Proxy::start(&moto.endpoint);
+    let (folder, policy) = temp_policy(&format!(
+        r#"version: 1
+scopes:
+  aws: [{{account: "{ACCOUNT}"}}]
+rules:
+  - {{id: keys, match: {{credential: aws-access-key}}, max_idle: 30d, delete_after: 14d}}
+  - {{id: passwords, match: {{credential: aws-console-password}}, max_age: 30d, action: delete}}
+"#
+    ));
+    let start = time::OffsetDateTime::now_utc() + time::Duration::days(40);
+    let at = |days: i64| {
+        (start + time::Duration::days(days))
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("format")
+    };
+    let run = |subcommand: &str, now: &str, args: &[&str]| {
+        lapse()
+            .current_dir(folder.path())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .args([
+                subcommand,
+                "--aws-endpoint-url",
+                &proxy.endpoint,
+                "--now",
+                now,
+            ])
+            .args(["--state", "state.db", "--format", "json"])
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    let plan = |now: &str, out: &str| {
+        let output = run(
+            "plan",
+            now,
+            &["--policy", &policy.display().to_string(), "--out", out],
+        );
+        let plan = json(&output);
+        plan["actions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .map(|action| {
+                format!(
+                    "{} {}",
+                    action["action"].as_str().expect("kind"),
+                    action["credential"]["id"].as_str().unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // Day 0: the idle key is deactivated (reversible); the password, opted in, is deleted.
+    // One key per user: the snapshot names it by creation time, resolved to its id at apply.
+    let first = plan(&at(0), "first.json");
+    let key = first[0]
+        .strip_prefix("deactivate-credential ")
+        .expect("a deactivation first")
+        .to_owned();
+    assert!(
+        key.starts_with(&format!("{}#access-key@", arn("user", "batch"))),
+        "{key}"
+    );
+    assert_eq!(
+        first,
+        [
+            format!("deactivate-credential {key}"),
+            format!("delete-credential {}#console-password", arn("user", "ana"))
+        ]
+    );
+    let output = run("apply", &at(0), &["first.json", "--execute", "--yes"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+
+    // Day 13: within the grace period, nothing to do.
+    assert!(plan(&at(13), "second.json").is_empty());
+    // Day 15: the key stayed inactive past delete_after: its deletion is its own action.
+    assert_eq!(
+        plan(&at(15), "third.json"),
+        [format!("delete-credential {key}")]
+    );
+    let output = run(
+        "apply",
+        &at(15),
+        &[
+            "third.json",
+            "--execute",
+            "--yes",
+            "--journal",
+            "third.jsonl",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let forwarded = proxy.forwarded();
+    assert_eq!(
+        forwarded,
+        [
+            format!("UpdateAccessKey UserName=batch AccessKeyId={key_id} Status=Inactive"),
+            "DeleteLoginProfile UserName=ana".to_owned(),
+            format!("DeleteAccessKey UserName=batch AccessKeyId={key_id}"),
+        ]
+    );
+    let live = runtime().block_on(Live::read(&moto.endpoint));
+    assert!(live.keys.is_empty(), "{live:?}");
+
+    // A deletion cannot be undone, and says so.
+    let output = lapse()
+        .current_dir(folder.path())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .args([
+            "undo",
+            "--aws-endpoint-url",
+            &proxy.endpoint,
+            "--no-state",
+            "--format",
+            "json",
+        ])
+        .args(["--journal", "third.jsonl", "--execute", "--yes"])
+        .output()
+        .expect("undo");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stdout).contains("cannot be undone"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert_eq!(proxy.forwarded().len(), 3);
+}
+
+#[test]
+fn throttled_calls_are_retried_and_still_made_once() {
+    let world = World::new();
+    world.proxy.throttle(3);
+    let output = world.apply(&["--execute", "--yes"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        world.proxy.received(),
+        ACTIONS + 3,
+        "three throttled attempts"
+    );
+    assert_eq!(
+        world
+            .proxy
+            .forwarded()
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        expected_calls(&world.estate)
+    );
+    assert_eq!(world.proxy.forwarded().len(), ACTIONS);
+    assert!(world.live().all_revoked(&world.estate));
 }

@@ -68,6 +68,8 @@ struct State {
     replaced: AtomicUsize,
     /// Every request head, to see which credentials lapse signed with.
     heads: Mutex<Vec<String>>,
+    /// Mutating calls still to be answered with a throttling error (and `Retry-After`).
+    throttle: AtomicUsize,
 }
 
 /// A running proxy.
@@ -123,6 +125,17 @@ impl Proxy {
     /// The mutating calls forwarded to moto so far, as `Operation Name=value ...`.
     pub(crate) fn forwarded(&self) -> Vec<String> {
         self.state.forwarded.lock().expect("lock").clone()
+    }
+
+    /// Answers the next `count` mutating calls with `Throttling` and `Retry-After: 1`, without
+    /// passing them on.
+    pub(crate) fn throttle(&self, count: usize) {
+        self.state.throttle.store(count, Ordering::SeqCst);
+    }
+
+    /// Mutating calls received, throttled ones included.
+    pub(crate) fn received(&self) -> usize {
+        self.state.received.load(Ordering::SeqCst)
     }
 
     /// Responses in which [`Proxy::replace`] replaced something.
@@ -267,6 +280,22 @@ fn handle(state: &State, client: TcpStream) {
             }
             Some((at, KillPoint::AfterCall)) if at == count => kill_after = true,
             _ => {}
+        }
+        let throttled = state
+            .throttle
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if throttled {
+            let body = "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>proxy</RequestId></ErrorResponse>";
+            let mut client = client;
+            let _ = write!(
+                client,
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: text/xml\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            return;
         }
     }
     let Ok(mut upstream) = TcpStream::connect(&state.upstream) else {
