@@ -353,6 +353,7 @@ fn hold_last_holders(snapshot: &Snapshot, findings: &mut [Finding]) {
     let grants: HashMap<&str, &Grant> = snapshot
         .grants
         .iter()
+        .filter(|grant| is_last_holder_guarded(grant))
         .map(|grant| (grant.id.as_str(), grant))
         .collect();
     let revoking = |finding: &Finding| {
@@ -401,19 +402,29 @@ fn actions(
     findings: &[Finding],
     protected: &[Protected],
 ) -> Vec<PlannedChange> {
+    // Only the records an action targets are looked up: indexing the whole estate costs more
+    // than the plan it serves.
+    let targets: std::collections::HashSet<&str> = findings
+        .iter()
+        .filter(|finding| finding.is_open() && finding.action.is_planned())
+        .map(|finding| finding.subject.id.as_str())
+        .collect();
     let grants: HashMap<&str, &Grant> = snapshot
         .grants
         .iter()
+        .filter(|grant| targets.contains(grant.id.as_str()))
         .map(|grant| (grant.id.as_str(), grant))
         .collect();
     let credentials: HashMap<&str, &Credential> = snapshot
         .credentials
         .iter()
+        .filter(|credential| targets.contains(credential.id.as_str()))
         .map(|credential| (credential.id.as_str(), credential))
         .collect();
     let principals: HashMap<&str, &Principal> = snapshot
         .principals
         .iter()
+        .filter(|principal| targets.contains(principal.id.as_str()))
         .map(|principal| (principal.id.as_str(), principal))
         .collect();
     let protected: std::collections::HashSet<&str> = protected

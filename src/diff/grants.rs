@@ -347,7 +347,12 @@ fn declared_match<'p>(
     {
         add(name);
     }
-    candidates.extend_from_slice(&context.declared_with_globs);
+    if let Some(indexes) = context
+        .declared_globs_by_principal
+        .get(grant.principal.as_str())
+    {
+        candidates.extend_from_slice(indexes);
+    }
     candidates.sort_unstable();
     candidates.dedup();
     // A renewal is often a new entry beside the lapsed one: a current declaration wins over an

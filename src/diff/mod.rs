@@ -97,7 +97,9 @@ pub(crate) struct Context<'a> {
     pub(crate) protection: HashMap<&'a str, Protection>,
     pub(crate) privileged_groups: HashSet<&'a str>,
     pub(crate) declared_by_principal: HashMap<&'a str, Vec<usize>>,
-    pub(crate) declared_with_globs: Vec<usize>,
+    /// Glob declarations whose principal pattern matches, by principal id: matched once per
+    /// principal, not once per grant.
+    pub(crate) declared_globs_by_principal: HashMap<&'a str, Vec<usize>>,
     pub(crate) declared_used: Vec<AtomicBool>,
 }
 
@@ -133,6 +135,29 @@ impl<'a> Context<'a> {
                 declared_with_globs.push(index);
             }
         }
+        let declared_globs_by_principal = if declared_with_globs.is_empty() {
+            HashMap::new()
+        } else {
+            let holders: HashSet<&str> = snapshot
+                .grants
+                .iter()
+                .map(|grant| grant.principal.as_str())
+                .collect();
+            holders
+                .into_par_iter()
+                .filter_map(|id| {
+                    let name = principals
+                        .get(id)
+                        .and_then(|principal| principal.display_name.as_deref());
+                    let matched: Vec<usize> = declared_with_globs
+                        .iter()
+                        .copied()
+                        .filter(|index| policy.grants[*index].principal.matches_principal(id, name))
+                        .collect();
+                    (!matched.is_empty()).then_some((id, matched))
+                })
+                .collect()
+        };
         Context {
             policy,
             memory,
@@ -142,7 +167,7 @@ impl<'a> Context<'a> {
             protection,
             privileged_groups,
             declared_by_principal,
-            declared_with_globs,
+            declared_globs_by_principal,
             declared_used: policy
                 .grants
                 .iter()

@@ -149,19 +149,31 @@ impl Snapshot {
     /// # Errors
     /// When the bytes are not JSON, not a snapshot, or of another format version.
     pub fn from_json_slice(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        let header: Header =
-            serde_json::from_slice(bytes).map_err(|source| SnapshotError::Malformed { source })?;
-        if header.format != SNAPSHOT_FORMAT {
-            return Err(SnapshotError::WrongFormat {
-                found: header.format,
-            });
+        // One full parse in the common case; the header alone is read only to explain a
+        // failure (a newer version is reported as such, not as an unknown field).
+        let check = |format: &str, version: u32| {
+            if format != SNAPSHOT_FORMAT {
+                Err(SnapshotError::WrongFormat {
+                    found: format.to_owned(),
+                })
+            } else if version != SNAPSHOT_VERSION {
+                Err(SnapshotError::UnsupportedVersion { found: version })
+            } else {
+                Ok(())
+            }
+        };
+        match serde_json::from_slice::<Snapshot>(bytes) {
+            Ok(snapshot) => {
+                check(&snapshot.format, snapshot.version)?;
+                Ok(snapshot)
+            }
+            Err(source) => {
+                if let Ok(header) = serde_json::from_slice::<Header>(bytes) {
+                    check(&header.format, header.version)?;
+                }
+                Err(SnapshotError::Malformed { source })
+            }
         }
-        if header.version != SNAPSHOT_VERSION {
-            return Err(SnapshotError::UnsupportedVersion {
-                found: header.version,
-            });
-        }
-        serde_json::from_slice(bytes).map_err(|source| SnapshotError::Malformed { source })
     }
 
     /// True when every scope was read completely.
@@ -250,19 +262,33 @@ impl Snapshot {
     }
 }
 
-/// Sorts by id and keeps the last of each run of equal ids (the stable sort keeps input order
-/// within a run, and input is oldest first).
+/// Sorts by id and keeps the last of each run of equal ids (input is oldest first, so the last
+/// is the latest reading). Files lapse writes are already sorted and unique: that case costs one
+/// pass. Otherwise indices are sorted, not the records, which are large.
 fn keep_last_by_id<T>(items: &mut Vec<T>, id: impl Fn(&T) -> &str) {
-    items.sort_by(|left, right| id(left).cmp(id(right)));
-    let mut write = 0;
-    for read in 0..items.len() {
-        let is_last_of_run = read + 1 == items.len() || id(&items[read]) != id(&items[read + 1]);
+    if items.windows(2).all(|pair| id(&pair[0]) < id(&pair[1])) {
+        return;
+    }
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_unstable_by(|left, right| {
+        id(&items[*left])
+            .cmp(id(&items[*right]))
+            .then(left.cmp(right))
+    });
+    let mut keep = Vec::with_capacity(order.len());
+    for (position, index) in order.iter().enumerate() {
+        let is_last_of_run = order
+            .get(position + 1)
+            .is_none_or(|next| id(&items[*next]) != id(&items[*index]));
         if is_last_of_run {
-            items.swap(write, read);
-            write += 1;
+            keep.push(*index);
         }
     }
-    items.truncate(write);
+    let mut slots: Vec<Option<T>> = std::mem::take(items).into_iter().map(Some).collect();
+    *items = keep
+        .into_iter()
+        .filter_map(|index| slots[index].take())
+        .collect();
 }
 
 #[cfg(test)]
