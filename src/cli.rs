@@ -415,8 +415,8 @@ pub(crate) struct ExecuteArgs {
     /// its midnight UTC): for replays and tests; give apply the --now its plan was made with.
     #[arg(long, value_name = "TIMESTAMP")]
     pub(crate) now: Option<String>,
-    /// Actions in flight at once per run (reads and calls); throttling is retried with
-    /// backoff.
+    /// Actions in flight at once per provider (reads and calls); throttling is retried with
+    /// backoff, honouring Retry-After.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub(crate) concurrency: usize,
     /// Output format on stdout.

@@ -366,13 +366,46 @@ pub fn check(run: &ApplyRun<'_>, live: &Snapshot) -> Result<()> {
     }
 }
 
+/// Runs `work` on every item, at most `limit` at a time for each cloud, the clouds side by
+/// side: the bound is per provider, so one cloud's throttling never holds up another's.
+async fn per_provider<T, R, F, Fut>(
+    items: impl IntoIterator<Item = T>,
+    cloud_of: impl Fn(&T) -> Cloud,
+    limit: usize,
+    work: F,
+) -> Vec<R>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = R>,
+{
+    let mut by_cloud: BTreeMap<Cloud, Vec<T>> = BTreeMap::new();
+    for item in items {
+        by_cloud.entry(cloud_of(&item)).or_default().push(item);
+    }
+    let work = &work;
+    let clouds = by_cloud.into_values().map(|items| {
+        futures_util::stream::iter(items)
+            .map(work)
+            .buffer_unordered(limit.max(1))
+            .collect::<Vec<R>>()
+    });
+    futures_util::future::join_all(clouds)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// Reads every target and says what would happen, changing nothing and writing nothing.
 /// Actions a journal already settled are shown as such.
 pub async fn dry_run(run: &ApplyRun<'_>, journal: Option<&JournalContents>) -> ApplyReport {
     let empty = JournalContents::default();
     let history = journal.unwrap_or(&empty);
-    let actions = futures_util::stream::iter(&run.plan.actions)
-        .map(|change| async move {
+    let actions = per_provider(
+        &run.plan.actions,
+        |change| change.action.cloud(),
+        run.settings.concurrency,
+        |change| async move {
             if let Some(report) = settled(change, history.actions.get(&change.sequence)) {
                 return report;
             }
@@ -401,10 +434,9 @@ pub async fn dry_run(run: &ApplyRun<'_>, journal: Option<&JournalContents>) -> A
                 report.verified = Some(live.revoked || !live.present);
             }
             report
-        })
-        .buffer_unordered(run.settings.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
+        },
+    )
+    .await;
     finish(run, Mode::DryRun, None, None, actions)
 }
 
@@ -788,11 +820,13 @@ pub async fn execute(run: &ApplyRun<'_>, journal: &mut Journal) -> Result<ApplyR
     let mut actions = Vec::with_capacity(run.plan.actions.len());
     for phase in [reversible, irreversible] {
         actions.extend(
-            futures_util::stream::iter(phase)
-                .map(|change| execution.process(change))
-                .buffer_unordered(run.settings.concurrency.max(1))
-                .collect::<Vec<_>>()
-                .await,
+            per_provider(
+                phase,
+                |change| change.action.cloud(),
+                run.settings.concurrency,
+                |change| execution.process(change),
+            )
+            .await,
         );
     }
     let stopped = execution.stopped.load(Ordering::SeqCst);

@@ -9,13 +9,13 @@
 
 use std::sync::Mutex;
 
-use futures_util::StreamExt;
 use lapse_sdk::{Action, ActionOutcome};
 
 use super::journal::{Undo, UndoIntent, UndoResult};
 use super::{
     ActionHistory, ActionReport, ApplyReport, Begin, Clock, Journal, JournalCommand,
     JournalContents, Mode, Operator, Providers, Record, ResultKind, Status, end_record,
+    per_provider,
 };
 use crate::error::{Error, Result};
 
@@ -122,8 +122,11 @@ pub async fn undo_dry_run(
     run: &UndoRun<'_>,
 ) -> Result<ApplyReport> {
     let candidates = candidates(contents, run.only, path)?;
-    let mut actions = futures_util::stream::iter(candidates)
-        .map(|(sequence, history, action)| async move {
+    let mut actions = per_provider(
+        candidates,
+        |(_, _, action)| action.cloud(),
+        run.concurrency,
+        |(sequence, history, action)| async move {
             if let Some(done) = settled(sequence, history, action) {
                 return done;
             }
@@ -151,10 +154,9 @@ pub async fn undo_dry_run(
                     failed
                 }
             }
-        })
-        .buffer_unordered(run.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
+        },
+    )
+    .await;
     actions.sort_by_key(|action| action.sequence);
     Ok(ApplyReport {
         format: super::APPLY_FORMAT,
@@ -210,8 +212,11 @@ pub async fn undo_execute(journal: &mut Journal, run: &UndoRun<'_>) -> Result<Ap
         }
     };
     let write = &write;
-    let mut actions = futures_util::stream::iter(candidates)
-        .map(|(sequence, history, action)| async move {
+    let mut actions = per_provider(
+        candidates,
+        |(_, _, action)| action.cloud(),
+        run.concurrency,
+        |(sequence, history, action)| async move {
             if let Some(done) = settled(sequence, history, action) {
                 return done;
             }
@@ -296,10 +301,9 @@ pub async fn undo_execute(journal: &mut Journal, run: &UndoRun<'_>) -> Result<Ap
             done.verified = Some(verified);
             done.message = message;
             done
-        })
-        .buffer_unordered(run.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
+        },
+    )
+    .await;
     if let Some(error) = write_error.into_inner().ok().flatten() {
         return Err(error);
     }

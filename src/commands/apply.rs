@@ -223,7 +223,19 @@ pub(crate) fn run(args: &ApplyArgs) -> Result<Status> {
         };
         apply::check(&run, &live)
     })??;
-    if !plan.actions.is_empty() && !confirmed(settings, &plan_scopes(&plan))? {
+    let summary: Vec<String> = plan
+        .actions
+        .iter()
+        .map(|change| {
+            format!(
+                "#{} {} {}",
+                change.sequence,
+                change.action.kind().as_str(),
+                change.action.target_id()
+            )
+        })
+        .collect();
+    if !plan.actions.is_empty() && !confirmed(settings, &summary, &plan_scopes(&plan))? {
         return Ok(Status::Refused);
     }
     if store.is_none() && !args.no_state {
@@ -262,9 +274,9 @@ fn plan_scopes(plan: &Plan) -> Vec<String> {
         .collect()
 }
 
-/// `--yes`, or the operator types each scope's own id on a terminal. Elsewhere, without
-/// `--yes`, the run is refused: nobody is there to confirm.
-fn confirmed(settings: &ExecuteArgs, scopes: &[String]) -> Result<bool> {
+/// `--yes`, or the operator reads what will change and types each scope's own id on a
+/// terminal. Elsewhere, without `--yes`, the run is refused: nobody is there to confirm.
+fn confirmed(settings: &ExecuteArgs, summary: &[String], scopes: &[String]) -> Result<bool> {
     if settings.yes {
         return Ok(true);
     }
@@ -274,6 +286,10 @@ fn confirmed(settings: &ExecuteArgs, scopes: &[String]) -> Result<bool> {
             "refused, nothing was changed: --execute asks for confirmation on a terminal; in CI, after review, pass --yes",
         );
         return Ok(false);
+    }
+    note(&format!("lapse will change {} target(s):", summary.len()));
+    for line in summary {
+        note(&format!("  {line}"));
     }
     for scope in scopes {
         // The id a person knows: the account number, the subscription id, the project id.
@@ -470,7 +486,29 @@ pub(crate) fn undo(args: &UndoArgs) -> Result<Status> {
         scopes.dedup();
         scopes
     };
-    if !confirmed(settings, &scopes)? {
+    let summary: Vec<String> = journal
+        .contents()
+        .actions
+        .iter()
+        .filter(|(sequence, _)| args.action.is_none_or(|only| only == **sequence))
+        .filter(|(_, history)| {
+            history.outcome.as_ref().is_some_and(|outcome| {
+                matches!(
+                    outcome.result,
+                    apply::ResultKind::Done | apply::ResultKind::Reconciled
+                )
+            })
+        })
+        .filter_map(|(sequence, history)| {
+            let planned = history.planned()?;
+            Some(format!(
+                "#{sequence} undo {} {}",
+                planned.action.kind().as_str(),
+                planned.action.target_id()
+            ))
+        })
+        .collect();
+    if !confirmed(settings, &summary, &scopes)? {
         return Ok(Status::Refused);
     }
     let report = block_on(apply::undo_execute(&mut journal, &run))??;

@@ -70,6 +70,9 @@ struct State {
     heads: Mutex<Vec<String>>,
     /// Mutating calls still to be answered with a throttling error (and `Retry-After`).
     throttle: AtomicUsize,
+    /// What happened to each mutating call, with its status line, for failure messages.
+    events: Mutex<Vec<String>>,
+    started: std::sync::OnceLock<std::time::Instant>,
 }
 
 /// A running proxy.
@@ -131,6 +134,12 @@ impl Proxy {
     /// passing them on.
     pub(crate) fn throttle(&self, count: usize) {
         self.state.throttle.store(count, Ordering::SeqCst);
+    }
+
+    /// What happened to each mutating call so far (received, throttled, forwarded with
+    /// moto's status line, killed), with milliseconds since the proxy started.
+    pub(crate) fn events(&self) -> Vec<String> {
+        self.state.events.lock().expect("lock").clone()
     }
 
     /// Mutating calls received, throttled ones included.
@@ -256,6 +265,15 @@ fn kill(state: &State, client: TcpStream) {
     }
 }
 
+fn event(state: &State, text: String) {
+    let started = state.started.get_or_init(std::time::Instant::now);
+    state
+        .events
+        .lock()
+        .expect("lock")
+        .push(format!("{:>6}ms {text}", started.elapsed().as_millis()));
+}
+
 fn handle(state: &State, client: TcpStream) {
     let Ok(reading) = client.try_clone() else {
         return;
@@ -271,8 +289,9 @@ fn handle(state: &State, client: TcpStream) {
         .filter(|(action, _)| MUTATIONS.contains(&action.as_str()))
         .map(|(_, line)| line.clone());
     let mut kill_after = false;
-    if mutation.is_some() {
+    if let Some(line) = &mutation {
         let count = state.received.fetch_add(1, Ordering::SeqCst) + 1;
+        event(state, format!("received #{count} {line}"));
         match *state.kill.lock().expect("lock") {
             Some((at, KillPoint::BeforeCall)) if at == count => {
                 kill(state, client);
@@ -310,6 +329,12 @@ fn handle(state: &State, client: TcpStream) {
         return;
     }
     if let Some(line) = mutation {
+        let status = String::from_utf8_lossy(&response)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        event(state, format!("forwarded {line} -> {status}"));
         state.forwarded.lock().expect("lock").push(line);
     }
     if kill_after {
