@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example gen-estate -- --principals 100000 --grants 1000000 \
-//!     --credentials 200000 --files 10 --out /tmp/lapse-bench --seed 1
+//!     --credentials 200000 --files 10 --out bench-estate --seed 1
 //! ```
 //!
 //! The estate is split into scopes (AWS accounts, Azure subscriptions, Google Cloud projects in
