@@ -82,6 +82,10 @@ impl Default for AwsSettings {
 pub struct AwsProvider {
     settings: Arc<AwsSettings>,
     requests: Arc<AtomicU64>,
+    /// Clients per account whose identity was checked, reused by every action on it: one
+    /// credential resolution (and `AssumeRole`) and one `GetCallerIdentity` per account and
+    /// run, not per read.
+    checked: Arc<tokio::sync::Mutex<std::collections::HashMap<String, clients::Clients>>>,
 }
 
 impl AwsProvider {
@@ -91,6 +95,7 @@ impl AwsProvider {
         AwsProvider {
             settings: Arc::new(settings),
             requests: Arc::new(AtomicU64::new(0)),
+            checked: Arc::default(),
         }
     }
 
@@ -212,6 +217,11 @@ impl AwsProvider {
     /// Clients for the account an action targets, assuming its role when the policy names one.
     async fn clients_for(&self, action: &Action) -> Result<clients::Clients, ProviderError> {
         let account = action.scope().as_str().trim_start_matches("aws:");
+        // Held while checking, so concurrent actions on one account check it once.
+        let mut checked = self.checked.lock().await;
+        if let Some(clients) = checked.get(account) {
+            return Ok(clients.clone());
+        }
         let scope = self
             .settings
             .accounts
@@ -236,6 +246,7 @@ impl AwsProvider {
                 missing_permission: None,
             });
         }
+        checked.insert(account.to_owned(), clients.clone());
         Ok(clients)
     }
 }
