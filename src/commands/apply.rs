@@ -184,7 +184,18 @@ pub(crate) fn run(args: &ApplyArgs) -> Result<Status> {
 
     if !settings.execute {
         let existing = if journal_path.exists() {
-            Some(apply::journal::read(&journal_path)?)
+            let contents = apply::journal::read(&journal_path)?;
+            if let Some(found) = contents.plan_digest()
+                && found != plan_digest
+            {
+                return Err(lapse::Error::JournalPlanMismatch {
+                    path: journal_path,
+                    found: found.to_owned(),
+                    expected: plan_digest,
+                }
+                .into());
+            }
+            Some(contents)
         } else {
             None
         };
