@@ -209,17 +209,27 @@ impl StateStore {
             }
         }
         // Grace periods run only for credentials still inactive: one someone switched back on
-        // is not deleted on lapse's clock.
-        let mut deactivated = HashMap::new();
-        for credential in snapshot
+        // is not deleted on lapse's clock. The table holds only lapse's own deactivations, so
+        // one scan of it is cheaper than a lookup per credential.
+        let read = |source| self.error("read deactivations", source);
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT credential_id, deactivated_at FROM deactivations")
+            .map_err(read)?;
+        let lapse_deactivated: HashMap<String, i64> = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(read)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(read)?;
+        let deactivated = snapshot
             .credentials
             .iter()
             .filter(|credential| credential.status == lapse_sdk::CredentialStatus::Inactive)
-        {
-            if let Some(found) = self.deactivation(&credential.id)? {
-                deactivated.insert(credential.id.clone(), found.deactivated_at);
-            }
-        }
+            .filter_map(|credential| {
+                let at = lapse_deactivated.get(credential.id.as_str()).copied()?;
+                Some((credential.id.clone(), Timestamp::from_unix_seconds(at)?))
+            })
+            .collect();
         Ok(Memory {
             first_seen,
             deactivated,
