@@ -113,8 +113,17 @@ fn a_live_plan_finds_standing_admin_and_the_one_idle_key() {
     let active_key = seed(&moto);
     let (_folder, policy) = temp_policy(POLICY);
     let now = forty_days_on();
+    // Exact key ids, whether or not the two keys share a creation second.
     let output = live(&moto, "plan")
-        .args(["--no-state", "--format", "json", "--now", &now, "--policy"])
+        .args([
+            "--exact",
+            "--no-state",
+            "--format",
+            "json",
+            "--now",
+            &now,
+            "--policy",
+        ])
         .arg(&policy)
         .output()
         .expect("run");
