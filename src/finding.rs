@@ -183,6 +183,14 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// Every severity, highest first: the order reports list them in.
+    pub const DESCENDING: [Severity; 4] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+    ];
+
     /// The lowercase name.
     #[must_use]
     pub fn as_str(self) -> &'static str {

@@ -22,13 +22,6 @@ const CELL_LIMIT: usize = 160;
 /// Room kept for the truncation note and the closing lines.
 const RESERVE: usize = 600;
 
-const SEVERITIES: [Severity; 4] = [
-    Severity::Critical,
-    Severity::High,
-    Severity::Medium,
-    Severity::Low,
-];
-
 pub(super) fn render(plan: &Plan) -> String {
     let mut head = String::new();
     headline(plan, &mut head);
@@ -163,24 +156,11 @@ impl Budget {
 
 fn headline(plan: &Plan, out: &mut String) {
     let summary = &plan.summary;
-    let severities: Vec<String> = SEVERITIES
-        .iter()
-        .filter_map(|severity| {
-            summary
-                .by_severity
-                .get(severity)
-                .map(|count| format!("{count} {severity}"))
-        })
-        .collect();
     let _ = writeln!(
         out,
         "## lapse: {} open finding(s){}\n",
         summary.open,
-        if severities.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", severities.join(", "))
-        }
+        super::severity_counts(plan)
     );
     for scope in plan.scopes.iter().filter(|scope| !scope.complete) {
         let _ = writeln!(
@@ -223,7 +203,7 @@ fn counts(plan: &Plan, out: &mut String) {
     }
     let mut table: BTreeMap<FindingKind, [usize; 4]> = BTreeMap::new();
     for finding in plan.findings.iter().filter(|finding| finding.is_open()) {
-        let column = SEVERITIES
+        let column = Severity::DESCENDING
             .iter()
             .position(|severity| *severity == finding.severity)
             .unwrap_or_default();

@@ -25,7 +25,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::finding::{Finding, SubjectType};
+use crate::finding::{Finding, Severity, SubjectType};
 use crate::plan::{PLAN_FORMAT, PLAN_VERSION, Plan};
 
 pub use markdown::COMMENT_LIMIT;
@@ -210,6 +210,24 @@ pub(crate) fn subject_label(finding: &Finding) -> String {
 }
 
 /// "open", "waived": whether a finding counts as drift.
+/// Open findings by severity, highest first, as " (1 high, 3 low)"; empty when there are none.
+pub(crate) fn severity_counts(plan: &Plan) -> String {
+    let counts: Vec<String> = Severity::DESCENDING
+        .iter()
+        .filter_map(|severity| {
+            plan.summary
+                .by_severity
+                .get(severity)
+                .map(|count| format!("{count} {severity}"))
+        })
+        .collect();
+    if counts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", counts.join(", "))
+    }
+}
+
 pub(crate) fn status_label(finding: &Finding) -> &'static str {
     if finding.is_open() { "open" } else { "waived" }
 }

@@ -61,29 +61,11 @@ pub(super) fn render(plan: &Plan, options: &RenderOptions) -> String {
             );
         }
     }
-    let severities: Vec<String> = [
-        Severity::Critical,
-        Severity::High,
-        Severity::Medium,
-        Severity::Low,
-    ]
-    .iter()
-    .filter_map(|severity| {
-        summary
-            .by_severity
-            .get(severity)
-            .map(|count| format!("{count} {severity}"))
-    })
-    .collect();
     let _ = writeln!(
         out,
         "\n{} open finding(s){}, {} waived; {} action(s) planned, {} held; {} principal(s) protected",
         summary.open,
-        if severities.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", severities.join(", "))
-        },
+        super::severity_counts(plan),
         summary.waived,
         summary.actions,
         summary.held,

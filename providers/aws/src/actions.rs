@@ -65,6 +65,12 @@ fn entity(arn: &str) -> Option<(&str, &str)> {
     matches!(kind, "user" | "role" | "group").then_some((kind, name))
 }
 
+/// The IAM user a credential belongs to (empty when its principal is not a user: the call then
+/// fails with the cloud's own error).
+fn user_name(credential: &Credential) -> &str {
+    entity(credential.principal.as_str()).map_or("", |(_, name)| name)
+}
+
 fn bad_target(action: &Action) -> ProviderError {
     unsupported(
         action.kind().as_str(),
@@ -518,9 +524,7 @@ pub(crate) async fn apply(
                 if status == StatusType::Inactive {
                     return Ok(ActionOutcome::AlreadyDone);
                 }
-                let user_name = entity(credential.principal.as_str())
-                    .map(|(_, name)| name)
-                    .unwrap_or_default();
+                let user_name = user_name(credential);
                 settle(
                     call("iam", "UpdateAccessKey", || {
                         iam.update_access_key()
@@ -550,9 +554,7 @@ pub(crate) async fn apply(
                 let Some((key_id, _)) = find_key(clients, credential).await? else {
                     return Ok(ActionOutcome::AlreadyDone);
                 };
-                let user_name = entity(credential.principal.as_str())
-                    .map(|(_, name)| name)
-                    .unwrap_or_default();
+                let user_name = user_name(credential);
                 settle(
                     call("iam", "DeleteAccessKey", || {
                         iam.delete_access_key()
@@ -565,9 +567,7 @@ pub(crate) async fn apply(
                 )
             }
             CredentialKind::AwsConsolePassword => {
-                let user_name = entity(credential.principal.as_str())
-                    .map(|(_, name)| name)
-                    .unwrap_or_default();
+                let user_name = user_name(credential);
                 settle(
                     call("iam", "DeleteLoginProfile", || {
                         iam.delete_login_profile().user_name(user_name).send()
@@ -721,9 +721,7 @@ pub(crate) async fn undo(
             {
                 return Ok(ActionOutcome::AlreadyDone);
             }
-            let user_name = entity(credential.principal.as_str())
-                .map(|(_, name)| name)
-                .unwrap_or_default();
+            let user_name = user_name(credential);
             call("iam", "UpdateAccessKey", || {
                 iam.update_access_key()
                     .user_name(user_name)
