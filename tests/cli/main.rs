@@ -67,8 +67,10 @@ pub(crate) fn temp_policy(text: &str) -> (tempfile::TempDir, PathBuf) {
 
 mod apply;
 mod aws;
+mod azure;
 mod commands;
 mod examples;
+mod gcp;
 mod inputs;
 mod plan;
 mod reports;
