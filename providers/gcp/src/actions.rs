@@ -1,0 +1,769 @@
+//! Revocations, each on one exact target: one key, one service account, one member of one
+//! binding (exact role, member and condition).
+//!
+//! A binding member is removed by read-modify-write: `getIamPolicy` at version 3, the one edit
+//! on the live policy, `setIamPolicy` with the etag just read and `updateMask: bindings,etag`;
+//! on 409 `ABORTED` (another writer came between) the whole cycle is repeated from the read.
+//! A policy rebuilt from the snapshot is never written: the snapshot is only used to name
+//! the member to remove.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use lapse_sdk::{
+    Action, ActionKind, ActionOutcome, Credential, CredentialStatus, Grant, GrantKind, Principal,
+    ProviderError, ProviderErrorKind, TargetState, Usage, Via,
+};
+use serde_json::{Value, json};
+
+use crate::GcpSettings;
+use crate::client::{CallError, Client};
+use crate::error::{GcpError, Method};
+use crate::policy::{Binding, Expr, Policy};
+use crate::snapshot::{self, Container, Key};
+
+const GET_KEY: Method = Method {
+    name: "iam.projects.serviceAccounts.keys.get",
+    permission: "iam.serviceAccountKeys.get",
+};
+const DISABLE_KEY: Method = Method {
+    name: "iam.projects.serviceAccounts.keys.disable",
+    permission: "iam.serviceAccountKeys.disable",
+};
+const ENABLE_KEY: Method = Method {
+    name: "iam.projects.serviceAccounts.keys.enable",
+    permission: "iam.serviceAccountKeys.enable",
+};
+const DELETE_KEY: Method = Method {
+    name: "iam.projects.serviceAccounts.keys.delete",
+    permission: "iam.serviceAccountKeys.delete",
+};
+const GET_ACCOUNT: Method = Method {
+    name: "iam.projects.serviceAccounts.get",
+    permission: "iam.serviceAccounts.get",
+};
+const DISABLE_ACCOUNT: Method = Method {
+    name: "iam.projects.serviceAccounts.disable",
+    permission: "iam.serviceAccounts.disable",
+};
+const ENABLE_ACCOUNT: Method = Method {
+    name: "iam.projects.serviceAccounts.enable",
+    permission: "iam.serviceAccounts.enable",
+};
+const KEY_LAST_USE: Method = Method {
+    name: "policyanalyzer.projects.locations.activityTypes.activities.query(serviceAccountKeyLastAuthentication)",
+    permission: "policyanalyzer.serviceAccountKeyLastAuthenticationActivities.query",
+};
+
+/// The permissions each action kind needs, including the reads around it and its undo.
+pub(crate) fn permissions(kind: ActionKind) -> &'static [&'static str] {
+    match kind {
+        ActionKind::RevokeGrant => &[
+            "resourcemanager.projects.getIamPolicy",
+            "resourcemanager.projects.setIamPolicy",
+            "resourcemanager.folders.getIamPolicy",
+            "resourcemanager.folders.setIamPolicy",
+            "resourcemanager.organizations.getIamPolicy",
+            "resourcemanager.organizations.setIamPolicy",
+        ],
+        ActionKind::DeactivateCredential => &[
+            "iam.serviceAccountKeys.get",
+            "iam.serviceAccountKeys.disable",
+            "iam.serviceAccountKeys.enable",
+            "policyanalyzer.serviceAccountKeyLastAuthenticationActivities.query",
+        ],
+        ActionKind::DeleteCredential => &[
+            "iam.serviceAccountKeys.get",
+            "iam.serviceAccountKeys.delete",
+            "policyanalyzer.serviceAccountKeyLastAuthenticationActivities.query",
+        ],
+        ActionKind::DisablePrincipal => &[
+            "iam.serviceAccounts.get",
+            "iam.serviceAccounts.disable",
+            "iam.serviceAccounts.enable",
+        ],
+    }
+}
+
+fn refuse(operation: &str, message: impl Into<String>) -> ProviderError {
+    ProviderError {
+        kind: ProviderErrorKind::Unsupported,
+        operation: operation.to_owned(),
+        message: message.into(),
+        missing_permission: None,
+    }
+}
+
+fn gone() -> TargetState {
+    TargetState {
+        present: false,
+        revoked: true,
+        ..TargetState::default()
+    }
+}
+
+fn iam(settings: &GcpSettings) -> &str {
+    settings.iam_url.trim_end_matches('/')
+}
+
+fn resource_manager(settings: &GcpSettings) -> &str {
+    settings.resource_manager_url.trim_end_matches('/')
+}
+
+/// The key's resource name, checked to be one explicit key of one explicit project.
+fn key_name(credential: &Credential) -> Result<&str, ProviderError> {
+    let name = credential.id.as_str();
+    let parts: Vec<&str> = name.split('/').collect();
+    let valid = parts.len() == 6
+        && parts[0] == "projects"
+        && parts[1] != "-"
+        && parts[2] == "serviceAccounts"
+        && parts[4] == "keys"
+        && parts.iter().all(|part| !part.is_empty());
+    if valid {
+        Ok(name)
+    } else {
+        Err(refuse(
+            GET_KEY.name,
+            format!(
+                "{name} is not a service-account key name (projects/<project id>/serviceAccounts/<email>/keys/<key id>)"
+            ),
+        ))
+    }
+}
+
+/// The account's resource name: the project its email names (`…@<project>.iam.gserviceaccount.com`),
+/// else the project it was read from.
+fn account_name(principal: &Principal) -> Result<String, ProviderError> {
+    let Some(email) = principal.id.as_str().strip_prefix("serviceAccount:") else {
+        return Err(refuse(
+            DISABLE_ACCOUNT.name,
+            format!(
+                "{} is not a service account: only service accounts can be disabled in Google Cloud IAM",
+                principal.id
+            ),
+        ));
+    };
+    let from_email = email
+        .split_once('@')
+        .and_then(|(_, domain)| domain.strip_suffix(".iam.gserviceaccount.com"))
+        .filter(|project| !project.contains('.'));
+    let from_scope = principal
+        .scope
+        .as_str()
+        .strip_prefix("gcp:projects/")
+        .filter(|project| !project.is_empty() && *project != "-");
+    match from_email.or(from_scope) {
+        Some(project) => Ok(format!("projects/{project}/serviceAccounts/{email}")),
+        None => Err(refuse(
+            DISABLE_ACCOUNT.name,
+            format!("cannot tell which project {email} lives in: name the project explicitly"),
+        )),
+    }
+}
+
+/// Reads an action's target live.
+pub(crate) async fn read_target(
+    client: &Client,
+    settings: &GcpSettings,
+    action: &Action,
+) -> Result<TargetState, ProviderError> {
+    match action {
+        Action::RevokeGrant { grant } => read_grant(client, settings, grant).await,
+        Action::DeactivateCredential { credential } => {
+            read_key(client, settings, credential, false).await
+        }
+        Action::DeleteCredential { credential } => {
+            read_key(client, settings, credential, true).await
+        }
+        Action::DisablePrincipal { principal } => read_account(client, settings, principal).await,
+    }
+}
+
+async fn get_key(
+    client: &Client,
+    settings: &GcpSettings,
+    name: &str,
+) -> Result<Option<Key>, ProviderError> {
+    let url = format!("{}/v1/{name}", iam(settings));
+    match client
+        .call::<Key>(GET_KEY, reqwest::Method::GET, &url, &[], None)
+        .await
+    {
+        Ok(key) => Ok(Some(key)),
+        Err(error) if error.status() == Some(404) => Ok(None),
+        Err(error) => Err(error.into_provider_error(GET_KEY)),
+    }
+}
+
+async fn read_key(
+    client: &Client,
+    settings: &GcpSettings,
+    credential: &Credential,
+    deletion: bool,
+) -> Result<TargetState, ProviderError> {
+    let name = key_name(credential)?;
+    let Some(key) = get_key(client, settings, name).await? else {
+        return Ok(gone());
+    };
+    let last_used = key_last_use(client, settings, name).await?;
+    Ok(TargetState {
+        present: true,
+        // A deletion shows only as absence; a deactivation as `disabled`.
+        revoked: !deletion && key.disabled,
+        restore: json!({
+            "name": name,
+            "disabled": key.disabled,
+            "keyType": key.key_type,
+        }),
+        status: Some(if key.disabled {
+            CredentialStatus::Inactive
+        } else {
+            CredentialStatus::Active
+        }),
+        last_used,
+        privileged: None,
+    })
+}
+
+/// The key's last authentication, read live from Policy Analyzer for this one key. Unknown when
+/// the analyzer is not enabled or not readable, or has nothing on the key.
+async fn key_last_use(
+    client: &Client,
+    settings: &GcpSettings,
+    name: &str,
+) -> Result<Usage, ProviderError> {
+    let Some(project) = name.split('/').nth(1) else {
+        return Ok(Usage::Unknown);
+    };
+    let url = format!(
+        "{}/v1/projects/{project}/locations/global/activityTypes/serviceAccountKeyLastAuthentication/activities:query",
+        settings.policy_analyzer_url.trim_end_matches('/')
+    );
+    let filter = format!("activities.fullResourceName=\"//iam.googleapis.com/{name}\"");
+    let key_id = name.rsplit('/').next().unwrap_or_default();
+    match client
+        .call::<Value>(
+            KEY_LAST_USE,
+            reqwest::Method::GET,
+            &url,
+            &[("filter", filter.as_str()), ("pageSize", "10")],
+            None,
+        )
+        .await
+    {
+        Ok(page) => Ok(page["activities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|activity| {
+                activity["fullResourceName"]
+                    .as_str()
+                    .is_some_and(|full| full.rsplit('/').next() == Some(key_id))
+            })
+            .filter_map(|activity| activity["activity"]["lastAuthenticatedTime"].as_str())
+            .filter_map(|text| lapse_sdk::Timestamp::parse_rfc3339(text).ok())
+            .max()
+            .map_or(Usage::Unknown, Usage::At)),
+        Err(error) if matches!(error.status(), Some(403 | 404)) => Ok(Usage::Unknown),
+        Err(error) => Err(error.into_provider_error(KEY_LAST_USE)),
+    }
+}
+
+async fn read_account(
+    client: &Client,
+    settings: &GcpSettings,
+    principal: &Principal,
+) -> Result<TargetState, ProviderError> {
+    let name = account_name(principal)?;
+    let url = format!("{}/v1/{name}", iam(settings));
+    match client
+        .call::<Value>(GET_ACCOUNT, reqwest::Method::GET, &url, &[], None)
+        .await
+    {
+        Ok(account) => {
+            let disabled = account["disabled"].as_bool().unwrap_or(false);
+            Ok(TargetState {
+                present: true,
+                revoked: disabled,
+                restore: json!({"name": name, "disabled": disabled}),
+                ..TargetState::default()
+            })
+        }
+        Err(error) if error.status() == Some(404) => Ok(gone()),
+        Err(error) => Err(error.into_provider_error(GET_ACCOUNT)),
+    }
+}
+
+/// The container a grant's resource names, refusing wildcards and inherited grants.
+fn grant_container(grant: &Grant) -> Result<Container, ProviderError> {
+    if grant.kind != GrantKind::IamBinding {
+        return Err(refuse(
+            "setIamPolicy",
+            format!("{} is not a Google IAM binding member", grant.id),
+        ));
+    }
+    if grant.via != Via::Direct {
+        return Err(refuse(
+            "setIamPolicy",
+            "an inherited grant is changed at its source: revoke it on the folder or organization that grants it",
+        ));
+    }
+    Container::of(&grant.resource)
+        .map(|(container, _)| container)
+        .ok_or_else(|| {
+            refuse(
+                "setIamPolicy",
+                format!(
+                    "{} is not an explicit project, folder or organization (projects/<id>)",
+                    grant.resource
+                ),
+            )
+        })
+}
+
+/// Indices of the live bindings with the grant's role and exact condition that hold `member`.
+fn holding(
+    policy: &Policy,
+    role: &str,
+    condition: Option<(&str, Option<&str>)>,
+    member: &str,
+) -> Vec<usize> {
+    policy
+        .bindings
+        .iter()
+        .enumerate()
+        .filter(|(_, binding)| {
+            binding.role == role
+                && match (&binding.condition, condition) {
+                    (None, None) => true,
+                    (Some(live), Some((expression, title))) => live.matches(expression, title),
+                    _ => false,
+                }
+                && binding.members.iter().any(|held| held == member)
+        })
+        .map(|(index, _)| index)
+        .collect()
+}
+
+fn grant_condition(grant: &Grant) -> Option<(&str, Option<&str>)> {
+    grant
+        .condition
+        .as_ref()
+        .map(|condition| (condition.expression.as_str(), condition.title.as_deref()))
+}
+
+fn ambiguous(grant: &Grant, method: Method) -> ProviderError {
+    ProviderError {
+        kind: ProviderErrorKind::Other,
+        operation: method.name.to_owned(),
+        message: format!(
+            "{} is held through more than one binding with the same role and condition; lapse will not guess which one to change: merge the bindings, then plan again",
+            grant.id
+        ),
+        missing_permission: None,
+    }
+}
+
+async fn read_grant(
+    client: &Client,
+    settings: &GcpSettings,
+    grant: &Grant,
+) -> Result<TargetState, ProviderError> {
+    let container = grant_container(grant)?;
+    let policy = snapshot::get_policy(client, settings, container, &grant.resource)
+        .await
+        .map_err(|error| error.into_provider_error(container.get_policy()))?;
+    let member = grant.principal.as_str();
+    let found = holding(&policy, &grant.entitlement, grant_condition(grant), member);
+    match found.as_slice() {
+        [] => Ok(gone()),
+        [index] => {
+            let binding = &policy.bindings[*index];
+            Ok(TargetState {
+                present: true,
+                revoked: false,
+                // The whole condition (with its description): undo re-adds the member under
+                // exactly this condition.
+                restore: json!({
+                    "resource": grant.resource,
+                    "role": binding.role,
+                    "member": member,
+                    "condition": binding.condition,
+                }),
+                ..TargetState::default()
+            })
+        }
+        _ => Err(ambiguous(grant, container.get_policy())),
+    }
+}
+
+/// Carries out an action.
+pub(crate) async fn apply(
+    client: &Client,
+    settings: &GcpSettings,
+    action: &Action,
+) -> Result<ActionOutcome, ProviderError> {
+    match action {
+        Action::RevokeGrant { grant } => {
+            let container = grant_container(grant)?;
+            let member = grant.principal.as_str();
+            let condition = grant_condition(grant);
+            read_modify_write(client, settings, container, &grant.resource, |policy| {
+                let found = holding(policy, &grant.entitlement, condition, member);
+                match found.as_slice() {
+                    [] => Ok(false),
+                    [index] => {
+                        let binding = &mut policy.bindings[*index];
+                        binding.members.retain(|held| held != member);
+                        if binding.members.is_empty() {
+                            policy.bindings.remove(*index);
+                        }
+                        Ok(true)
+                    }
+                    _ => Err(ambiguous(grant, container.set_policy())),
+                }
+            })
+            .await
+        }
+        Action::DeactivateCredential { credential } => {
+            let name = checked_key(client, settings, credential).await?;
+            let Some(name) = name else {
+                return Ok(ActionOutcome::AlreadyDone);
+            };
+            if name.1 {
+                return Ok(ActionOutcome::AlreadyDone);
+            }
+            post(
+                client,
+                &format!("{}/v1/{}:disable", iam(settings), name.0),
+                DISABLE_KEY,
+            )
+            .await
+        }
+        Action::DeleteCredential { credential } => {
+            let Some((name, _)) = checked_key(client, settings, credential).await? else {
+                return Ok(ActionOutcome::AlreadyDone);
+            };
+            let url = format!("{}/v1/{name}", iam(settings));
+            match client
+                .call::<Value>(DELETE_KEY, reqwest::Method::DELETE, &url, &[], None)
+                .await
+            {
+                Ok(_) => Ok(ActionOutcome::Done),
+                // Someone else deleted it first: already done, once a read agrees.
+                Err(error) if error.status() == Some(404) => {
+                    match get_key(client, settings, &name).await? {
+                        None => Ok(ActionOutcome::AlreadyDone),
+                        Some(_) => Err(error.into_provider_error(DELETE_KEY)),
+                    }
+                }
+                Err(error) => Err(error.into_provider_error(DELETE_KEY)),
+            }
+        }
+        Action::DisablePrincipal { principal } => {
+            if principal.cloud_managed {
+                return Err(refuse(
+                    DISABLE_ACCOUNT.name,
+                    format!(
+                        "{} is a Google-managed service agent: lapse never disables it",
+                        principal.id
+                    ),
+                ));
+            }
+            let live = read_account(client, settings, principal).await?;
+            if !live.present || live.revoked {
+                return Ok(ActionOutcome::AlreadyDone);
+            }
+            let name = account_name(principal)?;
+            post(
+                client,
+                &format!("{}/v1/{name}:disable", iam(settings)),
+                DISABLE_ACCOUNT,
+            )
+            .await
+        }
+    }
+}
+
+/// The live key behind a credential record, with whether it is disabled; refuses
+/// Google-managed keys. `None` when it no longer exists.
+async fn checked_key(
+    client: &Client,
+    settings: &GcpSettings,
+    credential: &Credential,
+) -> Result<Option<(String, bool)>, ProviderError> {
+    let name = key_name(credential)?;
+    if credential.cloud_managed {
+        return Err(system_managed(name));
+    }
+    let Some(key) = get_key(client, settings, name).await? else {
+        return Ok(None);
+    };
+    if key.is_system_managed() {
+        return Err(system_managed(name));
+    }
+    Ok(Some((name.to_owned(), key.disabled)))
+}
+
+fn system_managed(name: &str) -> ProviderError {
+    refuse(
+        DISABLE_KEY.name,
+        format!("{name} is a SYSTEM_MANAGED key: Google rotates it and lapse never changes it"),
+    )
+}
+
+async fn post(client: &Client, url: &str, method: Method) -> Result<ActionOutcome, ProviderError> {
+    match client
+        .call::<Value>(method, reqwest::Method::POST, url, &[], Some(&json!({})))
+        .await
+    {
+        Ok(_) => Ok(ActionOutcome::Done),
+        Err(error) if error.status() == Some(404) => Ok(ActionOutcome::AlreadyDone),
+        Err(error) => Err(error.into_provider_error(method)),
+    }
+}
+
+/// One edit of a live IAM policy. `edit` changes the policy just read and says whether it
+/// changed anything; nothing is written when it did not. Repeated from the read on 409.
+async fn read_modify_write(
+    client: &Client,
+    settings: &GcpSettings,
+    container: Container,
+    resource: &str,
+    edit: impl Fn(&mut Policy) -> Result<bool, ProviderError>,
+) -> Result<ActionOutcome, ProviderError> {
+    let attempts = settings.policy_write_attempts.max(1);
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(settings.retry_min_delay)
+        .with_max_delay(Duration::from_secs(10))
+        .with_max_times(attempts as usize)
+        .with_jitter()
+        .build();
+    let url = format!("{}/v3/{resource}:setIamPolicy", resource_manager(settings));
+    for _ in 0..attempts {
+        let mut policy = snapshot::get_policy(client, settings, container, resource)
+            .await
+            .map_err(|error| error.into_provider_error(container.get_policy()))?;
+        if !edit(&mut policy)? {
+            return Ok(ActionOutcome::AlreadyDone);
+        }
+        // Version 3 keeps conditional bindings; the etag just read makes a concurrent write fail
+        // with 409 instead of being overwritten.
+        policy.version = 3;
+        let body = json!({"policy": policy, "updateMask": "bindings,etag"});
+        match client
+            .call::<Value>(
+                container.set_policy(),
+                reqwest::Method::POST,
+                &url,
+                &[],
+                Some(&body),
+            )
+            .await
+        {
+            Ok(_) => return Ok(ActionOutcome::Done),
+            Err(CallError::Api(failure)) if failure.is_conflict() => {
+                if let Some(delay) = delays.next() {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+            Err(error) => return Err(error.into_provider_error(container.set_policy())),
+        }
+    }
+    Err(GcpError::Contention {
+        resource: resource.to_owned(),
+        attempts,
+    }
+    .into_provider_error(container.set_policy().name))
+}
+
+/// Puts a target back as the journaled before-state had it.
+pub(crate) async fn undo(
+    client: &Client,
+    settings: &GcpSettings,
+    action: &Action,
+    before: &TargetState,
+) -> Result<ActionOutcome, ProviderError> {
+    if !before.present {
+        return Ok(ActionOutcome::AlreadyDone);
+    }
+    let was_disabled = before.restore["disabled"].as_bool().unwrap_or(false);
+    match action {
+        Action::RevokeGrant { grant } => {
+            let container = grant_container(grant)?;
+            let restore = &before.restore;
+            let (Some(role), Some(member)) = (restore["role"].as_str(), restore["member"].as_str())
+            else {
+                return Err(refuse(
+                    container.set_policy().name,
+                    "the journal holds no binding to restore",
+                ));
+            };
+            let condition: Option<Expr> = match &restore["condition"] {
+                Value::Null => None,
+                value => Some(serde_json::from_value(value.clone()).map_err(|error| {
+                    refuse(
+                        container.set_policy().name,
+                        format!("the journaled condition cannot be read: {error}"),
+                    )
+                })?),
+            };
+            let wanted = condition
+                .as_ref()
+                .map(|condition| (condition.expression.as_str(), condition.title()));
+            read_modify_write(client, settings, container, &grant.resource, |policy| {
+                if !holding(policy, role, wanted, member).is_empty() {
+                    return Ok(false);
+                }
+                let same = policy.bindings.iter_mut().find(|binding| {
+                    binding.role == role
+                        && match (&binding.condition, wanted) {
+                            (None, None) => true,
+                            (Some(live), Some((expression, title))) => {
+                                live.matches(expression, title)
+                            }
+                            _ => false,
+                        }
+                });
+                match same {
+                    Some(binding) => binding.members.push(member.to_owned()),
+                    None => policy.bindings.push(Binding {
+                        role: role.to_owned(),
+                        members: vec![member.to_owned()],
+                        condition: condition.clone(),
+                        rest: serde_json::Map::new(),
+                    }),
+                }
+                Ok(true)
+            })
+            .await
+        }
+        Action::DeactivateCredential { credential } => {
+            if was_disabled {
+                return Ok(ActionOutcome::AlreadyDone);
+            }
+            let name = key_name(credential)?;
+            post(
+                client,
+                &format!("{}/v1/{name}:enable", iam(settings)),
+                ENABLE_KEY,
+            )
+            .await
+        }
+        Action::DisablePrincipal { principal } => {
+            if was_disabled {
+                return Ok(ActionOutcome::AlreadyDone);
+            }
+            let name = account_name(principal)?;
+            post(
+                client,
+                &format!("{}/v1/{name}:enable", iam(settings)),
+                ENABLE_ACCOUNT,
+            )
+            .await
+        }
+        Action::DeleteCredential { .. } => Err(refuse(
+            DELETE_KEY.name,
+            "a deleted key cannot be restored: nothing to undo",
+        )),
+    }
+}
+
+/// The calls [`apply`] makes, with their exact arguments.
+pub(crate) fn describe_apply(
+    settings: &GcpSettings,
+    action: &Action,
+    live: &TargetState,
+) -> Vec<String> {
+    let _ = live;
+    match action {
+        Action::RevokeGrant { grant } => describe_policy_edit(settings, grant, false),
+        Action::DeactivateCredential { credential } => match key_name(credential) {
+            Ok(_) if credential.cloud_managed => vec![format!(
+                "none: {}",
+                system_managed(credential.id.as_str()).message
+            )],
+            Ok(name) => vec![format!("POST {}/v1/{name}:disable {{}}", iam(settings))],
+            Err(error) => vec![format!("none: {}", error.message)],
+        },
+        Action::DeleteCredential { credential } => match key_name(credential) {
+            Ok(_) if credential.cloud_managed => vec![format!(
+                "none: {}",
+                system_managed(credential.id.as_str()).message
+            )],
+            Ok(name) => vec![format!(
+                "DELETE {}/v1/{name} (irreversible; tokens already minted with the key stay valid until they expire)",
+                iam(settings)
+            )],
+            Err(error) => vec![format!("none: {}", error.message)],
+        },
+        Action::DisablePrincipal { principal } => match account_name(principal) {
+            Ok(name) => vec![format!(
+                "POST {}/v1/{name}:disable {{}} (the account's access tokens already issued are rejected too, until it is enabled again)",
+                iam(settings)
+            )],
+            Err(error) => vec![format!("none: {}", error.message)],
+        },
+    }
+}
+
+/// The calls [`undo`] makes to restore `before`.
+pub(crate) fn describe_undo(
+    settings: &GcpSettings,
+    action: &Action,
+    before: &TargetState,
+) -> Vec<String> {
+    let was_disabled = before.restore["disabled"].as_bool().unwrap_or(false);
+    match action {
+        Action::RevokeGrant { grant } => describe_policy_edit(settings, grant, true),
+        Action::DeactivateCredential { credential } if !was_disabled => {
+            match key_name(credential) {
+                Ok(name) => vec![format!("POST {}/v1/{name}:enable {{}}", iam(settings))],
+                Err(error) => vec![format!("none: {}", error.message)],
+            }
+        }
+        Action::DisablePrincipal { principal } if !was_disabled => match account_name(principal) {
+            Ok(name) => vec![format!("POST {}/v1/{name}:enable {{}}", iam(settings))],
+            Err(error) => vec![format!("none: {}", error.message)],
+        },
+        Action::DeleteCredential { .. } => {
+            vec!["none: a deleted key cannot be restored".to_owned()]
+        }
+        _ => vec!["none: it was already disabled before lapse acted".to_owned()],
+    }
+}
+
+fn describe_policy_edit(settings: &GcpSettings, grant: &Grant, undo: bool) -> Vec<String> {
+    let base = resource_manager(settings);
+    let resource = &grant.resource;
+    let condition = grant.condition.as_ref().map_or_else(
+        || "no condition".to_owned(),
+        |condition| {
+            format!(
+                "condition {{title: {:?}, expression: {:?}}}",
+                condition.title.clone().unwrap_or_default(),
+                condition.expression
+            )
+        },
+    );
+    let edit = if undo {
+        format!(
+            "the live policy with {} added back to the binding of {} with {condition} (the binding recreated if gone)",
+            grant.principal, grant.entitlement
+        )
+    } else {
+        format!(
+            "the live policy without {} in the binding of {} with {condition} (the binding dropped if left empty)",
+            grant.principal, grant.entitlement
+        )
+    };
+    vec![
+        format!(
+            "POST {base}/v3/{resource}:getIamPolicy {{\"options\":{{\"requestedPolicyVersion\":3}}}}"
+        ),
+        format!(
+            "POST {base}/v3/{resource}:setIamPolicy {{\"policy\": <{edit}, \"version\":3, \"etag\": <the etag just read>>, \"updateMask\":\"bindings,etag\"}} (the whole read-modify-write repeated on 409 ABORTED)"
+        ),
+    ]
+}

@@ -1,0 +1,1088 @@
+//! An in-repo fake of the Google Cloud REST endpoints lapse calls: IAM service accounts and keys,
+//! Resource Manager `getIamPolicy`/`setIamPolicy` (v3), and Policy Analyzer
+//! `activities:query`. No Google emulator exists for these APIs.
+//!
+//! It listens on 127.0.0.1 on its own thread with its own runtime, so in-process tests and the
+//! `lapse` binary (another process) reach it alike, and stops when dropped. One base URL serves
+//! all three APIs. Bodies follow the documented shapes (cited at each); faults can be injected:
+//! 429 on demand, 403 for one permission on one project, a concurrent writer between a read and a
+//! write, and a check that the bearer is a JWT signed by a given service-account key.
+
+#![allow(clippy::missing_panics_doc)] // test support: a poisoned lock is a failed test
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::signature::{self, KeyPair as _};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+
+use crate::GcpSettings;
+
+/// `validBeforeTime` of a key that never expires.
+pub const NO_EXPIRY: &str = "9999-12-31T23:59:59Z";
+
+/// A key to seed.
+#[derive(Clone, Debug)]
+pub struct FakeKey {
+    /// The key id (last segment of its name).
+    pub id: String,
+    /// `USER_MANAGED` or `SYSTEM_MANAGED`.
+    pub key_type: String,
+    /// RFC 3339.
+    pub valid_after: String,
+    /// RFC 3339; [`NO_EXPIRY`] for none.
+    pub valid_before: String,
+    /// Disabled.
+    pub disabled: bool,
+}
+
+impl FakeKey {
+    /// An enabled user-managed key created at `valid_after` that never expires.
+    #[must_use]
+    pub fn user(id: &str, valid_after: &str) -> Self {
+        FakeKey {
+            id: id.to_owned(),
+            key_type: "USER_MANAGED".to_owned(),
+            valid_after: valid_after.to_owned(),
+            valid_before: NO_EXPIRY.to_owned(),
+            disabled: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Account {
+    unique_id: String,
+    display_name: String,
+    disabled: bool,
+    keys: BTreeMap<String, FakeKey>,
+}
+
+#[derive(Clone, Debug)]
+struct StoredPolicy {
+    /// Bindings and anything else (`auditConfigs`), as the last writer sent them.
+    body: Value,
+    etag: String,
+}
+
+type Hook = Box<dyn FnOnce(&mut Value) + Send>;
+
+#[derive(Default)]
+struct State {
+    projects: BTreeMap<String, BTreeMap<String, Account>>,
+    policies: BTreeMap<String, StoredPolicy>,
+    /// (project, activity type) → activities.
+    activities: HashMap<(String, String), Vec<Value>>,
+    analyzer_enabled: HashSet<String>,
+    /// project → denied permissions.
+    denied: HashMap<String, HashSet<String>>,
+    /// (substring of the path, remaining answers, status).
+    throttles: Vec<(String, u32, u16)>,
+    /// Run after the next `getIamPolicy` of a resource has answered: another writer.
+    after_read: HashMap<String, Hook>,
+    /// `(client_email, RSAPublicKey DER)`: bearers must be JWTs this key signed.
+    signer: Option<(String, Vec<u8>)>,
+    requests: Vec<String>,
+    etags: u64,
+    next_unique_id: u64,
+    page_size_max: usize,
+}
+
+impl State {
+    fn next_etag(&mut self) -> String {
+        self.etags += 1;
+        // Real etags are base64 of 8 bytes (`BwWQAG4vI0U=` in recorded answers).
+        STANDARD.encode(self.etags.to_be_bytes())
+    }
+}
+
+/// The running fake. Dropping it stops the server.
+pub struct FakeGcp {
+    address: SocketAddr,
+    state: Arc<Mutex<State>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for FakeGcp {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("FakeGcp")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for FakeGcp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl FakeGcp {
+    /// Starts the fake on 127.0.0.1 on a free port.
+    #[must_use]
+    pub fn start() -> Self {
+        let state = Arc::new(Mutex::new(State {
+            page_size_max: 100,
+            next_unique_id: 100_000_000_000_000_000,
+            ..State::default()
+        }));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let address = listener.local_addr().expect("local address");
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shared = Arc::clone(&state);
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let app = axum::Router::new().fallback(
+                    move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                        let state = Arc::clone(&shared);
+                        async move { handle(&state, &method, &uri, &headers, &body) }
+                    },
+                );
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
+        FakeGcp {
+            address,
+            state,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("fake state")
+    }
+
+    /// The base URL of all three APIs.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Settings pointing every API at the fake, reading `projects`.
+    #[must_use]
+    pub fn settings(&self, projects: &[&str]) -> GcpSettings {
+        GcpSettings {
+            projects: projects.iter().map(|&project| project.to_owned()).collect(),
+            iam_url: self.url(),
+            resource_manager_url: self.url(),
+            policy_analyzer_url: self.url(),
+            retry_min_delay: std::time::Duration::from_millis(10),
+            ..GcpSettings::default()
+        }
+    }
+
+    /// Creates a project with an empty IAM policy.
+    pub fn add_project(&self, project: &str) {
+        let mut state = self.lock();
+        state.projects.entry(project.to_owned()).or_default();
+        if !state.policies.contains_key(&format!("projects/{project}")) {
+            let etag = state.next_etag();
+            state.policies.insert(
+                format!("projects/{project}"),
+                StoredPolicy {
+                    body: json!({"bindings": []}),
+                    etag,
+                },
+            );
+        }
+    }
+
+    /// Creates a service account `<account_id>@<project>.iam.gserviceaccount.com`; returns its
+    /// email.
+    pub fn add_service_account(
+        &self,
+        project: &str,
+        account_id: &str,
+        display_name: &str,
+    ) -> String {
+        self.add_project(project);
+        let email = format!("{account_id}@{project}.iam.gserviceaccount.com");
+        self.add_account_email(project, &email, display_name);
+        email
+    }
+
+    /// Creates a service account with any email (a Google service agent, say).
+    pub fn add_account_email(&self, project: &str, email: &str, display_name: &str) {
+        self.add_project(project);
+        let mut state = self.lock();
+        state.next_unique_id += 1;
+        let unique_id = state.next_unique_id.to_string();
+        state
+            .projects
+            .entry(project.to_owned())
+            .or_default()
+            .insert(
+                email.to_owned(),
+                Account {
+                    unique_id,
+                    display_name: display_name.to_owned(),
+                    disabled: false,
+                    keys: BTreeMap::new(),
+                },
+            );
+    }
+
+    /// Adds a key to an account; returns its full resource name.
+    pub fn add_key(&self, project: &str, email: &str, key: FakeKey) -> String {
+        let mut state = self.lock();
+        let account = state
+            .projects
+            .get_mut(project)
+            .and_then(|accounts| accounts.get_mut(email))
+            .expect("seed the account first");
+        let name = format!("projects/{project}/serviceAccounts/{email}/keys/{}", key.id);
+        account.keys.insert(key.id.clone(), key);
+        name
+    }
+
+    /// Replaces a resource's (`projects/p`, `folders/1`) bindings, as another tool would.
+    pub fn set_bindings(&self, resource: &str, bindings: Value) {
+        let mut state = self.lock();
+        let etag = state.next_etag();
+        state.policies.insert(
+            resource.to_owned(),
+            StoredPolicy {
+                body: json!({"bindings": bindings}),
+                etag,
+            },
+        );
+    }
+
+    /// The stored policy body (bindings) and its etag.
+    #[must_use]
+    pub fn policy(&self, resource: &str) -> Option<(Value, String)> {
+        self.lock()
+            .policies
+            .get(resource)
+            .map(|stored| (stored.body.clone(), stored.etag.clone()))
+    }
+
+    /// The key as `keys.get` would answer, if it exists.
+    #[must_use]
+    pub fn key(&self, name: &str) -> Option<Value> {
+        let state = self.lock();
+        find_key(&state, name).map(|(project, email, key)| key_json(project, email, key))
+    }
+
+    /// Whether an account is disabled (`None` when it does not exist).
+    #[must_use]
+    pub fn account_disabled(&self, project: &str, email: &str) -> Option<bool> {
+        self.lock()
+            .projects
+            .get(project)
+            .and_then(|accounts| accounts.get(email))
+            .map(|account| account.disabled)
+    }
+
+    /// Turns Policy Analyzer on for a project (off by default: 403 `SERVICE_DISABLED`, as an
+    /// unenabled API answers).
+    pub fn enable_policy_analyzer(&self, project: &str) {
+        self.lock().analyzer_enabled.insert(project.to_owned());
+    }
+
+    /// Records a last authentication: `activity_type` is `serviceAccountKeyLastAuthentication`
+    /// or `serviceAccountLastAuthentication`; `resource` is the key's or account's resource name.
+    pub fn add_last_authentication(
+        &self,
+        project: &str,
+        activity_type: &str,
+        resource: &str,
+        at: &str,
+    ) {
+        // Shape: https://cloud.google.com/policy-intelligence/docs/activity-analyzer-service-account-authentication
+        // ("activities": [{"fullResourceName", "activityType", "observationPeriod", "activity"}]).
+        let inner = if activity_type == "serviceAccountKeyLastAuthentication" {
+            "serviceAccountKey"
+        } else {
+            "serviceAccount"
+        };
+        let activity = json!({
+            "fullResourceName": format!("//iam.googleapis.com/{resource}"),
+            "activityType": activity_type,
+            "observationPeriod": {"startTime": "2026-01-01T07:00:00Z", "endTime": at},
+            "activity": {
+                "lastAuthenticatedTime": at,
+                inner: {
+                    "fullResourceName": format!("//iam.googleapis.com/{resource}"),
+                    "projectNumber": "123456789012",
+                    "serviceAccountId": "1",
+                }
+            }
+        });
+        self.lock()
+            .activities
+            .entry((project.to_owned(), activity_type.to_owned()))
+            .or_default()
+            .push(activity);
+    }
+
+    /// Every request on this project that needs `permission` answers 403 `PERMISSION_DENIED`.
+    pub fn deny(&self, project: &str, permission: &str) {
+        self.lock()
+            .denied
+            .entry(project.to_owned())
+            .or_default()
+            .insert(permission.to_owned());
+    }
+
+    /// The next `times` requests whose path contains `path_part` answer 429
+    /// `RESOURCE_EXHAUSTED` with `Retry-After: 0`.
+    pub fn throttle(&self, path_part: &str, times: u32) {
+        self.lock()
+            .throttles
+            .push((path_part.to_owned(), times, 429));
+    }
+
+    /// The next `times` requests whose path contains `path_part` answer 503 `UNAVAILABLE`.
+    pub fn unavailable(&self, path_part: &str, times: u32) {
+        self.lock()
+            .throttles
+            .push((path_part.to_owned(), times, 503));
+    }
+
+    /// Another writer: right after the next `getIamPolicy` of `resource` has answered, `edit`
+    /// changes the stored bindings body and the etag moves on, so a write with the etag just
+    /// read fails with 409.
+    pub fn write_after_next_read(
+        &self,
+        resource: &str,
+        edit: impl FnOnce(&mut Value) + Send + 'static,
+    ) {
+        self.lock()
+            .after_read
+            .insert(resource.to_owned(), Box::new(edit));
+    }
+
+    /// From now on every request must carry a JWT bearer signed by this key with `iss` =
+    /// its client email (401 otherwise).
+    pub fn require_signed_by(&self, key: &TestServiceAccountKey) {
+        self.lock().signer = Some((key.client_email.clone(), key.public_key.clone()));
+    }
+
+    /// Serves at most `size` service accounts per page, whatever the caller asks.
+    pub fn limit_page_size(&self, size: usize) {
+        self.lock().page_size_max = size.max(1);
+    }
+
+    /// Requests answered so far, as `METHOD /path`.
+    #[must_use]
+    pub fn requests(&self) -> Vec<String> {
+        self.lock().requests.clone()
+    }
+
+    /// How many requests were answered so far.
+    #[must_use]
+    pub fn request_count(&self) -> usize {
+        self.lock().requests.len()
+    }
+}
+
+/// A service-account key generated for a test (RSA 2048, PKCS#8), never committed anywhere.
+#[derive(Clone)]
+pub struct TestServiceAccountKey {
+    /// The account's email.
+    pub client_email: String,
+    /// The private key id.
+    pub private_key_id: String,
+    private_key_pem: String,
+    public_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TestServiceAccountKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("TestServiceAccountKey")
+            .field("client_email", &self.client_email)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestServiceAccountKey {
+    /// Generates a fresh key for `client_email`.
+    #[must_use]
+    pub fn generate(client_email: &str) -> Self {
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .expect("RSA key generation");
+        let pkcs8 = pair.as_der().expect("PKCS#8");
+        let encoded = STANDARD.encode(pkcs8.as_ref());
+        let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+        for line in encoded.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PRIVATE KEY-----\n");
+        TestServiceAccountKey {
+            client_email: client_email.to_owned(),
+            private_key_id: "0123456789abcdef0123456789abcdef01234567".to_owned(),
+            private_key_pem: pem,
+            public_key: pair.public_key().as_ref().to_vec(),
+        }
+    }
+
+    /// The key file as the IAM console downloads it (`type: service_account`). `token_uri`
+    /// should be an address nothing listens on: a service-account key signs its own JWT and
+    /// must never call it.
+    #[must_use]
+    pub fn to_json(&self, token_uri: &str) -> Value {
+        let project = self
+            .client_email
+            .split_once('@')
+            .and_then(|(_, domain)| domain.split('.').next())
+            .unwrap_or("test");
+        json!({
+            "type": "service_account",
+            "project_id": project,
+            "private_key_id": self.private_key_id,
+            "private_key": self.private_key_pem,
+            "client_email": self.client_email,
+            "client_id": "100000000000000000001",
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": token_uri,
+            "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+            "client_x509_cert_url": "https://www.googleapis.com/robot/v1/metadata/x509/test",
+            "universe_domain": "googleapis.com"
+        })
+    }
+
+    /// google-cloud-auth credentials built from this key (the same code path ADC takes for a
+    /// `service_account` file).
+    #[must_use]
+    pub fn credentials(&self, token_uri: &str) -> google_cloud_auth::credentials::Credentials {
+        google_cloud_auth::credentials::service_account::Builder::new(self.to_json(token_uri))
+            .build()
+            .expect("service-account credentials")
+    }
+}
+
+/// Google's error shape (https://cloud.google.com/apis/design/errors#http_mapping).
+fn error(status: StatusCode, code: &str, message: &str, details: Value) -> Response {
+    let body = json!({"error": {"code": status.as_u16(), "message": message, "status": code, "details": details}});
+    (status, axum::Json(body)).into_response()
+}
+
+fn ok(body: Value) -> Response {
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+fn not_found(what: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        &format!("{what} not found."),
+        json!([]),
+    )
+}
+
+fn find_key<'s>(state: &'s State, name: &str) -> Option<(&'s str, &'s str, &'s FakeKey)> {
+    let parts: Vec<&str> = name.split('/').collect();
+    let [_, project, _, email, _, id] = parts.as_slice() else {
+        return None;
+    };
+    let (project_id, accounts) = state.projects.get_key_value(*project)?;
+    let (email, account) = accounts.get_key_value(*email)?;
+    account
+        .keys
+        .get(*id)
+        .map(|key| (project_id.as_str(), email.as_str(), key))
+}
+
+/// A key as `keys.get` returns it. Shape:
+/// https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts.keys#ServiceAccountKey
+/// (proto3 JSON leaves `disabled` out when false).
+fn key_json(project: &str, email: &str, key: &FakeKey) -> Value {
+    let mut value = json!({
+        "name": format!("projects/{project}/serviceAccounts/{email}/keys/{}", key.id),
+        "validAfterTime": key.valid_after,
+        "validBeforeTime": key.valid_before,
+        "keyAlgorithm": "KEY_ALG_RSA_2048",
+        "keyOrigin": "GOOGLE_PROVIDED",
+        "keyType": key.key_type,
+    });
+    if key.disabled {
+        value["disabled"] = json!(true);
+    }
+    value
+}
+
+/// A service account as `serviceAccounts.get`/`list` returns it. Shape:
+/// https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts#ServiceAccount
+fn account_json(project: &str, email: &str, account: &Account) -> Value {
+    let mut value = json!({
+        "name": format!("projects/{project}/serviceAccounts/{email}"),
+        "projectId": project,
+        "uniqueId": account.unique_id,
+        "email": email,
+        "displayName": account.display_name,
+        "etag": "MDEwMjE5MjA=",
+        "oauth2ClientId": account.unique_id,
+    });
+    if account.disabled {
+        value["disabled"] = json!(true);
+    }
+    value
+}
+
+/// The permission each request needs, and the project it touches.
+fn needs(method: &Method, path: &str) -> (&'static str, Option<String>) {
+    let project = path
+        .split('/')
+        .skip_while(|part| *part != "projects")
+        .nth(1)
+        .map(|part| part.split(':').next().unwrap_or(part).to_owned());
+    let permission = if path.contains("/activityTypes/serviceAccountKeyLastAuthentication/") {
+        "policyanalyzer.serviceAccountKeyLastAuthenticationActivities.query"
+    } else if path.contains("/activityTypes/serviceAccountLastAuthentication/") {
+        "policyanalyzer.serviceAccountLastAuthenticationActivities.query"
+    } else if path.starts_with("/v3/") {
+        let kind = if path.starts_with("/v3/projects/") {
+            "projects"
+        } else if path.starts_with("/v3/folders/") {
+            "folders"
+        } else {
+            "organizations"
+        };
+        match (kind, path.ends_with(":setIamPolicy")) {
+            ("projects", false) => "resourcemanager.projects.getIamPolicy",
+            ("projects", true) => "resourcemanager.projects.setIamPolicy",
+            ("folders", false) => "resourcemanager.folders.getIamPolicy",
+            ("folders", true) => "resourcemanager.folders.setIamPolicy",
+            (_, false) => "resourcemanager.organizations.getIamPolicy",
+            (_, true) => "resourcemanager.organizations.setIamPolicy",
+        }
+    } else if path.contains("/keys") {
+        if path.ends_with(":disable") {
+            "iam.serviceAccountKeys.disable"
+        } else if path.ends_with(":enable") {
+            "iam.serviceAccountKeys.enable"
+        } else if *method == Method::DELETE {
+            "iam.serviceAccountKeys.delete"
+        } else if path.ends_with("/keys") {
+            "iam.serviceAccountKeys.list"
+        } else {
+            "iam.serviceAccountKeys.get"
+        }
+    } else if path.ends_with(":disable") {
+        "iam.serviceAccounts.disable"
+    } else if path.ends_with(":enable") {
+        "iam.serviceAccounts.enable"
+    } else if path.ends_with("/serviceAccounts") {
+        "iam.serviceAccounts.list"
+    } else {
+        "iam.serviceAccounts.get"
+    };
+    (permission, project)
+}
+
+fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    let query = uri.query()?;
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'%' if index + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(byte) => {
+                        out.push(byte);
+                        index += 3;
+                    }
+                    Err(_) => {
+                        out.push(b'%');
+                        index += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                index += 1;
+            }
+            byte => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Checks the bearer is a JWT signed (RS256) by the expected key with the expected `iss`.
+fn bearer_is_valid(headers: &HeaderMap, email: &str, public_key: &[u8]) -> bool {
+    let Some(token) = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let parts: Vec<&str> = token.split('.').collect();
+    let [header, claims, signature_part] = parts.as_slice() else {
+        return false;
+    };
+    let (Ok(signature_bytes), Ok(claims_bytes)) = (
+        URL_SAFE_NO_PAD.decode(signature_part),
+        URL_SAFE_NO_PAD.decode(claims),
+    ) else {
+        return false;
+    };
+    let signed = format!("{header}.{claims}");
+    let key = signature::UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, public_key);
+    if key.verify(signed.as_bytes(), &signature_bytes).is_err() {
+        return false;
+    }
+    serde_json::from_slice::<Value>(&claims_bytes)
+        .is_ok_and(|claims| claims["iss"].as_str() == Some(email))
+}
+
+fn handle(
+    state: &Arc<Mutex<State>>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let mut hook: Option<(Hook, String)> = None;
+    let response = {
+        let Ok(mut state) = state.lock() else {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "fake state poisoned",
+                json!([]),
+            );
+        };
+        let path = percent_decode(uri.path());
+        state.requests.push(format!("{method} {path}"));
+        answer(&mut state, method, uri, &path, headers, body, &mut hook)
+    };
+    if let Some((edit, resource)) = hook {
+        // The other writer acts after lapse's read has its answer and before its write.
+        if let Ok(mut state) = state.lock() {
+            let etag = state.next_etag();
+            if let Some(stored) = state.policies.get_mut(&resource) {
+                edit(&mut stored.body);
+                stored.etag = etag;
+            }
+        }
+    }
+    response
+}
+
+#[allow(clippy::too_many_lines)]
+fn answer(
+    state: &mut State,
+    method: &Method,
+    uri: &Uri,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    hook: &mut Option<(Hook, String)>,
+) -> Response {
+    if let Some((email, key)) = &state.signer
+        && !bearer_is_valid(headers, email, key)
+    {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+            json!([]),
+        );
+    }
+    if let Some(throttle) = state
+        .throttles
+        .iter_mut()
+        .find(|(part, remaining, _)| *remaining > 0 && path.contains(part.as_str()))
+    {
+        throttle.1 -= 1;
+        let (status, code, message) = if throttle.2 == 503 {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "The service is currently unavailable.",
+            )
+        } else {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                "RESOURCE_EXHAUSTED",
+                "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute'.",
+            )
+        };
+        let mut response = error(
+            status,
+            code,
+            message,
+            json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED", "domain": "googleapis.com"}]),
+        );
+        response
+            .headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("0"));
+        return response;
+    }
+    let (permission, project) = needs(method, path);
+    if let Some(project) = &project
+        && state
+            .denied
+            .get(project)
+            .is_some_and(|denied| denied.contains(permission))
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            &format!("Permission '{permission}' denied on resource (or it may not exist)."),
+            json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "IAM_PERMISSION_DENIED",
+                    "domain": "iam.googleapis.com", "metadata": {"permission": permission}}]),
+        );
+    }
+    let request: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(value) => value,
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_ARGUMENT",
+                    "Invalid JSON payload received.",
+                    json!([]),
+                );
+            }
+        }
+    };
+
+    // Resource Manager v3: POST /v3/{resource}:getIamPolicy | :setIamPolicy
+    if let Some(rest) = path.strip_prefix("/v3/") {
+        let Some((resource, verb)) = rest.rsplit_once(':') else {
+            return not_found(rest);
+        };
+        if resource.contains("/-") || resource.ends_with("/-") {
+            // The wildcard answers "denied" for what does not exist.
+            return error(
+                StatusCode::FORBIDDEN,
+                "PERMISSION_DENIED",
+                "The caller does not have permission",
+                json!([]),
+            );
+        }
+        let Some(stored) = state.policies.get(resource).cloned() else {
+            return error(
+                StatusCode::FORBIDDEN,
+                "PERMISSION_DENIED",
+                "The caller does not have permission",
+                json!([]),
+            );
+        };
+        return match (method, verb) {
+            (&Method::POST, "getIamPolicy") => {
+                let requested = request["options"]["requestedPolicyVersion"]
+                    .as_i64()
+                    .unwrap_or(1);
+                let mut policy = stored.body.clone();
+                let conditional = policy["bindings"].as_array().is_some_and(|bindings| {
+                    bindings
+                        .iter()
+                        .any(|binding| binding.get("condition").is_some())
+                });
+                // Documented shape: https://cloud.google.com/iam/docs/reference/rest/v1/Policy
+                // ({"version": 3, "etag": "BwWWja0YfJA=", "bindings": [{"role", "members",
+                // "condition": {"title", "description", "expression"}}]}).
+                let version = if conditional && requested < 3 {
+                    // A version-1 reader of a conditional policy gets bindings it cannot
+                    // write back safely: roles marked `_withcond_`.
+                    if let Some(bindings) = policy["bindings"].as_array_mut() {
+                        for binding in bindings {
+                            if let Some(condition) =
+                                binding.as_object_mut().and_then(|b| b.remove("condition"))
+                            {
+                                let role = binding["role"].as_str().unwrap_or_default().to_owned();
+                                binding["role"] = json!(format!(
+                                    "{role}_withcond_{}",
+                                    crate::policy::expression_digest(
+                                        condition["expression"].as_str().unwrap_or_default()
+                                    )
+                                ));
+                            }
+                        }
+                    }
+                    1
+                } else if conditional {
+                    3
+                } else {
+                    1
+                };
+                policy["version"] = json!(version);
+                policy["etag"] = json!(stored.etag);
+                if policy["bindings"].as_array().is_some_and(Vec::is_empty) {
+                    policy
+                        .as_object_mut()
+                        .map(|object| object.remove("bindings"));
+                }
+                if let Some(edit) = state.after_read.remove(resource) {
+                    *hook = Some((edit, resource.to_owned()));
+                }
+                ok(policy)
+            }
+            (&Method::POST, "setIamPolicy") => {
+                let policy = &request["policy"];
+                if let Some(etag) = policy["etag"].as_str()
+                    && etag != stored.etag
+                {
+                    return error(
+                        StatusCode::CONFLICT,
+                        "ABORTED",
+                        "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
+                        json!([]),
+                    );
+                }
+                let bindings = policy["bindings"].as_array().cloned().unwrap_or_default();
+                let conditional = bindings
+                    .iter()
+                    .any(|binding| binding.get("condition").is_some());
+                if conditional && policy["version"].as_i64().unwrap_or(1) < 3 {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_ARGUMENT",
+                        "Policy with conditions must be version 3 or higher.",
+                        json!([]),
+                    );
+                }
+                if bindings.iter().any(|binding| {
+                    binding["members"].as_array().is_none_or(Vec::is_empty)
+                        || binding["role"].as_str().is_none()
+                }) {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_ARGUMENT",
+                        "A binding has no role or no members.",
+                        json!([]),
+                    );
+                }
+                let mut body = stored.body.clone();
+                body["bindings"] = json!(bindings);
+                let etag = state.next_etag();
+                state.policies.insert(
+                    resource.to_owned(),
+                    StoredPolicy {
+                        body: body.clone(),
+                        etag: etag.clone(),
+                    },
+                );
+                body["version"] = json!(if conditional { 3 } else { 1 });
+                body["etag"] = json!(etag);
+                ok(body)
+            }
+            _ => not_found(path),
+        };
+    }
+
+    // Policy Analyzer: GET /v1/projects/{p}/locations/global/activityTypes/{type}/activities:query
+    if let Some(rest) = path.strip_prefix("/v1/projects/")
+        && let Some((project, tail)) = rest.split_once("/locations/global/activityTypes/")
+    {
+        let Some(activity_type) = tail.strip_suffix("/activities:query") else {
+            return not_found(path);
+        };
+        if !state.analyzer_enabled.contains(project) {
+            return error(
+                StatusCode::FORBIDDEN,
+                "PERMISSION_DENIED",
+                "Policy Analyzer API has not been used in project before or it is disabled.",
+                json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SERVICE_DISABLED",
+                        "domain": "googleapis.com", "metadata": {"service": "policyanalyzer.googleapis.com"}}]),
+            );
+        }
+        let all = state
+            .activities
+            .get(&(project.to_owned(), activity_type.to_owned()))
+            .cloned()
+            .unwrap_or_default();
+        let filter = query_param(uri, "filter").and_then(|filter| {
+            filter
+                .strip_prefix("activities.fullResourceName=")
+                .map(|value| value.trim_matches('"').to_owned())
+        });
+        let matching: Vec<Value> = all
+            .into_iter()
+            .filter(|activity| {
+                filter
+                    .as_deref()
+                    .is_none_or(|wanted| activity["fullResourceName"].as_str() == Some(wanted))
+            })
+            .collect();
+        return page(&matching, uri, 1000, "activities");
+    }
+
+    // IAM v1: service accounts and keys.
+    let Some(rest) = path.strip_prefix("/v1/projects/") else {
+        return not_found(path);
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let project = segments[0];
+    if project == "-" {
+        return error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "The caller does not have permission",
+            json!([]),
+        );
+    }
+    let Some(accounts) = state.projects.get_mut(project) else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            &format!("Permission '{permission}' denied on resource (or it may not exist)."),
+            json!([]),
+        );
+    };
+    match (method, segments.as_slice()) {
+        // Shape: {"accounts": [ServiceAccount], "nextPageToken"} (projects.serviceAccounts.list).
+        (&Method::GET, [_, "serviceAccounts"]) => {
+            let list: Vec<Value> = accounts
+                .iter()
+                .map(|(email, account)| account_json(project, email, account))
+                .collect();
+            let max = state.page_size_max;
+            page(&list, uri, max, "accounts")
+        }
+        (_, [_, "serviceAccounts", account_part]) => {
+            let (email, verb) = account_part.split_once(':').unwrap_or((account_part, ""));
+            let Some(account) = accounts.get_mut(email) else {
+                return not_found(&format!(
+                    "Service account projects/{project}/serviceAccounts/{email}"
+                ));
+            };
+            match (method, verb) {
+                (&Method::GET, "") => ok(account_json(project, email, account)),
+                (&Method::POST, "disable") => {
+                    account.disabled = true;
+                    ok(json!({}))
+                }
+                (&Method::POST, "enable") => {
+                    account.disabled = false;
+                    ok(json!({}))
+                }
+                _ => not_found(path),
+            }
+        }
+        // Shape: {"keys": [ServiceAccountKey]}, not paginated (projects.serviceAccounts.keys.list).
+        (&Method::GET, [_, "serviceAccounts", email, "keys"]) => {
+            let Some(account) = accounts.get(*email) else {
+                return not_found(&format!(
+                    "Service account projects/{project}/serviceAccounts/{email}"
+                ));
+            };
+            let wanted: Vec<String> = uri
+                .query()
+                .unwrap_or_default()
+                .split('&')
+                .filter_map(|pair| pair.strip_prefix("keyTypes="))
+                .map(str::to_owned)
+                .collect();
+            let keys: Vec<Value> = account
+                .keys
+                .values()
+                .filter(|key| wanted.is_empty() || wanted.contains(&key.key_type))
+                .map(|key| key_json(project, email, key))
+                .collect();
+            ok(json!({"keys": keys}))
+        }
+        (_, [_, "serviceAccounts", email, "keys", key_part]) => {
+            let (id, verb) = key_part.split_once(':').unwrap_or((key_part, ""));
+            let Some(account) = accounts.get_mut(*email) else {
+                return not_found(&format!(
+                    "Service account projects/{project}/serviceAccounts/{email}"
+                ));
+            };
+            if *method == Method::DELETE && verb.is_empty() {
+                return match account.keys.remove(id) {
+                    Some(_) => ok(json!({})),
+                    None => not_found(&format!("Service account key {id}")),
+                };
+            }
+            let Some(key) = account.keys.get_mut(id) else {
+                return not_found(&format!("Service account key {id}"));
+            };
+            match (method, verb) {
+                (&Method::GET, "") => ok(key_json(project, email, key)),
+                (&Method::POST, "disable") => {
+                    key.disabled = true;
+                    ok(json!({}))
+                }
+                (&Method::POST, "enable") => {
+                    key.disabled = false;
+                    ok(json!({}))
+                }
+                _ => not_found(path),
+            }
+        }
+        _ => not_found(path),
+    }
+}
+
+/// One page of `items` under `field`, honouring `pageSize` (capped at `max`) and `pageToken`
+/// (an offset here; opaque to callers).
+fn page(items: &[Value], uri: &Uri, max: usize, field: &str) -> Response {
+    let size = query_param(uri, "pageSize")
+        .and_then(|size| size.parse::<usize>().ok())
+        .filter(|size| *size > 0)
+        .unwrap_or(20)
+        .min(max);
+    let start = match query_param(uri, "pageToken") {
+        Some(token) => match token
+            .strip_prefix("offset-")
+            .and_then(|offset| offset.parse::<usize>().ok())
+        {
+            Some(offset) => offset,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_ARGUMENT",
+                    "Invalid page token.",
+                    json!([]),
+                );
+            }
+        },
+        None => 0,
+    };
+    let end = (start + size).min(items.len());
+    let mut body = json!({});
+    let slice = items.get(start..end).unwrap_or_default();
+    if !slice.is_empty() {
+        body[field] = json!(slice);
+    }
+    if end < items.len() {
+        body["nextPageToken"] = json!(format!("offset-{end}"));
+    }
+    ok(body)
+}

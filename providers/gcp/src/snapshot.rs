@@ -1,0 +1,606 @@
+//! Reading one project (or folder, or organization): service accounts, their keys, the IAM
+//! policy at version 3, and last authentication from Policy Analyzer.
+//!
+//! Requests per project: the service-account pages, one key list per account (the keys API is
+//! not paginated and has no bulk form), one `getIamPolicy`, and one paged Policy Analyzer query
+//! per activity type (never per key).
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures_util::StreamExt;
+use lapse_sdk::{
+    Cloud, Condition, Credential, CredentialKind, CredentialStatus, ExpirySource, Grant, GrantKind,
+    Principal, PrincipalId, PrincipalKind, ScopeError, ScopeKind, ScopeStatus, Snapshot, Timestamp,
+    Usage, Via,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::GcpSettings;
+use crate::client::{CallError, Client};
+use crate::error::Method;
+use crate::policy::{self, Policy};
+
+/// Service accounts read per page (the API's maximum).
+const ACCOUNT_PAGE: &str = "100";
+/// Activities read per Policy Analyzer page (the API's maximum).
+const ACTIVITY_PAGE: &str = "1000";
+/// Key lists read at once within a project.
+const KEY_LISTS_AT_ONCE: usize = 8;
+
+pub(crate) const LIST_ACCOUNTS: Method = Method {
+    name: "iam.projects.serviceAccounts.list",
+    permission: "iam.serviceAccounts.list",
+};
+pub(crate) const LIST_KEYS: Method = Method {
+    name: "iam.projects.serviceAccounts.keys.list",
+    permission: "iam.serviceAccountKeys.list",
+};
+const KEY_ACTIVITY: Method = Method {
+    name: "policyanalyzer.projects.locations.activityTypes.activities.query(serviceAccountKeyLastAuthentication)",
+    permission: "policyanalyzer.serviceAccountKeyLastAuthenticationActivities.query",
+};
+const ACCOUNT_ACTIVITY: Method = Method {
+    name: "policyanalyzer.projects.locations.activityTypes.activities.query(serviceAccountLastAuthentication)",
+    permission: "policyanalyzer.serviceAccountLastAuthenticationActivities.query",
+};
+
+/// A container whose IAM policy lapse reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Container {
+    /// A project.
+    Project,
+    /// A folder.
+    Folder,
+    /// An organization.
+    Organization,
+}
+
+impl Container {
+    /// The resource name prefix (`projects`).
+    pub(crate) fn collection(self) -> &'static str {
+        match self {
+            Container::Project => "projects",
+            Container::Folder => "folders",
+            Container::Organization => "organizations",
+        }
+    }
+
+    fn scope_kind(self) -> ScopeKind {
+        match self {
+            Container::Project => ScopeKind::Project,
+            Container::Folder => ScopeKind::Folder,
+            Container::Organization => ScopeKind::Organization,
+        }
+    }
+
+    /// The container a resource name (`folders/123`) names.
+    pub(crate) fn of(resource: &str) -> Option<(Container, &str)> {
+        let (collection, id) = resource.split_once('/')?;
+        let container = match collection {
+            "projects" => Container::Project,
+            "folders" => Container::Folder,
+            "organizations" => Container::Organization,
+            _ => return None,
+        };
+        (!id.is_empty() && !id.contains('/') && id != "-").then_some((container, id))
+    }
+
+    /// `getIamPolicy` on this kind of container.
+    pub(crate) fn get_policy(self) -> Method {
+        match self {
+            Container::Project => Method {
+                name: "cloudresourcemanager.projects.getIamPolicy",
+                permission: "resourcemanager.projects.getIamPolicy",
+            },
+            Container::Folder => Method {
+                name: "cloudresourcemanager.folders.getIamPolicy",
+                permission: "resourcemanager.folders.getIamPolicy",
+            },
+            Container::Organization => Method {
+                name: "cloudresourcemanager.organizations.getIamPolicy",
+                permission: "resourcemanager.organizations.getIamPolicy",
+            },
+        }
+    }
+
+    /// `setIamPolicy` on this kind of container.
+    pub(crate) fn set_policy(self) -> Method {
+        match self {
+            Container::Project => Method {
+                name: "cloudresourcemanager.projects.setIamPolicy",
+                permission: "resourcemanager.projects.setIamPolicy",
+            },
+            Container::Folder => Method {
+                name: "cloudresourcemanager.folders.setIamPolicy",
+                permission: "resourcemanager.folders.setIamPolicy",
+            },
+            Container::Organization => Method {
+                name: "cloudresourcemanager.organizations.setIamPolicy",
+                permission: "resourcemanager.organizations.setIamPolicy",
+            },
+        }
+    }
+}
+
+/// A service account as `serviceAccounts.list` returns it
+/// (<https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts#ServiceAccount>).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ServiceAccount {
+    #[serde(default)]
+    pub(crate) email: String,
+    #[serde(default)]
+    pub(crate) unique_id: String,
+    #[serde(default)]
+    pub(crate) display_name: Option<String>,
+    /// Omitted when false (proto3 JSON).
+    #[serde(default)]
+    pub(crate) disabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountPage {
+    #[serde(default)]
+    accounts: Vec<ServiceAccount>,
+    #[serde(default)]
+    next_page_token: Option<String>,
+}
+
+/// A key as `keys.list` returns it
+/// (<https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts.keys#ServiceAccountKey>).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Key {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) key_type: Option<String>,
+    #[serde(default)]
+    pub(crate) valid_after_time: Option<String>,
+    #[serde(default)]
+    pub(crate) valid_before_time: Option<String>,
+    /// Omitted when false (proto3 JSON).
+    #[serde(default)]
+    pub(crate) disabled: bool,
+}
+
+impl Key {
+    pub(crate) fn is_system_managed(&self) -> bool {
+        self.key_type.as_deref() == Some("SYSTEM_MANAGED")
+    }
+
+    /// `validBeforeTime`, unless it is the 9999-12-31 "no expiry" marker.
+    fn expires_at(&self) -> Option<Timestamp> {
+        let before = Timestamp::parse_rfc3339(self.valid_before_time.as_deref()?).ok()?;
+        (before.as_offset().year() < 9999).then_some(before)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct KeyList {
+    #[serde(default)]
+    pub(crate) keys: Vec<Key>,
+}
+
+/// The key list of one account.
+pub(crate) async fn list_keys(
+    client: &Client,
+    iam_url: &str,
+    account_name: &str,
+) -> Result<Vec<Key>, CallError> {
+    let url = format!("{iam_url}/v1/{account_name}/keys");
+    client
+        .call::<KeyList>(LIST_KEYS, reqwest::Method::GET, &url, &[], None)
+        .await
+        .map(|list| list.keys)
+}
+
+/// Reads a container's IAM policy at version 3.
+pub(crate) async fn get_policy(
+    client: &Client,
+    settings: &GcpSettings,
+    container: Container,
+    resource: &str,
+) -> Result<Policy, CallError> {
+    let url = format!(
+        "{}/v3/{resource}:getIamPolicy",
+        settings.resource_manager_url.trim_end_matches('/')
+    );
+    let body = json!({"options": {"requestedPolicyVersion": 3}});
+    client
+        .call(
+            container.get_policy(),
+            reqwest::Method::POST,
+            &url,
+            &[],
+            Some(&body),
+        )
+        .await
+}
+
+/// Everything read from one container.
+struct Reading {
+    scope: ScopeStatus,
+    principals: BTreeMap<String, (Principal, bool)>,
+    credentials: Vec<Credential>,
+    grants: Vec<Grant>,
+}
+
+impl Reading {
+    fn fail(&mut self, method: Method, error: CallError) {
+        let error = error.into_provider_error(method);
+        self.scope.complete = false;
+        self.scope.errors.push(ScopeError {
+            operation: error.operation,
+            message: error.message,
+            missing_permission: error.missing_permission,
+        });
+    }
+
+    /// Adds a principal; a record from the account list (`full`) wins over one made from a
+    /// binding member.
+    fn principal(&mut self, principal: Principal, full: bool) {
+        match self.principals.get(principal.id.as_str()) {
+            Some((_, true)) => {}
+            _ => {
+                self.principals
+                    .insert(principal.id.0.clone(), (principal, full));
+            }
+        }
+    }
+}
+
+/// Reads one container into a snapshot. Every failed read is recorded on the scope.
+pub(crate) async fn scan(
+    client: &Client,
+    settings: &GcpSettings,
+    container: Container,
+    id: &str,
+) -> (Snapshot, Vec<(String, bool)>) {
+    let resource = format!("{}/{id}", container.collection());
+    let scope_id = format!("gcp:{resource}");
+    let taken_at = Timestamp::from_offset(time::OffsetDateTime::now_utc());
+    let mut reading = Reading {
+        scope: ScopeStatus {
+            id: scope_id.clone().into(),
+            cloud: Cloud::Gcp,
+            kind: container.scope_kind(),
+            taken_at,
+            complete: true,
+            caller: client.caller().await,
+            errors: Vec::new(),
+        },
+        principals: BTreeMap::new(),
+        credentials: Vec::new(),
+        grants: Vec::new(),
+    };
+    if container == Container::Project {
+        scan_accounts(client, settings, id, &mut reading).await;
+    }
+    match get_policy(client, settings, container, &resource).await {
+        Ok(policy) => read_policy(&policy, &resource, &mut reading),
+        Err(error) => reading.fail(container.get_policy(), error),
+    }
+    let mut snapshot = Snapshot::empty(taken_at);
+    let fullness = reading
+        .principals
+        .values()
+        .map(|(principal, full)| (principal.id.0.clone(), *full))
+        .collect();
+    snapshot.principals = reading
+        .principals
+        .into_values()
+        .map(|(principal, _)| principal)
+        .collect();
+    snapshot.credentials = reading.credentials;
+    snapshot.grants = reading.grants;
+    snapshot.scopes = vec![reading.scope];
+    (snapshot, fullness)
+}
+
+async fn scan_accounts(
+    client: &Client,
+    settings: &GcpSettings,
+    project: &str,
+    reading: &mut Reading,
+) {
+    let iam_url = settings.iam_url.trim_end_matches('/');
+    let mut accounts = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let url = format!("{iam_url}/v1/projects/{project}/serviceAccounts");
+        let mut query = vec![("pageSize", ACCOUNT_PAGE)];
+        if let Some(token) = token.as_deref() {
+            query.push(("pageToken", token));
+        }
+        match client
+            .call::<AccountPage>(LIST_ACCOUNTS, reqwest::Method::GET, &url, &query, None)
+            .await
+        {
+            Ok(page) => {
+                accounts.extend(page.accounts);
+                match page.next_page_token.filter(|token| !token.is_empty()) {
+                    Some(next) => token = Some(next),
+                    None => break,
+                }
+            }
+            Err(error) => {
+                reading.fail(LIST_ACCOUNTS, error);
+                break;
+            }
+        }
+    }
+    let key_activity = activities(
+        client,
+        settings,
+        project,
+        "serviceAccountKeyLastAuthentication",
+        KEY_ACTIVITY,
+    )
+    .await;
+    let account_activity = activities(
+        client,
+        settings,
+        project,
+        "serviceAccountLastAuthentication",
+        ACCOUNT_ACTIVITY,
+    )
+    .await;
+    let key_activity = match key_activity {
+        Ok(found) => found,
+        Err(error) => {
+            reading.fail(KEY_ACTIVITY, error);
+            None
+        }
+    };
+    let account_activity = match account_activity {
+        Ok(found) => found,
+        Err(error) => {
+            reading.fail(ACCOUNT_ACTIVITY, error);
+            None
+        }
+    };
+    let scope = reading.scope.id.clone();
+    let lists: Vec<(ServiceAccount, Result<Vec<Key>, CallError>)> =
+        futures_util::stream::iter(accounts.into_iter().map(|account| async move {
+            let name = format!("projects/{project}/serviceAccounts/{}", account.email);
+            let keys = list_keys(client, iam_url, &name).await;
+            (account, keys)
+        }))
+        .buffered(KEY_LISTS_AT_ONCE)
+        .collect()
+        .await;
+    for (account, keys) in lists {
+        let principal_id = format!("serviceAccount:{}", account.email);
+        let last_activity = account_activity.as_ref().map_or(Usage::Unknown, |found| {
+            found.usage(&[&account.email, &account.unique_id], None)
+        });
+        reading.principal(
+            Principal {
+                id: principal_id.clone().into(),
+                cloud: Cloud::Gcp,
+                scope: scope.clone(),
+                kind: PrincipalKind::Workload,
+                native_type: Some("serviceAccount".to_owned()),
+                display_name: account.display_name.clone().filter(|name| !name.is_empty()),
+                // The IAM API gives service accounts no creation time.
+                created_at: None,
+                last_activity,
+                owner: None,
+                tags: BTreeMap::new(),
+                enabled: !account.disabled,
+                cloud_managed: policy::is_service_agent(&account.email),
+                federation_available: false,
+            },
+            true,
+        );
+        let keys = match keys {
+            Ok(keys) => keys,
+            // Deleted between the list and now: nothing of it is left to read.
+            Err(error) if error.status() == Some(404) => continue,
+            Err(error) => {
+                reading.fail(LIST_KEYS, error);
+                continue;
+            }
+        };
+        for key in keys {
+            let created_at = key
+                .valid_after_time
+                .as_deref()
+                .and_then(|text| Timestamp::parse_rfc3339(text).ok());
+            let key_id = key.name.rsplit('/').next().unwrap_or_default().to_owned();
+            let last_used = key_activity
+                .as_ref()
+                .map_or(Usage::Unknown, |found| found.usage(&[&key_id], created_at));
+            reading.credentials.push(Credential {
+                id: key.name.clone().into(),
+                principal: PrincipalId(principal_id.clone()),
+                cloud: Cloud::Gcp,
+                scope: scope.clone(),
+                kind: CredentialKind::GcpSaKey,
+                display_name: None,
+                created_at,
+                expires_at: key.expires_at(),
+                last_used,
+                status: if key.disabled {
+                    CredentialStatus::Inactive
+                } else {
+                    CredentialStatus::Active
+                },
+                cloud_managed: key.is_system_managed(),
+            });
+        }
+    }
+}
+
+/// Policy Analyzer's answer for one activity type in one project.
+pub(crate) struct Activities {
+    /// Last authentication by the last segment of the resource name (key id, account email or
+    /// unique id).
+    last: HashMap<String, Timestamp>,
+    /// The period the analyzer observed, when it said.
+    observed: Option<(Timestamp, Timestamp)>,
+}
+
+impl Activities {
+    /// Last use of the object known by any of `names`. Absent from the answer: never used when
+    /// the object was created inside the observed period (the analyzer would have seen any
+    /// use), else unknown (its history may predate what the analyzer keeps).
+    pub(crate) fn usage(&self, names: &[&str], created_at: Option<Timestamp>) -> Usage {
+        if let Some(at) = names
+            .iter()
+            .filter(|name| !name.is_empty())
+            .filter_map(|name| self.last.get(*name))
+            .max()
+        {
+            return Usage::At(*at);
+        }
+        match (self.observed, created_at) {
+            (Some((start, end)), Some(created)) if start <= created && created <= end => {
+                Usage::Never
+            }
+            _ => Usage::Unknown,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ActivityPage {
+    #[serde(default)]
+    activities: Vec<Value>,
+    #[serde(default)]
+    next_page_token: Option<String>,
+}
+
+/// Reads every page of one activity type. `Ok(None)` when the API is not enabled or the caller
+/// may not read it (403, 404): last use is then unknown, and the scope stays complete.
+async fn activities(
+    client: &Client,
+    settings: &GcpSettings,
+    project: &str,
+    activity_type: &str,
+    method: Method,
+) -> Result<Option<Activities>, CallError> {
+    let url = format!(
+        "{}/v1/projects/{project}/locations/global/activityTypes/{activity_type}/activities:query",
+        settings.policy_analyzer_url.trim_end_matches('/')
+    );
+    let mut found = Activities {
+        last: HashMap::new(),
+        observed: None,
+    };
+    let mut token: Option<String> = None;
+    loop {
+        let mut query = vec![("pageSize", ACTIVITY_PAGE)];
+        if let Some(token) = token.as_deref() {
+            query.push(("pageToken", token));
+        }
+        let page = match client
+            .call::<ActivityPage>(method, reqwest::Method::GET, &url, &query, None)
+            .await
+        {
+            Ok(page) => page,
+            Err(error) if matches!(error.status(), Some(403 | 404)) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        for activity in &page.activities {
+            let time = |value: &Value| {
+                value
+                    .as_str()
+                    .and_then(|text| Timestamp::parse_rfc3339(text).ok())
+            };
+            if let (Some(start), Some(end)) = (
+                time(&activity["observationPeriod"]["startTime"]),
+                time(&activity["observationPeriod"]["endTime"]),
+            ) {
+                found.observed = Some(match found.observed {
+                    Some((s, e)) => (s.min(start), e.max(end)),
+                    None => (start, end),
+                });
+            }
+            let Some(last) = time(&activity["activity"]["lastAuthenticatedTime"]) else {
+                continue;
+            };
+            let mut names = Vec::new();
+            if let Some(name) = activity["fullResourceName"].as_str() {
+                names.push(name.rsplit('/').next().unwrap_or(name).to_owned());
+            }
+            for inner in ["serviceAccount", "serviceAccountKey"] {
+                if let Some(name) = activity["activity"][inner]["fullResourceName"].as_str() {
+                    names.push(name.rsplit('/').next().unwrap_or(name).to_owned());
+                }
+            }
+            if let Some(unique) =
+                activity["activity"]["serviceAccount"]["serviceAccountId"].as_str()
+            {
+                names.push(unique.to_owned());
+            }
+            for name in names {
+                let entry = found.last.entry(name).or_insert(last);
+                *entry = (*entry).max(last);
+            }
+        }
+        match page.next_page_token.filter(|token| !token.is_empty()) {
+            Some(next) => token = Some(next),
+            None => return Ok(Some(found)),
+        }
+    }
+}
+
+/// Turns a policy into grants, and its members into principals.
+fn read_policy(policy: &Policy, resource: &str, reading: &mut Reading) {
+    let scope = reading.scope.id.clone();
+    let mut seen = std::collections::HashSet::new();
+    for binding in &policy.bindings {
+        for member_text in &binding.members {
+            let id = policy::grant_id(policy, resource, binding, member_text);
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            let member = policy::member(member_text);
+            reading.principal(
+                Principal {
+                    id: member_text.clone().into(),
+                    cloud: Cloud::Gcp,
+                    scope: scope.clone(),
+                    kind: member.kind,
+                    native_type: Some(member.native_type.clone()),
+                    display_name: Some(member.name.clone()),
+                    created_at: None,
+                    last_activity: Usage::Unknown,
+                    owner: None,
+                    tags: BTreeMap::new(),
+                    enabled: true,
+                    cloud_managed: member.cloud_managed,
+                    federation_available: false,
+                },
+                false,
+            );
+            let condition = binding.condition.as_ref();
+            let expires_at =
+                condition.and_then(|condition| policy::condition_expiry(&condition.expression));
+            reading.grants.push(Grant {
+                id: id.into(),
+                cloud: Cloud::Gcp,
+                scope: scope.clone(),
+                principal: member_text.clone().into(),
+                entitlement: binding.role.clone(),
+                entitlement_id: None,
+                resource: resource.to_owned(),
+                kind: GrantKind::IamBinding,
+                via: Via::Direct,
+                created_at: None,
+                expires_at,
+                expiry_source: expires_at.map(|_| ExpirySource::Condition),
+                condition: condition.map(|condition| Condition {
+                    expression: condition.expression.clone(),
+                    title: condition.title().map(str::to_owned),
+                }),
+                // Roles are judged by the engine's catalog; custom roles' contents are not read.
+                privileged: false,
+            });
+        }
+    }
+}
