@@ -336,7 +336,9 @@ pub(crate) enum CloudArg {
 }
 
 /// Where and how to read clouds live. Credentials come from each cloud's standard chain
-/// (for AWS: environment, profile, SSO, web identity, container, instance metadata).
+/// (AWS: environment, profile, SSO, web identity, container, instance metadata; Azure: workload
+/// identity, client secret or certificate from the environment, managed identity, Azure CLI;
+/// Google Cloud: application default credentials).
 #[derive(Debug, Default, Args)]
 pub(crate) struct LiveArgs {
     /// Cloud to read (repeatable). Default: the clouds the policy's scopes name.
@@ -369,6 +371,38 @@ pub(crate) struct LiveArgs {
     /// reading them from the credential report.
     #[arg(long)]
     pub(crate) exact: bool,
+    /// Entra tenant id or primary domain. Default: the policy's `scopes.azure`.
+    #[arg(long, value_name = "ID", env = "AZURE_TENANT_ID")]
+    pub(crate) tenant: Option<String>,
+    /// Azure subscription to read (repeatable); `*` reads every subscription the caller can
+    /// see. Default: the policy's `scopes.azure`.
+    #[arg(long = "subscription", value_name = "ID")]
+    pub(crate) subscriptions: Vec<String>,
+    /// Microsoft Graph base URL (sovereign clouds, a local fake).
+    #[arg(long, value_name = "URL", env = "LAPSE_AZURE_GRAPH_URL")]
+    pub(crate) azure_graph_url: Option<String>,
+    /// Azure Resource Manager base URL (sovereign clouds, a local fake).
+    #[arg(long, value_name = "URL", env = "LAPSE_AZURE_ARM_URL")]
+    pub(crate) azure_arm_url: Option<String>,
+    /// Google Cloud project id to read (repeatable; explicit ids only). Default: the policy's
+    /// `scopes.gcp`.
+    #[arg(long = "project", value_name = "ID")]
+    pub(crate) projects: Vec<String>,
+    /// Google Cloud folder id whose own IAM policy is read (repeatable).
+    #[arg(long = "folder", value_name = "ID")]
+    pub(crate) folders: Vec<String>,
+    /// Google Cloud organization id whose own IAM policy is read (repeatable).
+    #[arg(long = "organization", value_name = "ID")]
+    pub(crate) organizations: Vec<String>,
+    /// Google IAM API base URL.
+    #[arg(long, value_name = "URL", env = "LAPSE_GCP_IAM_URL")]
+    pub(crate) gcp_iam_url: Option<String>,
+    /// Google Resource Manager API base URL.
+    #[arg(long, value_name = "URL", env = "LAPSE_GCP_RESOURCE_MANAGER_URL")]
+    pub(crate) gcp_resource_manager_url: Option<String>,
+    /// Google Policy Analyzer API base URL (last authentication of keys and service accounts).
+    #[arg(long, value_name = "URL", env = "LAPSE_GCP_POLICY_ANALYZER_URL")]
+    pub(crate) gcp_policy_analyzer_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

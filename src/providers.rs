@@ -1,5 +1,6 @@
-//! Live snapshots from the providers compiled into this build, each behind its cargo feature.
-//! The engine never comes here: commands take a snapshot, then plan over it like over a file.
+//! Live providers compiled into this build, each behind its cargo feature, configured from flags
+//! and the policy's `scopes`. The engine never comes here: commands take a snapshot, then plan
+//! over it like over a file, and `apply`/`undo` hand actions to [`Configured::providers`].
 
 use lapse_sdk::{Cloud, Snapshot};
 
@@ -27,17 +28,57 @@ pub struct AwsOptions {
     pub exact: bool,
 }
 
+/// How to reach Azure, from flags; the policy's `scopes.azure` fills what flags leave open.
+#[derive(Clone, Debug, Default)]
+pub struct AzureOptions {
+    /// The Entra tenant (`--tenant`, else `AZURE_TENANT_ID`).
+    pub tenant: Option<String>,
+    /// Subscriptions to read, overriding the policy's; `*` is every one the caller can see.
+    pub subscriptions: Vec<String>,
+    /// Microsoft Graph base URL.
+    pub graph_url: Option<String>,
+    /// Azure Resource Manager base URL.
+    pub arm_url: Option<String>,
+}
+
+/// How to reach Google Cloud, from flags; the policy's `scopes.gcp` fills what flags leave open.
+#[derive(Clone, Debug, Default)]
+pub struct GcpOptions {
+    /// Project ids, overriding the policy's.
+    pub projects: Vec<String>,
+    /// Folder ids whose IAM policy is read.
+    pub folders: Vec<String>,
+    /// Organization ids whose IAM policy is read.
+    pub organizations: Vec<String>,
+    /// IAM API base URL.
+    pub iam_url: Option<String>,
+    /// Resource Manager API base URL.
+    pub resource_manager_url: Option<String>,
+    /// Policy Analyzer API base URL.
+    pub policy_analyzer_url: Option<String>,
+}
+
+impl GcpOptions {
+    fn names_scopes(&self) -> bool {
+        !(self.projects.is_empty() && self.folders.is_empty() && self.organizations.is_empty())
+    }
+}
+
 /// What to scan.
 #[derive(Clone, Debug, Default)]
 pub struct LiveOptions {
-    /// The clouds to read; empty means those the policy's scopes name.
+    /// The clouds to read; empty means those the policy's scopes or the scope flags name.
     pub clouds: Vec<Cloud>,
     /// AWS settings.
     pub aws: AwsOptions,
+    /// Azure settings.
+    pub azure: AzureOptions,
+    /// Google Cloud settings.
+    pub gcp: GcpOptions,
 }
 
-/// The clouds a live run reads: those asked for, else those the policy names scopes in, else
-/// AWS when account flags are given.
+/// The clouds a live run reads: those asked for, else those the policy names scopes in or the
+/// scope flags (`--account`, `--subscription`, `--project`...) point at.
 fn clouds(options: &LiveOptions, scopes: &ScopesDocument) -> Vec<Cloud> {
     if !options.clouds.is_empty() {
         return options.clouds.clone();
@@ -46,10 +87,10 @@ fn clouds(options: &LiveOptions, scopes: &ScopesDocument) -> Vec<Cloud> {
     if !scopes.aws.is_empty() || !options.aws.accounts.is_empty() {
         clouds.push(Cloud::Aws);
     }
-    if !scopes.azure.is_empty() {
+    if !scopes.azure.is_empty() || !options.azure.subscriptions.is_empty() {
         clouds.push(Cloud::Azure);
     }
-    if !scopes.gcp.is_empty() {
+    if !scopes.gcp.is_empty() || options.gcp.names_scopes() {
         clouds.push(Cloud::Gcp);
     }
     clouds
@@ -60,33 +101,77 @@ fn clouds(options: &LiveOptions, scopes: &ScopesDocument) -> Vec<Cloud> {
 /// # Errors
 /// [`Error::NoScopes`] when nothing says what to read, [`Error::ProviderUnavailable`] for a
 /// cloud this build cannot read. Failed reads are not errors: they mark their scope incomplete.
-// Built without any provider, every cloud is unavailable and the loop never pushes.
-#[cfg_attr(
-    not(feature = "aws"),
-    allow(unreachable_code, unused_mut, unused_variables)
-)]
 pub async fn snapshot(options: &LiveOptions, scopes: &ScopesDocument) -> Result<Snapshot> {
     let clouds = clouds(options, scopes);
     if clouds.is_empty() {
         return Err(Error::NoScopes);
     }
+    let configured = Configured::new(options, scopes);
+    let request = lapse_sdk::SnapshotRequest::default();
     let mut snapshots = Vec::new();
     for cloud in clouds {
-        let snapshot = match cloud {
-            #[cfg(feature = "aws")]
-            Cloud::Aws => aws(&options.aws, scopes).await,
-            other => return Err(Error::ProviderUnavailable { cloud: other }),
+        let Some(provider) = configured.get(cloud) else {
+            return Err(Error::ProviderUnavailable { cloud });
         };
-        snapshots.push(snapshot);
+        snapshots.push(provider.snapshot(&request).await.snapshot);
     }
     Ok(Snapshot::merge(snapshots))
 }
 
-#[cfg(feature = "aws")]
-async fn aws(options: &AwsOptions, scopes: &ScopesDocument) -> Snapshot {
-    aws_provider(options, scopes)
-        .take_snapshot(&lapse_sdk::SnapshotRequest::default())
-        .await
+/// Every provider this build has, configured for one run.
+#[derive(Debug)]
+pub struct Configured {
+    #[cfg(feature = "aws")]
+    aws: lapse_provider_aws::AwsProvider,
+    #[cfg(feature = "azure")]
+    azure: lapse_provider_azure::AzureProvider,
+    #[cfg(feature = "gcp")]
+    gcp: lapse_provider_gcp::GcpProvider,
+}
+
+impl Configured {
+    /// Builds each compiled-in provider from flags and scopes. No call is made yet.
+    #[must_use]
+    #[cfg_attr(
+        not(all(feature = "aws", feature = "azure", feature = "gcp")),
+        allow(unused_variables)
+    )]
+    pub fn new(options: &LiveOptions, scopes: &ScopesDocument) -> Self {
+        Configured {
+            #[cfg(feature = "aws")]
+            aws: aws_provider(&options.aws, scopes),
+            #[cfg(feature = "azure")]
+            azure: azure_provider(&options.azure, scopes),
+            #[cfg(feature = "gcp")]
+            gcp: gcp_provider(&options.gcp, scopes),
+        }
+    }
+
+    /// The provider for a cloud, when this build has it.
+    #[must_use]
+    pub fn get(&self, cloud: Cloud) -> Option<&dyn lapse_sdk::Provider> {
+        match cloud {
+            #[cfg(feature = "aws")]
+            Cloud::Aws => Some(&self.aws),
+            #[cfg(feature = "azure")]
+            Cloud::Azure => Some(&self.azure),
+            #[cfg(feature = "gcp")]
+            Cloud::Gcp => Some(&self.gcp),
+            #[allow(unreachable_patterns)] // reached only in builds without some provider
+            _ => None,
+        }
+    }
+
+    /// All of them, for `apply` and `undo`.
+    #[must_use]
+    pub fn providers(&self) -> crate::apply::Providers<'_> {
+        Cloud::ALL
+            .into_iter()
+            .filter_map(|cloud| self.get(cloud))
+            .fold(crate::apply::Providers::new(), |providers, provider| {
+                providers.with(provider)
+            })
+    }
 }
 
 /// The AWS provider for these flags and scopes: accounts from `--account` when given (with
@@ -134,5 +219,99 @@ pub fn aws_provider(
         exact: options.exact,
         concurrency: defaults.concurrency,
         credentials: None,
+    })
+}
+
+/// The Azure provider for these flags and scopes: `--tenant` with `--subscription` when given,
+/// else the policy's tenants. A `--tenant` alone narrows the policy's tenants to that one.
+#[cfg(feature = "azure")]
+#[must_use]
+pub fn azure_provider(
+    options: &AzureOptions,
+    scopes: &ScopesDocument,
+) -> lapse_provider_azure::AzureProvider {
+    use lapse_provider_azure::{AzureProvider, AzureSettings, TenantScope};
+
+    let from_policy = scopes.azure.iter().map(|scope| TenantScope {
+        tenant: scope.tenant.clone(),
+        subscriptions: scope.subscriptions.clone(),
+    });
+    let tenants: Vec<TenantScope> = match (&options.tenant, options.subscriptions.is_empty()) {
+        (tenant, false) => vec![TenantScope {
+            tenant: tenant
+                .clone()
+                .or_else(|| scopes.azure.first().map(|scope| scope.tenant.clone()))
+                .unwrap_or_default(),
+            subscriptions: options.subscriptions.clone(),
+        }],
+        (Some(tenant), true) => {
+            let named: Vec<TenantScope> = from_policy
+                .filter(|scope| &scope.tenant == tenant)
+                .collect();
+            if named.is_empty() {
+                vec![TenantScope {
+                    tenant: tenant.clone(),
+                    subscriptions: Vec::new(),
+                }]
+            } else {
+                named
+            }
+        }
+        (None, true) => from_policy.collect(),
+    };
+    let defaults = AzureSettings::default();
+    AzureProvider::new(AzureSettings {
+        tenants,
+        graph_url: options.graph_url.clone().unwrap_or(defaults.graph_url),
+        arm_url: options.arm_url.clone().unwrap_or(defaults.arm_url),
+        ..AzureSettings::default()
+    })
+}
+
+/// The Google Cloud provider for these flags and scopes: `--project`, `--folder` and
+/// `--organization` when any is given, else the policy's.
+#[cfg(feature = "gcp")]
+#[must_use]
+pub fn gcp_provider(
+    options: &GcpOptions,
+    scopes: &ScopesDocument,
+) -> lapse_provider_gcp::GcpProvider {
+    use lapse_provider_gcp::{GcpProvider, GcpSettings};
+
+    let (projects, folders, organizations) = if options.names_scopes() {
+        (
+            options.projects.clone(),
+            options.folders.clone(),
+            options.organizations.clone(),
+        )
+    } else {
+        let pick = |field: fn(&crate::policy::GcpScopeDocument) -> &Option<String>| {
+            scopes
+                .gcp
+                .iter()
+                .filter_map(|scope| field(scope).clone())
+                .collect()
+        };
+        (
+            pick(|scope| &scope.project),
+            pick(|scope| &scope.folder),
+            pick(|scope| &scope.organization),
+        )
+    };
+    let defaults = GcpSettings::default();
+    GcpProvider::new(GcpSettings {
+        projects,
+        folders,
+        organizations,
+        iam_url: options.iam_url.clone().unwrap_or(defaults.iam_url),
+        resource_manager_url: options
+            .resource_manager_url
+            .clone()
+            .unwrap_or(defaults.resource_manager_url),
+        policy_analyzer_url: options
+            .policy_analyzer_url
+            .clone()
+            .unwrap_or(defaults.policy_analyzer_url),
+        ..GcpSettings::default()
     })
 }

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use lapse::apply::{
-    self, ApplyReport, ApplyRun, ApplySettings, GuardSettings, Journal, Mode, Operator, Providers,
+    self, ApplyReport, ApplyRun, ApplySettings, GuardSettings, Journal, Mode, Operator,
     Status as ActionStatus, UndoRun,
 };
 use lapse::plan::{Plan, Provenance};
 use lapse::policy::{Policy, ScopesDocument};
+use lapse::providers::Configured;
 use lapse::state::RunCommand;
 use lapse_sdk::Timestamp;
 use sha2::{Digest as _, Sha256};
@@ -156,13 +157,8 @@ pub(crate) fn run(args: &ApplyArgs) -> Result<Status> {
 
     let scopes = policy.scopes.clone();
     let live_options = options(&args.live);
-    #[cfg(feature = "aws")]
-    let aws = lapse::providers::aws_provider(&live_options.aws, &scopes);
-    #[cfg(not(feature = "aws"))]
-    let _ = (&live_options, &scopes);
-    let providers = Providers::new();
-    #[cfg(feature = "aws")]
-    let providers = providers.with(&aws);
+    let configured = Configured::new(&live_options, &scopes);
+    let providers = configured.providers();
 
     let clock = clock(fixed_now);
     let operator = operator();
@@ -458,13 +454,8 @@ pub(crate) fn undo(args: &UndoArgs) -> Result<Status> {
         .map(|text| resolve_now(Some(text)))
         .transpose()?;
     let live_options = options(&args.live);
-    #[cfg(feature = "aws")]
-    let aws = lapse::providers::aws_provider(&live_options.aws, &ScopesDocument::default());
-    #[cfg(not(feature = "aws"))]
-    let _ = (&live_options, ScopesDocument::default());
-    let providers = Providers::new();
-    #[cfg(feature = "aws")]
-    let providers = providers.with(&aws);
+    let configured = Configured::new(&live_options, &ScopesDocument::default());
+    let providers = configured.providers();
     let clock = clock(fixed_now);
     let operator = operator();
     let run = UndoRun {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use lapse::policy::ScopesDocument;
-use lapse::providers::{AwsOptions, LiveOptions};
+use lapse::providers::{AwsOptions, AzureOptions, GcpOptions, LiveOptions};
 use lapse::snapshot::LoadedSnapshot;
 use lapse::state::RunCommand;
 use lapse_sdk::Cloud;
@@ -84,11 +84,25 @@ pub(crate) fn options(args: &LiveArgs) -> LiveOptions {
             session_name: args.session_name.clone(),
             exact: args.exact,
         },
+        azure: AzureOptions {
+            tenant: args.tenant.clone(),
+            subscriptions: args.subscriptions.clone(),
+            graph_url: args.azure_graph_url.clone(),
+            arm_url: args.azure_arm_url.clone(),
+        },
+        gcp: GcpOptions {
+            projects: args.projects.clone(),
+            folders: args.folders.clone(),
+            organizations: args.organizations.clone(),
+            iam_url: args.gcp_iam_url.clone(),
+            resource_manager_url: args.gcp_resource_manager_url.clone(),
+            policy_analyzer_url: args.gcp_policy_analyzer_url.clone(),
+        },
     }
 }
 
 /// Runs a future to completion on a multi-threaded runtime.
-#[cfg(feature = "aws")]
+#[cfg(feature = "live")]
 pub(crate) fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T> {
     use anyhow::Context as _;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -100,7 +114,7 @@ pub(crate) fn block_on<T>(future: impl std::future::Future<Output = T>) -> Resul
 
 /// Without a provider compiled in, nothing awaits: the future is ready at its first poll
 /// (with an error saying which provider is missing).
-#[cfg(not(feature = "aws"))]
+#[cfg(not(feature = "live"))]
 pub(crate) fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T> {
     let mut future = std::pin::pin!(future);
     let mut context = std::task::Context::from_waker(std::task::Waker::noop());

@@ -199,17 +199,24 @@ pub(crate) fn evaluate(context: &Context<'_>, credential: &Credential) -> Outcom
     Outcome::Findings(findings)
 }
 
-/// Deactivation, where the credential kind has one. An AWS console password has none (only
-/// deletion, which cannot be undone): it is held until a rule opts in with `action: delete`.
+/// Deactivation, where the credential kind has one. An AWS console password and an Entra
+/// client secret or certificate have none (only removal, which cannot be undone): they are held
+/// until a rule opts in with `action: delete`. An Entra federated credential is "deactivated" by
+/// deleting it, which is reversible: its whole body is journaled and re-created on undo.
 fn deactivation(kind: CredentialKind) -> PlannedAction {
-    if kind == CredentialKind::AwsConsolePassword {
-        PlannedAction::held(
-            ActionKind::DeactivateCredential,
-            "a console password cannot be deactivated, only deleted (irreversible): opt in with `action: delete` on a rule that matches it",
-        )
-    } else {
-        PlannedAction::act(ActionKind::DeactivateCredential)
-    }
+    let held = match kind {
+        CredentialKind::AwsConsolePassword => {
+            "a console password cannot be deactivated, only deleted (irreversible): opt in with `action: delete` on a rule that matches it"
+        }
+        CredentialKind::AzurePassword => {
+            "an Entra client secret cannot be deactivated, only removed (irreversible): opt in with `action: delete` on a rule that matches it"
+        }
+        CredentialKind::AzureCertificate => {
+            "an Entra certificate credential cannot be deactivated, only removed (irreversible): opt in with `action: delete` on a rule that matches it"
+        }
+        _ => return PlannedAction::act(ActionKind::DeactivateCredential),
+    };
+    PlannedAction::held(ActionKind::DeactivateCredential, held)
 }
 
 /// A credential lapse deactivated that stayed inactive for a matching rule's `delete_after`:

@@ -787,3 +787,61 @@ fn a_console_password_is_deleted_only_where_a_rule_says_delete() {
     assert_eq!(deleted[0].action.kind, Some(ActionKind::DeleteCredential));
     assert!(deleted[0].action.is_planned());
 }
+
+#[test]
+fn entra_secrets_are_removed_only_where_a_rule_says_delete_and_federated_ones_are_deactivated() {
+    let credential = |id: &str, kind: CredentialKind| {
+        let mut credential = key(
+            id,
+            "6d1a8e4c-0f3b-4c97-b25e-8a4f2d6c1e39",
+            400,
+            Usage::Unknown,
+        );
+        credential.cloud = Cloud::Azure;
+        credential.kind = kind;
+        credential
+    };
+    let estate = snapshot(
+        vec![],
+        vec![
+            credential("secret", CredentialKind::AzurePassword),
+            credential("certificate", CredentialKind::AzureCertificate),
+            credential("federated", CredentialKind::AzureFederated),
+        ],
+        vec![],
+    );
+    let findings = run(
+        &estate,
+        &policy(
+            "rules:\n  - {id: entra, match: {credential: [azure-password, azure-certificate, azure-federated]}, max_age: 90d}\n",
+        ),
+    );
+    let by_subject = |id: &str| {
+        findings
+            .iter()
+            .find(|finding| finding.subject.id == id)
+            .unwrap_or_else(|| panic!("no finding for {id}: {findings:?}"))
+    };
+    for held in ["secret", "certificate"] {
+        let action = &by_subject(held).action;
+        assert!(
+            !action.is_planned()
+                && action
+                    .held
+                    .as_deref()
+                    .is_some_and(|why| why.contains("action: delete")),
+            "{held}: {action:?}"
+        );
+    }
+    let federated = &by_subject("federated").action;
+    assert!(federated.is_planned(), "{federated:?}");
+    assert_eq!(federated.kind, Some(ActionKind::DeactivateCredential));
+    let deleted = run(
+        &estate,
+        &policy(
+            "rules:\n  - {id: entra, match: {credential: azure-password}, max_age: 90d, action: delete}\n",
+        ),
+    );
+    assert_eq!(deleted[0].action.kind, Some(ActionKind::DeleteCredential));
+    assert!(deleted[0].action.is_planned());
+}
