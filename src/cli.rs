@@ -371,8 +371,9 @@ pub(crate) struct LiveArgs {
     /// reading them from the credential report.
     #[arg(long)]
     pub(crate) exact: bool,
-    /// Entra tenant id or primary domain. Default: the policy's `scopes.azure`.
-    #[arg(long, value_name = "ID", env = "AZURE_TENANT_ID")]
+    /// Entra tenant id or primary domain. Default: the policy's `scopes.azure`; with
+    /// --subscription and no tenant in the policy, `AZURE_TENANT_ID`.
+    #[arg(long, value_name = "ID")]
     pub(crate) tenant: Option<String>,
     /// Azure subscription to read (repeatable); `*` reads every subscription the caller can
     /// see. Default: the policy's `scopes.azure`.

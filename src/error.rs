@@ -235,7 +235,7 @@ pub enum Error {
     },
     /// Nothing says what to scan.
     #[error(
-        "nothing to scan: name scopes in the policy (`scopes:`), pass --provider with --account, or give --snapshot FILE"
+        "nothing to scan: name scopes in the policy (`scopes:`), pass --account, --subscription or --project, or give --snapshot FILE"
     )]
     NoScopes,
     /// A safety guard refused an apply; nothing was changed.

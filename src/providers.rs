@@ -241,6 +241,7 @@ pub fn azure_provider(
             tenant: tenant
                 .clone()
                 .or_else(|| scopes.azure.first().map(|scope| scope.tenant.clone()))
+                .or_else(|| std::env::var("AZURE_TENANT_ID").ok())
                 .unwrap_or_default(),
             subscriptions: options.subscriptions.clone(),
         }],
