@@ -1,12 +1,33 @@
 //! The Azure provider: Entra ID (Microsoft Graph) and Azure RBAC (Azure Resource Manager).
 //!
-//! Skeleton: the settings and the provider type that the lapse binary builds; reading and
-//! revoking are filled in behind this interface.
+//! Tokens come from `azure_identity` through lapse's own credential chain ([`credential`]);
+//! Graph and ARM are called over reqwest with paging, `$select` and a 429/`Retry-After` loop
+//! ([`http`]). A tenant is one scope (`azure:/tenants/<id>`: service principals, applications
+//! and their credentials, directory roles, users and groups that hold something); each
+//! subscription is another (`azure:/subscriptions/<id>`: role assignments and PIM instances).
 
+mod actions;
+pub mod credential;
+mod error;
+#[cfg(feature = "fake")]
+#[doc(hidden)]
+pub mod fake;
+mod http;
+mod snapshot;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use azure_core::credentials::TokenCredential;
 use lapse_sdk::{
-    Action, ActionKind, ActionOutcome, BoxFuture, Cloud, Provider, ProviderError,
-    ProviderErrorKind, Snapshot, SnapshotRequest, SnapshotResponse, TargetState,
+    Action, ActionKind, ActionOutcome, BoxFuture, Cloud, Provider, ProviderError, Snapshot,
+    SnapshotRequest, SnapshotResponse, TargetState,
 };
+
+pub use credential::CredentialSource;
+pub use error::AzureError;
 
 /// One Entra tenant and the subscriptions to read in it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -18,7 +39,7 @@ pub struct TenantScope {
 }
 
 /// How to reach Azure.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AzureSettings {
     /// Tenants to read.
     pub tenants: Vec<TenantScope>,
@@ -28,6 +49,22 @@ pub struct AzureSettings {
     pub arm_url: String,
     /// Subscriptions read at once.
     pub concurrency: usize,
+    /// A credential to use instead of lapse's chain (tests inject one); `None` picks one from
+    /// the environment (see [`credential::choose`]).
+    pub credential: Option<Arc<dyn TokenCredential>>,
+}
+
+impl fmt::Debug for AzureSettings {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("AzureSettings")
+            .field("tenants", &self.tenants)
+            .field("graph_url", &self.graph_url)
+            .field("arm_url", &self.arm_url)
+            .field("concurrency", &self.concurrency)
+            .field("credential", &self.credential.as_ref().map(|_| "injected"))
+            .finish()
+    }
 }
 
 impl Default for AzureSettings {
@@ -37,36 +74,86 @@ impl Default for AzureSettings {
             graph_url: "https://graph.microsoft.com".to_owned(),
             arm_url: "https://management.azure.com".to_owned(),
             concurrency: 4,
+            credential: None,
         }
     }
 }
 
-/// The Azure provider.
+/// The Azure provider. It owns its HTTP client and one credential per tenant.
 #[derive(Clone, Debug)]
 pub struct AzureProvider {
-    settings: AzureSettings,
+    settings: Arc<AzureSettings>,
+    requests: Arc<AtomicU64>,
+    /// Clients per tenant, built once per run so tokens are fetched once per audience.
+    clients: Arc<tokio::sync::Mutex<HashMap<String, http::Client>>>,
 }
 
 impl AzureProvider {
     /// A provider with these settings. No call is made until a snapshot or an action.
     #[must_use]
     pub fn new(settings: AzureSettings) -> Self {
-        AzureProvider { settings }
+        AzureProvider {
+            settings: Arc::new(settings),
+            requests: Arc::new(AtomicU64::new(0)),
+            clients: Arc::default(),
+        }
+    }
+
+    /// Requests this provider has sent to Graph and ARM so far (every attempt, retries
+    /// included; token requests are not counted).
+    #[must_use]
+    pub fn request_count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Which credential this provider authenticates with: the injected one, or the one lapse's
+    /// chain picks from the environment. Say it to the user so a wrong identity is noticed.
+    #[must_use]
+    pub fn credential_source(&self) -> CredentialSource {
+        if self.settings.credential.is_some() {
+            CredentialSource::Injected
+        } else {
+            credential::choose(&credential::process_environment())
+        }
     }
 
     /// Reads every requested tenant and subscription.
-    pub async fn take_snapshot(&self, _request: &SnapshotRequest) -> Snapshot {
-        let _ = &self.settings;
-        Snapshot::merge(Vec::new())
+    pub async fn take_snapshot(&self, request: &SnapshotRequest) -> Snapshot {
+        let tenants = snapshot::requested_tenants(&self.settings.tenants, &request.scopes);
+        let mut snapshots = Vec::new();
+        for tenant in tenants {
+            let client = self.client_for(&tenant.tenant).await;
+            snapshots.push(snapshot::scan_tenant(&self.settings, client, &tenant).await);
+        }
+        Snapshot::merge(snapshots)
     }
-}
 
-fn unsupported(operation: &str) -> ProviderError {
-    ProviderError {
-        kind: ProviderErrorKind::Unsupported,
-        operation: operation.to_owned(),
-        message: "not implemented yet".to_owned(),
-        missing_permission: None,
+    /// The client for a tenant (the one of the only configured tenant when `tenant` is empty).
+    async fn client_for(&self, tenant: &str) -> Result<http::Client, ProviderError> {
+        let mut clients = self.clients.lock().await;
+        if let Some(client) = clients.get(tenant) {
+            return Ok(client.clone());
+        }
+        let source = self.credential_source();
+        let credential = match &self.settings.credential {
+            Some(credential) => Arc::clone(credential),
+            None => credential::build(source, tenant).map_err(AzureError::into_provider_error)?,
+        };
+        let client = http::Client::new(
+            &self.settings,
+            credential,
+            source,
+            Arc::clone(&self.requests),
+        )
+        .map_err(|error| error.into_provider_error())?;
+        clients.insert(tenant.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    /// The client for the tenant an action's scope belongs to.
+    async fn client_for_action(&self, action: &Action) -> Result<http::Client, ProviderError> {
+        let tenant = actions::tenant_of(&self.settings.tenants, action.scope().as_str());
+        self.client_for(&tenant).await
     }
 }
 
@@ -85,27 +172,44 @@ impl Provider for AzureProvider {
 
     fn read_target<'a>(
         &'a self,
-        _action: &'a Action,
+        action: &'a Action,
     ) -> BoxFuture<'a, Result<TargetState, ProviderError>> {
-        Box::pin(async move { Err(unsupported("read")) })
+        Box::pin(async move {
+            let client = self.client_for_action(action).await?;
+            actions::read_target(&client, action).await
+        })
     }
 
     fn apply<'a>(
         &'a self,
-        _action: &'a Action,
+        action: &'a Action,
     ) -> BoxFuture<'a, Result<ActionOutcome, ProviderError>> {
-        Box::pin(async move { Err(unsupported("apply")) })
+        Box::pin(async move {
+            let client = self.client_for_action(action).await?;
+            actions::apply(&client, action).await
+        })
     }
 
     fn undo<'a>(
         &'a self,
-        _action: &'a Action,
-        _before: &'a TargetState,
+        action: &'a Action,
+        before: &'a TargetState,
     ) -> BoxFuture<'a, Result<ActionOutcome, ProviderError>> {
-        Box::pin(async move { Err(unsupported("undo")) })
+        Box::pin(async move {
+            let client = self.client_for_action(action).await?;
+            actions::undo(&client, action, before).await
+        })
     }
 
-    fn permissions(&self, _kind: ActionKind) -> &'static [&'static str] {
-        &[]
+    fn permissions(&self, kind: ActionKind) -> &'static [&'static str] {
+        actions::permissions(kind)
+    }
+
+    fn describe_apply(&self, action: &Action, live: &TargetState) -> Vec<String> {
+        actions::describe_apply(action, live)
+    }
+
+    fn describe_undo(&self, action: &Action, before: &TargetState) -> Vec<String> {
+        actions::describe_undo(action, before)
     }
 }

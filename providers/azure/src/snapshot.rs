@@ -1,0 +1,1130 @@
+//! Reading one tenant and its subscriptions into the model.
+//!
+//! Graph: service principals and applications with their password and certificate credentials
+//! (one paged list each, `$select`ed), each application's federated credentials, directory role
+//! definitions, assignments and PIM instances, the beta sign-in activity reports (optional), and
+//! the users and groups that hold something. ARM, per subscription: role assignments at and below
+//! it, PIM schedule instances, and each distinct role definition once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use lapse_sdk::{
+    Cloud, Condition, Credential, CredentialKind, CredentialStatus, ExpirySource, Grant, GrantKind,
+    Principal, PrincipalId, PrincipalKind, ProviderError, ScopeError, ScopeId, ScopeKind,
+    ScopeStatus, Snapshot, Timestamp, Usage, Via,
+};
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::error::AzureError;
+use crate::http::{Api, Client, Operation};
+use crate::{AzureSettings, TenantScope};
+
+/// Tenants that own Microsoft's first-party applications (Microsoft Services, Microsoft, and
+/// the AME tenant), as Microsoft's "verify first-party Microsoft applications" page lists them.
+pub(crate) const MICROSOFT_TENANTS: &[&str] = &[
+    "f8cdef31-a31e-4b4a-93e4-5f571e91255a",
+    "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    "33e01921-4d64-4f8c-a055-5bdaffd5e33d",
+];
+
+pub(crate) const ARM_AUTHORIZATION_VERSION: &str = "2022-04-01";
+pub(crate) const ARM_PIM_VERSION: &str = "2020-10-01";
+
+const SERVICE_PRINCIPALS: Operation = Operation {
+    name: "graph:GET /servicePrincipals",
+    permission: "Application.Read.All",
+};
+const APPLICATIONS: Operation = Operation {
+    name: "graph:GET /applications",
+    permission: "Application.Read.All",
+};
+const FEDERATED: Operation = Operation {
+    name: "graph:GET /applications/{id}/federatedIdentityCredentials",
+    permission: "Application.Read.All",
+};
+const DIRECTORY_ROLE_DEFINITIONS: Operation = Operation {
+    name: "graph:GET /roleManagement/directory/roleDefinitions",
+    permission: "RoleManagement.Read.Directory",
+};
+const DIRECTORY_ROLE_ASSIGNMENTS: Operation = Operation {
+    name: "graph:GET /roleManagement/directory/roleAssignments",
+    permission: "RoleManagement.Read.Directory",
+};
+const DIRECTORY_PIM_ACTIVE: Operation = Operation {
+    name: "graph:GET /roleManagement/directory/roleAssignmentScheduleInstances",
+    permission: "RoleAssignmentSchedule.Read.Directory",
+};
+const DIRECTORY_PIM_ELIGIBLE: Operation = Operation {
+    name: "graph:GET /roleManagement/directory/roleEligibilityScheduleInstances",
+    permission: "RoleEligibilitySchedule.Read.Directory",
+};
+const SP_SIGN_INS: Operation = Operation {
+    name: "graph:GET /beta/reports/servicePrincipalSignInActivities",
+    permission: "AuditLog.Read.All",
+};
+const CREDENTIAL_SIGN_INS: Operation = Operation {
+    name: "graph:GET /beta/reports/appCredentialSignInActivities",
+    permission: "AuditLog.Read.All",
+};
+const USERS: Operation = Operation {
+    name: "graph:GET /users",
+    permission: "User.Read.All",
+};
+const GROUPS: Operation = Operation {
+    name: "graph:GET /groups",
+    permission: "GroupMember.Read.All",
+};
+const SUBSCRIPTIONS: Operation = Operation {
+    name: "arm:GET /subscriptions",
+    permission: "Microsoft.Resources/subscriptions/read",
+};
+const ROLE_ASSIGNMENTS: Operation = Operation {
+    name: "arm:GET roleAssignments",
+    permission: "Microsoft.Authorization/roleAssignments/read",
+};
+const ROLE_DEFINITION: Operation = Operation {
+    name: "arm:GET roleDefinitions/{id}",
+    permission: "Microsoft.Authorization/roleDefinitions/read",
+};
+const ARM_PIM_ACTIVE: Operation = Operation {
+    name: "arm:GET roleAssignmentScheduleInstances",
+    permission: "Microsoft.Authorization/roleAssignmentScheduleInstances/read",
+};
+const ARM_PIM_ELIGIBLE: Operation = Operation {
+    name: "arm:GET roleEligibilityScheduleInstances",
+    permission: "Microsoft.Authorization/roleEligibilityScheduleInstances/read",
+};
+
+/// Which tenants (and subscriptions in them) a request asks for. Empty: the configured ones,
+/// else the credential's own tenant. Requested ids may be scope ids (`azure:/tenants/…`,
+/// `azure:/subscriptions/…`) or bare ids; a bare id that is no configured tenant is taken as a
+/// subscription of the first configured tenant.
+pub(crate) fn requested_tenants(
+    configured: &[TenantScope],
+    requested: &[String],
+) -> Vec<TenantScope> {
+    if requested.is_empty() {
+        if configured.is_empty() {
+            return vec![TenantScope::default()];
+        }
+        return configured.to_vec();
+    }
+    let mut tenants: Vec<TenantScope> = Vec::new();
+    fn entry(tenants: &mut Vec<TenantScope>, tenant: &str) -> usize {
+        if let Some(index) = tenants.iter().position(|scope| scope.tenant == tenant) {
+            return index;
+        }
+        tenants.push(TenantScope {
+            tenant: tenant.to_owned(),
+            subscriptions: Vec::new(),
+        });
+        tenants.len() - 1
+    }
+    let first = configured
+        .first()
+        .map(|scope| scope.tenant.clone())
+        .unwrap_or_default();
+    for id in requested {
+        let id = id.trim_start_matches("azure:");
+        if let Some(tenant) = id.strip_prefix("/tenants/") {
+            entry(&mut tenants, tenant);
+        } else {
+            let subscription = id.trim_start_matches("/subscriptions/");
+            if configured.iter().any(|scope| scope.tenant == subscription) {
+                entry(&mut tenants, subscription);
+                continue;
+            }
+            let owner = configured
+                .iter()
+                .find(|scope| scope.subscriptions.iter().any(|sub| sub == subscription))
+                .map_or_else(|| first.clone(), |scope| scope.tenant.clone());
+            let index = entry(&mut tenants, &owner);
+            tenants[index].subscriptions.push(subscription.to_owned());
+        }
+    }
+    tenants
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_offset(time::OffsetDateTime::now_utc())
+}
+
+fn is_guid(text: &str) -> bool {
+    uuid::Uuid::parse_str(text).is_ok()
+}
+
+pub(crate) fn tenant_scope_id(tenant: &str) -> ScopeId {
+    ScopeId(format!("azure:/tenants/{tenant}"))
+}
+
+pub(crate) fn subscription_scope_id(subscription: &str) -> ScopeId {
+    ScopeId(format!("azure:/subscriptions/{subscription}"))
+}
+
+fn time_of(value: &Value) -> Option<Timestamp> {
+    value
+        .as_str()
+        .and_then(|text| Timestamp::parse_rfc3339(text).ok())
+}
+
+fn text(value: &Value) -> Option<String> {
+    value
+        .as_str()
+        .filter(|text| !text.is_empty())
+        .map(str::to_owned)
+}
+
+/// True when a failure only says the tenant has no licence for the feature (PIM without
+/// Entra ID P2, sign-in activity without P1): the feature cannot hold anything then.
+fn unlicensed(error: &AzureError) -> bool {
+    let text = format!("{} {error}", error.code()).to_lowercase();
+    text.contains("license") || text.contains("licence")
+}
+
+/// What a scope's reads produced.
+struct Reading {
+    status: ScopeStatus,
+    principals: Vec<Principal>,
+    credentials: Vec<Credential>,
+    grants: Vec<Grant>,
+}
+
+impl Reading {
+    fn new(id: ScopeId, kind: ScopeKind, caller: Option<String>) -> Self {
+        Reading {
+            status: ScopeStatus {
+                id,
+                cloud: Cloud::Azure,
+                kind,
+                taken_at: now(),
+                complete: true,
+                caller,
+                errors: Vec::new(),
+            },
+            principals: Vec::new(),
+            credentials: Vec::new(),
+            grants: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, error: AzureError) {
+        self.status.complete = false;
+        self.status.errors.push(error.into_scope_error());
+    }
+
+    /// A list read: its items, or none and the scope marked incomplete.
+    fn keep(&mut self, result: Result<Vec<Value>, AzureError>) -> Vec<Value> {
+        match result {
+            Ok(items) => items,
+            Err(error) => {
+                self.fail(error);
+                Vec::new()
+            }
+        }
+    }
+
+    /// A list read of a licensed feature: no licence means nothing of it exists.
+    fn keep_licensed(&mut self, result: Result<Vec<Value>, AzureError>) -> Vec<Value> {
+        match result {
+            Err(error) if unlicensed(&error) => Vec::new(),
+            other => self.keep(other),
+        }
+    }
+}
+
+/// A snapshot where nothing could be read: every scope asked for, incomplete, with the reason.
+fn unreadable(scope: &TenantScope, error: &ProviderError) -> Snapshot {
+    let scope_error = ScopeError {
+        operation: error.operation.clone(),
+        message: error.message.clone(),
+        missing_permission: error.missing_permission.clone(),
+    };
+    let mut snapshot = Snapshot::empty(now());
+    let tenant = if scope.tenant.is_empty() {
+        "unknown"
+    } else {
+        &scope.tenant
+    };
+    let mut ids = vec![(tenant_scope_id(tenant), ScopeKind::Tenant)];
+    ids.extend(
+        scope
+            .subscriptions
+            .iter()
+            .filter(|sub| *sub != "*")
+            .map(|sub| (subscription_scope_id(sub), ScopeKind::Subscription)),
+    );
+    for (id, kind) in ids {
+        snapshot.scopes.push(ScopeStatus {
+            id,
+            cloud: Cloud::Azure,
+            kind,
+            taken_at: snapshot.taken_at,
+            complete: false,
+            caller: None,
+            errors: vec![scope_error.clone()],
+        });
+    }
+    snapshot
+}
+
+/// Reads one tenant and its subscriptions.
+pub(crate) async fn scan_tenant(
+    settings: &AzureSettings,
+    client: Result<Client, ProviderError>,
+    scope: &TenantScope,
+) -> Snapshot {
+    let _ = settings;
+    let client = match client {
+        Ok(client) => client,
+        Err(error) => return unreadable(scope, &error),
+    };
+    let caller = match client.caller().await {
+        Ok(caller) => caller,
+        Err(error) => return unreadable(scope, &error.into_provider_error()),
+    };
+    // A domain name is resolved to the tenant id the token was issued in.
+    let tenant_id = if is_guid(&scope.tenant) {
+        scope.tenant.clone()
+    } else {
+        caller
+            .tenant
+            .clone()
+            .unwrap_or_else(|| scope.tenant.clone())
+    };
+    let tenant_id = if tenant_id.is_empty() {
+        "unknown".to_owned()
+    } else {
+        tenant_id
+    };
+    let mut tenant = Reading::new(
+        tenant_scope_id(&tenant_id),
+        ScopeKind::Tenant,
+        caller.id.clone(),
+    );
+
+    // Subscriptions first: their grants name principals the tenant pass resolves.
+    let subscriptions = subscriptions(&client, scope, &tenant_id, &mut tenant).await;
+    let roles: Arc<Mutex<HashMap<String, Role>>> = Arc::default();
+    let limit = Arc::new(Semaphore::new(client.concurrency()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, subscription) in subscriptions.into_iter().enumerate() {
+        let client = client.clone();
+        let roles = Arc::clone(&roles);
+        let limit = Arc::clone(&limit);
+        let caller = caller.id.clone();
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            (
+                index,
+                scan_subscription(&client, &subscription, caller, &roles).await,
+            )
+        });
+    }
+    let mut readings = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(reading) = joined {
+            readings.push(reading);
+        }
+    }
+    readings.sort_by_key(|(index, _)| *index);
+    let readings: Vec<Reading> = readings.into_iter().map(|(_, reading)| reading).collect();
+
+    read_directory(&client, &mut tenant).await;
+
+    // Users and groups that hold a grant anywhere in this tenant and are not yet known.
+    let known: HashSet<String> = tenant
+        .principals
+        .iter()
+        .map(|principal| principal.id.0.clone())
+        .collect();
+    let mut wanted: Vec<String> = readings
+        .iter()
+        .chain(std::iter::once(&tenant))
+        .flat_map(|reading| reading.grants.iter())
+        .map(|grant| grant.principal.0.clone())
+        .filter(|id| !known.contains(id) && is_guid(id))
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    resolve_principals(&client, &wanted, &mut tenant).await;
+
+    let mut snapshot = Snapshot::empty(tenant.status.taken_at);
+    for reading in std::iter::once(tenant).chain(readings) {
+        snapshot.scopes.push(reading.status);
+        snapshot.principals.extend(reading.principals);
+        snapshot.credentials.extend(reading.credentials);
+        snapshot.grants.extend(reading.grants);
+    }
+    Snapshot::merge(vec![snapshot])
+}
+
+/// The subscriptions to read: the named ones, or every one the caller sees in this tenant.
+async fn subscriptions(
+    client: &Client,
+    scope: &TenantScope,
+    tenant_id: &str,
+    tenant: &mut Reading,
+) -> Vec<String> {
+    let mut named: Vec<String> = scope
+        .subscriptions
+        .iter()
+        .filter(|sub| *sub != "*")
+        .cloned()
+        .collect();
+    if scope.subscriptions.iter().any(|sub| sub == "*") {
+        let url = client.arm("/subscriptions?api-version=2022-12-01");
+        let listed = tenant.keep(client.list(Api::Arm, &url, SUBSCRIPTIONS).await);
+        named.extend(
+            listed
+                .iter()
+                .filter(|sub| {
+                    !is_guid(tenant_id) || sub["tenantId"].as_str().is_none_or(|id| id == tenant_id)
+                })
+                .filter_map(|sub| text(&sub["subscriptionId"])),
+        );
+    }
+    named.sort();
+    named.dedup();
+    named
+}
+
+/// A role definition as read once per run.
+#[derive(Clone, Debug)]
+struct Role {
+    name: String,
+    privileged: bool,
+}
+
+/// True for a custom role whose own content is broad: every action, or the power to change
+/// authorization (and so to grant itself anything). Built-in roles are the catalog's call.
+fn custom_role_privileged(definition: &Value) -> bool {
+    if definition["properties"]["type"].as_str() != Some("CustomRole") {
+        return false;
+    }
+    definition["properties"]["permissions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|permission| permission["actions"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .any(|action| {
+            let action = action.to_ascii_lowercase();
+            action == "*"
+                || action == "microsoft.authorization/*"
+                || action.starts_with("microsoft.authorization/roleassignments/")
+                    && (action.ends_with("/write") || action.ends_with("/*"))
+        })
+}
+
+fn guid_of(resource_id: &str) -> String {
+    resource_id
+        .rsplit('/')
+        .next()
+        .unwrap_or(resource_id)
+        .to_ascii_lowercase()
+}
+
+async fn role_names(
+    client: &Client,
+    definition_ids: Vec<String>,
+    roles: &Mutex<HashMap<String, Role>>,
+    reading: &mut Reading,
+) {
+    for definition_id in definition_ids {
+        let key = guid_of(&definition_id);
+        if roles.lock().await.contains_key(&key) {
+            continue;
+        }
+        let url = client.arm(&format!(
+            "{definition_id}?api-version={ARM_AUTHORIZATION_VERSION}"
+        ));
+        match client.get(Api::Arm, &url, ROLE_DEFINITION).await {
+            Ok(definition) => {
+                let role = Role {
+                    name: text(&definition["properties"]["roleName"])
+                        .unwrap_or_else(|| key.clone()),
+                    privileged: custom_role_privileged(&definition),
+                };
+                roles.lock().await.insert(key, role);
+            }
+            Err(error) => reading.fail(error),
+        }
+    }
+}
+
+fn via_for(scope: &str) -> Via {
+    if scope == "/" || scope.starts_with("/providers/Microsoft.Management/managementGroups") {
+        Via::Inherited(scope.to_owned())
+    } else {
+        Via::Direct
+    }
+}
+
+/// Reads one subscription's role assignments and PIM instances.
+async fn scan_subscription(
+    client: &Client,
+    subscription: &str,
+    caller: Option<String>,
+    roles: &Mutex<HashMap<String, Role>>,
+) -> Reading {
+    let scope_id = subscription_scope_id(subscription);
+    let mut reading = Reading::new(scope_id.clone(), ScopeKind::Subscription, caller);
+    let base = format!("/subscriptions/{subscription}/providers/Microsoft.Authorization");
+    let assignments_url = client.arm(&format!(
+        "{base}/roleAssignments?api-version={ARM_AUTHORIZATION_VERSION}"
+    ));
+    let assignments = client
+        .list(Api::Arm, &assignments_url, ROLE_ASSIGNMENTS)
+        .await;
+    let denied = matches!(&assignments, Err(error) if error.status() == Some(403));
+    let assignments = reading.keep(assignments);
+    if denied {
+        // Everything else here needs at least what was just refused.
+        return reading;
+    }
+    let active_url = client.arm(&format!(
+        "{base}/roleAssignmentScheduleInstances?api-version={ARM_PIM_VERSION}"
+    ));
+    let eligible_url = client.arm(&format!(
+        "{base}/roleEligibilityScheduleInstances?api-version={ARM_PIM_VERSION}"
+    ));
+    let (active, eligible) = tokio::join!(
+        client.list(Api::Arm, &active_url, ARM_PIM_ACTIVE),
+        client.list(Api::Arm, &eligible_url, ARM_PIM_ELIGIBLE)
+    );
+    let active = reading.keep_licensed(active);
+    let eligible = reading.keep_licensed(eligible);
+
+    let mut definitions: Vec<String> = assignments
+        .iter()
+        .chain(&active)
+        .chain(&eligible)
+        .filter_map(|item| text(&item["properties"]["roleDefinitionId"]))
+        .collect();
+    definitions.sort_by_key(|id| guid_of(id));
+    definitions.dedup_by_key(|id| guid_of(id));
+    role_names(client, definitions, roles, &mut reading).await;
+    let roles = roles.lock().await.clone();
+    let role = |definition: &str| roles.get(&guid_of(definition)).cloned();
+
+    // Active instances that are time-bound or activations are reported as PIM grants, with
+    // their end; the role assignment each materializes is then left out, so nothing counts
+    // twice. A permanent "Assigned" instance is the plain role assignment itself.
+    let mut materialized = HashSet::new();
+    for instance in &active {
+        let properties = &instance["properties"];
+        let activated = properties["assignmentType"].as_str() == Some("Activated");
+        let ends = time_of(&properties["endDateTime"]);
+        if !activated && ends.is_none() {
+            continue;
+        }
+        if let Some(origin) = text(&properties["originRoleAssignmentId"]) {
+            materialized.insert(guid_of(&origin));
+        }
+        if let Some(grant) = pim_grant(&scope_id, instance, GrantKind::PimActive, &role) {
+            reading.grants.push(grant);
+        }
+    }
+    for instance in &eligible {
+        if let Some(grant) = pim_grant(&scope_id, instance, GrantKind::PimEligible, &role) {
+            reading.grants.push(grant);
+        }
+    }
+    for assignment in &assignments {
+        let Some(id) = text(&assignment["id"]) else {
+            continue;
+        };
+        if materialized.contains(&guid_of(&id)) {
+            continue;
+        }
+        let properties = &assignment["properties"];
+        let definition = text(&properties["roleDefinitionId"]).unwrap_or_default();
+        let resource = text(&properties["scope"]).unwrap_or_default();
+        let role = role(&definition);
+        reading.grants.push(Grant {
+            id: id.into(),
+            cloud: Cloud::Azure,
+            scope: scope_id.clone(),
+            principal: text(&properties["principalId"]).unwrap_or_default().into(),
+            entitlement: role
+                .as_ref()
+                .map_or_else(|| guid_of(&definition), |role| role.name.clone()),
+            entitlement_id: Some(definition),
+            via: via_for(&resource),
+            resource,
+            kind: GrantKind::RoleAssignment,
+            created_at: time_of(&properties["createdOn"]),
+            expires_at: None,
+            expiry_source: None,
+            condition: text(&properties["condition"]).map(|expression| Condition {
+                expression,
+                title: None,
+            }),
+            privileged: role.is_some_and(|role| role.privileged),
+        });
+    }
+    reading
+}
+
+fn pim_grant(
+    scope_id: &ScopeId,
+    instance: &Value,
+    kind: GrantKind,
+    role: &impl Fn(&str) -> Option<Role>,
+) -> Option<Grant> {
+    let properties = &instance["properties"];
+    let id = text(&instance["id"])?;
+    let definition = text(&properties["roleDefinitionId"]).unwrap_or_default();
+    let resource = text(&properties["scope"]).unwrap_or_default();
+    let role = role(&definition);
+    let expires_at = time_of(&properties["endDateTime"]);
+    let via = if properties["memberType"].as_str() == Some("Inherited") {
+        Via::Inherited(resource.clone())
+    } else {
+        via_for(&resource)
+    };
+    Some(Grant {
+        id: id.into(),
+        cloud: Cloud::Azure,
+        scope: scope_id.clone(),
+        principal: text(&properties["principalId"]).unwrap_or_default().into(),
+        entitlement: role
+            .as_ref()
+            .map_or_else(|| guid_of(&definition), |role| role.name.clone()),
+        entitlement_id: Some(definition),
+        resource,
+        kind,
+        via,
+        created_at: time_of(&properties["startDateTime"]),
+        expires_at,
+        expiry_source: expires_at.map(|_| ExpirySource::Pim),
+        condition: text(&properties["condition"]).map(|expression| Condition {
+            expression,
+            title: None,
+        }),
+        privileged: role.is_some_and(|role| role.privileged),
+    })
+}
+
+/// Tags as `key:value` or `key=value` become pairs; a bare tag keeps an empty value.
+fn tags_of(object: &Value) -> BTreeMap<String, String> {
+    object["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|tag| match tag.split_once([':', '=']) {
+            Some((key, value)) => (key.trim().to_owned(), value.trim().to_owned()),
+            None => (tag.to_owned(), String::new()),
+        })
+        .collect()
+}
+
+/// The later of the report's sign-in times.
+fn last_sign_in(activity: &Value) -> Usage {
+    [
+        "lastSignInDateTime",
+        "lastNonInteractiveSignInDateTime",
+        "lastSuccessfulSignInDateTime",
+    ]
+    .iter()
+    .filter_map(|field| time_of(&activity[*field]))
+    .max()
+    .map_or(Usage::Unknown, Usage::At)
+}
+
+/// Graph `$select` lists: only what the model uses, to keep pages small.
+const SP_SELECT: &str = "id,appId,displayName,servicePrincipalType,accountEnabled,appOwnerOrganizationId,passwordCredentials,keyCredentials,tags";
+const APP_SELECT: &str =
+    "id,appId,displayName,createdDateTime,passwordCredentials,keyCredentials,tags";
+
+/// Reads the tenant's own objects into `tenant`.
+async fn read_directory(client: &Client, tenant: &mut Reading) {
+    let scope = tenant.status.id.clone();
+    let sp_url = client.graph(&format!(
+        "/v1.0/servicePrincipals?$select={SP_SELECT}&$top=999"
+    ));
+    let app_url = client.graph(&format!("/v1.0/applications?$select={APP_SELECT}&$top=999"));
+    let definitions_url = client
+        .graph("/v1.0/roleManagement/directory/roleDefinitions?$select=id,displayName,templateId");
+    let assignments_url = client.graph(
+        "/v1.0/roleManagement/directory/roleAssignments?$select=id,principalId,roleDefinitionId,directoryScopeId",
+    );
+    let active_url = client.graph(
+        "/v1.0/roleManagement/directory/roleAssignmentScheduleInstances?$select=id,principalId,roleDefinitionId,directoryScopeId,startDateTime,endDateTime,assignmentType,roleAssignmentOriginId,memberType",
+    );
+    let eligible_url = client.graph(
+        "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances?$select=id,principalId,roleDefinitionId,directoryScopeId,startDateTime,endDateTime,memberType",
+    );
+    let sp_report_url = client.graph("/beta/reports/servicePrincipalSignInActivities");
+    let credential_report_url = client.graph("/beta/reports/appCredentialSignInActivities");
+    let (sps, apps, definitions, assignments) = tokio::join!(
+        client.list(Api::Graph, &sp_url, SERVICE_PRINCIPALS),
+        client.list(Api::Graph, &app_url, APPLICATIONS),
+        client.list(Api::Graph, &definitions_url, DIRECTORY_ROLE_DEFINITIONS),
+        client.list(Api::Graph, &assignments_url, DIRECTORY_ROLE_ASSIGNMENTS),
+    );
+    let (active, eligible, sp_report, credential_report) = tokio::join!(
+        client.list(Api::Graph, &active_url, DIRECTORY_PIM_ACTIVE),
+        client.list(Api::Graph, &eligible_url, DIRECTORY_PIM_ELIGIBLE),
+        client.list(Api::Graph, &sp_report_url, SP_SIGN_INS),
+        client.list(Api::Graph, &credential_report_url, CREDENTIAL_SIGN_INS),
+    );
+    let sps = tenant.keep(sps);
+    let apps = tenant.keep(apps);
+    let definitions = tenant.keep(definitions);
+    let assignments = tenant.keep(assignments);
+    let active = tenant.keep_licensed(active);
+    let eligible = tenant.keep_licensed(eligible);
+    // Last use is enrichment: without the report (no licence, no permission, a cloud without
+    // the beta endpoint) it stays unknown and the scope is still complete.
+    let sp_report = sp_report.unwrap_or_default();
+    let credential_report = credential_report.unwrap_or_default();
+
+    let sp_last_use: HashMap<&str, Usage> = sp_report
+        .iter()
+        .filter_map(|item| {
+            let usage = last_sign_in(&item["lastSignInActivity"]);
+            item["appId"].as_str().map(|app| (app, usage))
+        })
+        .collect();
+    let credential_last_use: HashMap<String, Usage> = credential_report
+        .iter()
+        .filter_map(|item| {
+            let usage = last_sign_in(&item["signInActivity"]);
+            item["keyId"]
+                .as_str()
+                .map(|key| (key.to_ascii_lowercase(), usage))
+        })
+        .collect();
+    let key_usage = |key: &str| {
+        credential_last_use
+            .get(&key.to_ascii_lowercase())
+            .copied()
+            .unwrap_or_default()
+    };
+
+    // Federated credentials, one request per application, a few at a time.
+    let app_ids: Vec<String> = apps.iter().filter_map(|app| text(&app["id"])).collect();
+    let federated: Vec<(String, Result<Vec<Value>, AzureError>)> =
+        futures_util::stream::iter(app_ids)
+            .map(|id| async move {
+                let url = client.graph(&format!(
+                    "/v1.0/applications/{id}/federatedIdentityCredentials"
+                ));
+                let result = client.list(Api::Graph, &url, FEDERATED).await;
+                (id, result)
+            })
+            .buffer_unordered(client.concurrency() * 2)
+            .collect()
+            .await;
+    let mut federated_by_app: HashMap<String, Vec<Value>> = HashMap::new();
+    for (id, result) in federated {
+        let items = tenant.keep(result);
+        federated_by_app.insert(id, items);
+    }
+
+    let mut federated_app_ids: HashSet<String> = HashSet::new();
+    let mut app_created: HashMap<String, Timestamp> = HashMap::new();
+    for app in &apps {
+        let (Some(id), Some(app_id)) = (text(&app["id"]), text(&app["appId"])) else {
+            continue;
+        };
+        let federated = federated_by_app.remove(&id).unwrap_or_default();
+        if !federated.is_empty() {
+            federated_app_ids.insert(app_id.clone());
+        }
+        if let Some(created) = time_of(&app["createdDateTime"]) {
+            app_created.insert(app_id.clone(), created);
+        }
+        let tags = tags_of(app);
+        tenant.principals.push(Principal {
+            id: id.clone().into(),
+            cloud: Cloud::Azure,
+            scope: scope.clone(),
+            kind: PrincipalKind::Workload,
+            native_type: Some("application".to_owned()),
+            display_name: text(&app["displayName"]),
+            created_at: time_of(&app["createdDateTime"]),
+            last_activity: sp_last_use
+                .get(app_id.as_str())
+                .copied()
+                .unwrap_or_default(),
+            owner: tags.get("owner").cloned(),
+            tags,
+            enabled: true,
+            cloud_managed: false,
+            federation_available: !federated.is_empty(),
+        });
+        push_secrets(&mut tenant.credentials, &scope, &id, app, &key_usage);
+        for credential in &federated {
+            let Some(credential_id) = text(&credential["id"]) else {
+                continue;
+            };
+            tenant.credentials.push(Credential {
+                id: credential_id.into(),
+                principal: id.clone().into(),
+                cloud: Cloud::Azure,
+                scope: scope.clone(),
+                kind: CredentialKind::AzureFederated,
+                display_name: text(&credential["subject"]).or_else(|| text(&credential["name"])),
+                created_at: None,
+                expires_at: None,
+                last_used: Usage::Unknown,
+                status: CredentialStatus::Active,
+                cloud_managed: false,
+            });
+        }
+    }
+
+    let tenant_id = scope.0.trim_start_matches("azure:/tenants/").to_owned();
+    for sp in &sps {
+        let Some(id) = text(&sp["id"]) else {
+            continue;
+        };
+        let app_id = text(&sp["appId"]).unwrap_or_default();
+        let owner_tenant = sp["appOwnerOrganizationId"].as_str().unwrap_or_default();
+        let first_party = MICROSOFT_TENANTS.contains(&owner_tenant);
+        let mut tags = tags_of(sp);
+        if !owner_tenant.is_empty() {
+            // Who publishes the application: what a reviewer asks first about a service
+            // principal, and what a policy can select on.
+            let publisher = if first_party {
+                "first-party"
+            } else if owner_tenant == tenant_id {
+                "this-tenant"
+            } else {
+                "third-party"
+            };
+            tags.insert("lapse:app-owner".to_owned(), publisher.to_owned());
+        }
+        let managed_identity = sp["servicePrincipalType"].as_str() == Some("ManagedIdentity");
+        tenant.principals.push(Principal {
+            id: id.clone().into(),
+            cloud: Cloud::Azure,
+            scope: scope.clone(),
+            kind: PrincipalKind::Workload,
+            native_type: Some(
+                if managed_identity {
+                    "managedIdentity"
+                } else {
+                    "servicePrincipal"
+                }
+                .to_owned(),
+            ),
+            display_name: text(&sp["displayName"]),
+            created_at: app_created.get(&app_id).copied(),
+            last_activity: sp_last_use
+                .get(app_id.as_str())
+                .copied()
+                .unwrap_or_default(),
+            owner: tags.get("owner").cloned(),
+            tags,
+            enabled: sp["accountEnabled"].as_bool() != Some(false),
+            cloud_managed: first_party,
+            federation_available: federated_app_ids.contains(&app_id),
+        });
+        push_secrets(&mut tenant.credentials, &scope, &id, sp, &key_usage);
+    }
+
+    directory_grants(
+        &scope,
+        &definitions,
+        &assignments,
+        &active,
+        &eligible,
+        tenant,
+    );
+}
+
+/// Password and certificate credentials of an application or service principal.
+fn push_secrets(
+    credentials: &mut Vec<Credential>,
+    scope: &ScopeId,
+    owner: &str,
+    object: &Value,
+    usage: &impl Fn(&str) -> Usage,
+) {
+    for (field, kind) in [
+        ("passwordCredentials", CredentialKind::AzurePassword),
+        ("keyCredentials", CredentialKind::AzureCertificate),
+    ] {
+        for secret in object[field].as_array().into_iter().flatten() {
+            let Some(key) = text(&secret["keyId"]) else {
+                continue;
+            };
+            credentials.push(Credential {
+                id: key.clone().into(),
+                principal: owner.into(),
+                cloud: Cloud::Azure,
+                scope: scope.clone(),
+                kind,
+                display_name: text(&secret["displayName"]),
+                created_at: time_of(&secret["startDateTime"]),
+                expires_at: time_of(&secret["endDateTime"]),
+                last_used: usage(&key),
+                status: CredentialStatus::Active,
+                cloud_managed: false,
+            });
+        }
+    }
+}
+
+/// Directory role assignments and PIM instances, joined as for ARM: an activation or a
+/// time-bound assignment is one PIM grant, not also a plain assignment.
+fn directory_grants(
+    scope: &ScopeId,
+    definitions: &[Value],
+    assignments: &[Value],
+    active: &[Value],
+    eligible: &[Value],
+    tenant: &mut Reading,
+) {
+    let mut names: HashMap<String, String> = HashMap::new();
+    for definition in definitions {
+        let Some(name) = text(&definition["displayName"]) else {
+            continue;
+        };
+        for key in [&definition["id"], &definition["templateId"]] {
+            if let Some(key) = text(key) {
+                names.insert(key.to_ascii_lowercase(), name.clone());
+            }
+        }
+    }
+    let grant = |item: &Value, id: String, kind: GrantKind| {
+        let definition = text(&item["roleDefinitionId"]).unwrap_or_default();
+        let expires_at = time_of(&item["endDateTime"]);
+        Grant {
+            id: id.into(),
+            cloud: Cloud::Azure,
+            scope: scope.clone(),
+            principal: text(&item["principalId"]).unwrap_or_default().into(),
+            entitlement: names
+                .get(&definition.to_ascii_lowercase())
+                .cloned()
+                .unwrap_or_else(|| definition.clone()),
+            entitlement_id: Some(definition),
+            resource: text(&item["directoryScopeId"]).unwrap_or_else(|| "/".to_owned()),
+            kind,
+            via: Via::Direct,
+            created_at: time_of(&item["startDateTime"]),
+            expires_at,
+            expiry_source: expires_at.map(|_| ExpirySource::Pim),
+            condition: None,
+            privileged: false,
+        }
+    };
+    let mut materialized = HashSet::new();
+    for instance in active {
+        let activated = instance["assignmentType"].as_str() == Some("Activated");
+        if !activated && time_of(&instance["endDateTime"]).is_none() {
+            continue;
+        }
+        let Some(id) = text(&instance["id"]) else {
+            continue;
+        };
+        materialized.insert(id.clone());
+        if let Some(origin) = text(&instance["roleAssignmentOriginId"]) {
+            materialized.insert(origin);
+        }
+        tenant
+            .grants
+            .push(grant(instance, id, GrantKind::PimActive));
+    }
+    for instance in eligible {
+        if let Some(id) = text(&instance["id"]) {
+            tenant
+                .grants
+                .push(grant(instance, id, GrantKind::PimEligible));
+        }
+    }
+    for assignment in assignments {
+        let Some(id) = text(&assignment["id"]) else {
+            continue;
+        };
+        if materialized.contains(&id) {
+            continue;
+        }
+        tenant
+            .grants
+            .push(grant(assignment, id, GrantKind::DirectoryRole));
+    }
+}
+
+/// Reads users, then groups, among `ids`, fifteen ids per request (Graph's limit for `in`).
+async fn resolve_principals(client: &Client, ids: &[String], tenant: &mut Reading) {
+    let scope = tenant.status.id.clone();
+    let mut found: HashSet<String> = HashSet::new();
+    let mut with_sign_in = true;
+    for chunk in ids.chunks(15) {
+        let filter = chunk
+            .iter()
+            .map(|id| format!("'{id}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let select = "id,displayName,userPrincipalName,userType,accountEnabled,createdDateTime";
+        let mut users = Err(AzureError::Malformed {
+            operation: USERS.name.to_owned(),
+            message: "not read".to_owned(),
+        });
+        if with_sign_in {
+            let url = client.graph(&format!(
+                "/v1.0/users?$filter=id in ({filter})&$select={select},signInActivity"
+            ));
+            users = client.list(Api::Graph, &url, USERS).await;
+            // Sign-in activity needs AuditLog.Read.All and a P1 licence: without them the users
+            // are still read, and their last sign-in stays unknown.
+            if matches!(&users, Err(error) if matches!(error.status(), Some(400 | 403)) ) {
+                with_sign_in = false;
+            }
+        }
+        if !with_sign_in {
+            let url = client.graph(&format!(
+                "/v1.0/users?$filter=id in ({filter})&$select={select}"
+            ));
+            users = client.list(Api::Graph, &url, USERS).await;
+        }
+        for user in tenant.keep(users) {
+            let Some(id) = text(&user["id"]) else {
+                continue;
+            };
+            found.insert(id.clone());
+            tenant.principals.push(Principal {
+                id: id.into(),
+                cloud: Cloud::Azure,
+                scope: scope.clone(),
+                kind: PrincipalKind::Human,
+                native_type: Some("user".to_owned()),
+                display_name: text(&user["userPrincipalName"])
+                    .or_else(|| text(&user["displayName"])),
+                created_at: time_of(&user["createdDateTime"]),
+                last_activity: last_sign_in(&user["signInActivity"]),
+                owner: None,
+                tags: BTreeMap::new(),
+                enabled: user["accountEnabled"].as_bool() != Some(false),
+                cloud_managed: false,
+                federation_available: false,
+            });
+        }
+    }
+    let rest: Vec<&String> = ids.iter().filter(|id| !found.contains(*id)).collect();
+    for chunk in rest.chunks(15) {
+        let filter = chunk
+            .iter()
+            .map(|id| format!("'{id}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let url = client.graph(&format!(
+            "/v1.0/groups?$filter=id in ({filter})&$select=id,displayName,createdDateTime"
+        ));
+        let groups = client.list(Api::Graph, &url, GROUPS).await;
+        for group in tenant.keep(groups) {
+            let Some(id) = text(&group["id"]) else {
+                continue;
+            };
+            tenant.principals.push(Principal {
+                id: PrincipalId(id),
+                cloud: Cloud::Azure,
+                scope: scope.clone(),
+                kind: PrincipalKind::Group,
+                native_type: Some("group".to_owned()),
+                display_name: text(&group["displayName"]),
+                created_at: time_of(&group["createdDateTime"]),
+                last_activity: Usage::Unknown,
+                owner: None,
+                tags: BTreeMap::new(),
+                enabled: true,
+                cloud_managed: false,
+                federation_available: false,
+            });
+        }
+    }
+}
+
+/// The body an ARM role assignment is re-created from: its name, scope and every property a
+/// PUT accepts (never the read-only audit fields).
+pub(crate) fn restorable_assignment(assignment: &Value) -> Value {
+    let properties = &assignment["properties"];
+    let mut kept = serde_json::Map::new();
+    for field in [
+        "roleDefinitionId",
+        "principalId",
+        "principalType",
+        "description",
+        "condition",
+        "conditionVersion",
+        "delegatedManagedIdentityResourceId",
+    ] {
+        if !properties[field].is_null() {
+            kept.insert(field.to_owned(), properties[field].clone());
+        }
+    }
+    json!({
+        "id": assignment["id"],
+        "name": assignment["name"],
+        "scope": properties["scope"],
+        "properties": Value::Object(kept),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_custom_role_that_can_write_role_assignments_is_privileged() {
+        let role = json!({"properties": {"type": "CustomRole", "permissions": [{"actions": ["Microsoft.Authorization/roleAssignments/write"]}]}});
+        assert!(custom_role_privileged(&role));
+        let reader = json!({"properties": {"type": "CustomRole", "permissions": [{"actions": ["Microsoft.Storage/*/read"]}]}});
+        assert!(!custom_role_privileged(&reader));
+        // Built-in roles are judged by the catalog, by name.
+        let owner =
+            json!({"properties": {"type": "BuiltInRole", "permissions": [{"actions": ["*"]}]}});
+        assert!(!custom_role_privileged(&owner));
+    }
+
+    #[test]
+    fn management_group_assignments_are_inherited() {
+        assert_eq!(
+            via_for("/providers/Microsoft.Management/managementGroups/root"),
+            Via::Inherited("/providers/Microsoft.Management/managementGroups/root".to_owned())
+        );
+        assert_eq!(via_for("/subscriptions/s/resourceGroups/rg"), Via::Direct);
+    }
+
+    #[test]
+    fn requested_ids_are_sorted_into_tenants_and_subscriptions() {
+        let configured = vec![TenantScope {
+            tenant: "t1".to_owned(),
+            subscriptions: vec!["s1".to_owned()],
+        }];
+        let tenants = requested_tenants(
+            &configured,
+            &[
+                "azure:/subscriptions/s1".to_owned(),
+                "azure:/tenants/t2".to_owned(),
+            ],
+        );
+        assert_eq!(tenants.len(), 2);
+        assert_eq!(tenants[0].tenant, "t1");
+        assert_eq!(tenants[0].subscriptions, vec!["s1".to_owned()]);
+        assert_eq!(tenants[1].tenant, "t2");
+        assert!(tenants[1].subscriptions.is_empty());
+    }
+
+    #[test]
+    fn tags_split_into_pairs() {
+        let tags = tags_of(
+            &json!({"tags": ["owner:platform-team", "WindowsAzureActiveDirectoryIntegratedApp"]}),
+        );
+        assert_eq!(tags.get("owner").map(String::as_str), Some("platform-team"));
+        assert_eq!(
+            tags.get("WindowsAzureActiveDirectoryIntegratedApp")
+                .map(String::as_str),
+            Some("")
+        );
+    }
+}

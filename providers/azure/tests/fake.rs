@@ -1,0 +1,757 @@
+//! The Azure provider against the in-repo fake of Graph and ARM: reading, paging, throttling,
+//! denied subscriptions, revocations that change the fake's state, and their undo.
+
+use std::sync::Arc;
+
+use lapse_provider_azure::fake::{
+    FakeAzure, OWNER, SECOND_SUBSCRIPTION, SUBSCRIPTION, State, StaticCredential, TENANT, ids,
+};
+use lapse_provider_azure::{AzureProvider, AzureSettings, TenantScope};
+use lapse_sdk::{
+    Action, ActionOutcome, CredentialKind, Grant, GrantKind, PrincipalKind, Provider,
+    ProviderErrorKind, Snapshot, SnapshotRequest, Timestamp, Usage, Via,
+};
+use serde_json::{Value, json};
+
+const CALLER: &str = "e7c1a5f3-6d9b-4b20-8f4e-1a3c5e7b9d02";
+
+fn provider(fake: &FakeAzure, subscriptions: &[&str]) -> AzureProvider {
+    AzureProvider::new(AzureSettings {
+        tenants: vec![TenantScope {
+            tenant: TENANT.to_owned(),
+            subscriptions: subscriptions.iter().map(|sub| (*sub).to_owned()).collect(),
+        }],
+        graph_url: fake.url.clone(),
+        arm_url: fake.url.clone(),
+        concurrency: 2,
+        credential: Some(StaticCredential::for_caller(CALLER, TENANT)),
+    })
+}
+
+async fn snapshot(provider: &AzureProvider) -> Snapshot {
+    provider.take_snapshot(&SnapshotRequest::default()).await
+}
+
+fn at(text: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(text).expect("instant")
+}
+
+fn tenant_scope() -> String {
+    format!("azure:/tenants/{TENANT}")
+}
+
+fn grant<'a>(snapshot: &'a Snapshot, id: &str) -> Option<&'a Grant> {
+    snapshot
+        .grants
+        .iter()
+        .find(|grant| grant.id.as_str().eq_ignore_ascii_case(id))
+}
+
+fn assignment_id(subscription: &str, name: &str) -> String {
+    format!(
+        "/subscriptions/{subscription}/providers/Microsoft.Authorization/roleAssignments/{name}"
+    )
+}
+
+#[tokio::test]
+async fn a_snapshot_reads_the_tenant_and_its_subscription_into_the_model() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[SUBSCRIPTION]);
+    let snapshot = snapshot(&provider).await;
+
+    assert!(snapshot.is_complete(), "{:?}", snapshot.scopes);
+    let scope_ids: Vec<&str> = snapshot
+        .scopes
+        .iter()
+        .map(|scope| scope.id.as_str())
+        .collect();
+    assert_eq!(
+        scope_ids,
+        vec![
+            format!("azure:/subscriptions/{SUBSCRIPTION}"),
+            tenant_scope()
+        ]
+    );
+    assert!(
+        snapshot
+            .scopes
+            .iter()
+            .all(|scope| scope.caller.as_deref() == Some(CALLER))
+    );
+
+    let principal = |id: &str| {
+        snapshot
+            .principals
+            .iter()
+            .find(|principal| principal.id.as_str() == id)
+            .unwrap_or_else(|| panic!("principal {id}"))
+    };
+    // Users and groups appear because they hold something; their sign-in is read.
+    let jsmith = principal(ids::JSMITH);
+    assert_eq!(jsmith.kind, PrincipalKind::Human);
+    assert_eq!(jsmith.display_name.as_deref(), Some("jsmith@contoso.com"));
+    assert_eq!(jsmith.last_activity, Usage::At(at("2026-11-19T17:45:12Z")));
+    // No sign-in recorded is "unknown", never "never".
+    assert_eq!(principal(ids::DWHITFIELD).last_activity, Usage::Unknown);
+    assert_eq!(principal(ids::AUDITORS).kind, PrincipalKind::Group);
+
+    let graph = principal(ids::GRAPH_SP);
+    assert!(
+        graph.cloud_managed,
+        "Microsoft's own apps are cloud managed"
+    );
+    assert_eq!(
+        graph.tags.get("lapse:app-owner").map(String::as_str),
+        Some("first-party")
+    );
+    let vendor = principal(ids::VENDOR_SP);
+    assert!(!vendor.cloud_managed);
+    assert_eq!(
+        vendor.tags.get("lapse:app-owner").map(String::as_str),
+        Some("third-party")
+    );
+    assert_eq!(
+        principal(ids::MANAGED_IDENTITY).native_type.as_deref(),
+        Some("managedIdentity")
+    );
+    let deploy = principal(ids::DEPLOY_SP);
+    assert_eq!(deploy.kind, PrincipalKind::Workload);
+    assert_eq!(deploy.owner.as_deref(), Some("platform-team"));
+    assert_eq!(deploy.last_activity, Usage::At(at("2026-11-20T05:48:03Z")));
+    assert_eq!(deploy.created_at, Some(at("2024-03-18T10:11:12Z")));
+    let billing = principal(ids::BILLING_APP);
+    assert_eq!(billing.native_type.as_deref(), Some("application"));
+    assert!(billing.federation_available);
+    assert!(principal(ids::BILLING_SP).federation_available);
+    assert!(!deploy.federation_available);
+
+    let credential = |id: &str| {
+        snapshot
+            .credentials
+            .iter()
+            .find(|credential| credential.id.as_str() == id)
+            .unwrap_or_else(|| panic!("credential {id}"))
+    };
+    let secret = credential(ids::BILLING_SECRET);
+    assert_eq!(secret.kind, CredentialKind::AzurePassword);
+    assert_eq!(secret.principal.as_str(), ids::BILLING_APP);
+    assert_eq!(secret.created_at, Some(at("2026-10-05T13:14:15Z")));
+    assert_eq!(secret.expires_at, Some(at("2027-04-05T13:14:15Z")));
+    assert_eq!(secret.last_used, Usage::At(at("2026-11-01T08:00:00Z")));
+    let certificate = credential(ids::BILLING_CERTIFICATE);
+    assert_eq!(certificate.kind, CredentialKind::AzureCertificate);
+    assert_eq!(certificate.last_used, Usage::Unknown);
+    let federated = credential(ids::BILLING_FEDERATED);
+    assert_eq!(federated.kind, CredentialKind::AzureFederated);
+    assert_eq!(
+        federated.display_name.as_deref(),
+        Some("repo:contoso/billing-api:environment:prod")
+    );
+
+    let owner = grant(&snapshot, &assignment_id(SUBSCRIPTION, ids::JSMITH_OWNER)).expect("owner");
+    assert_eq!(owner.kind, GrantKind::RoleAssignment);
+    assert_eq!(owner.entitlement, "Owner");
+    assert!(
+        owner
+            .entitlement_id
+            .as_deref()
+            .is_some_and(|id| id.ends_with(OWNER))
+    );
+    assert_eq!(owner.resource, format!("/subscriptions/{SUBSCRIPTION}"));
+    assert_eq!(owner.created_at, Some(at("2025-11-03T16:22:09.51779Z")));
+    assert_eq!(owner.via, Via::Direct);
+    let contributor = grant(
+        &snapshot,
+        &format!(
+            "/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-billing-prod/providers/Microsoft.Authorization/roleAssignments/{}",
+            ids::DEPLOY_CONTRIBUTOR
+        ),
+    )
+    .expect("a resource-group assignment below the subscription");
+    assert_eq!(contributor.entitlement, "Contributor");
+    let inherited = snapshot
+        .grants
+        .iter()
+        .find(|grant| grant.id.as_str().ends_with(ids::INHERITED_OWNER))
+        .expect("management group assignment");
+    assert_eq!(
+        inherited.via,
+        Via::Inherited("/providers/Microsoft.Management/managementGroups/contoso-root".to_owned())
+    );
+
+    // The activation is one PIM grant with its end; its role assignment is not repeated, and
+    // the permanent "Assigned" instance of Owner is not a second Owner grant.
+    let active = snapshot
+        .grants
+        .iter()
+        .find(|grant| grant.id.as_str().ends_with(ids::MKHAN_ACTIVE_INSTANCE))
+        .expect("active instance");
+    assert_eq!(active.kind, GrantKind::PimActive);
+    assert_eq!(active.entitlement, "User Access Administrator");
+    assert_eq!(active.expires_at, Some(at("2026-11-20T12:30:00Z")));
+    assert!(
+        grant(
+            &snapshot,
+            &assignment_id(SUBSCRIPTION, ids::MKHAN_ACTIVATED)
+        )
+        .is_none()
+    );
+    let owners_of_jsmith = snapshot
+        .grants
+        .iter()
+        .filter(|grant| grant.principal.as_str() == ids::JSMITH && grant.entitlement == "Owner")
+        .count();
+    assert_eq!(owners_of_jsmith, 1);
+    let eligible = snapshot
+        .grants
+        .iter()
+        .find(|grant| grant.id.as_str().ends_with(ids::MKHAN_ELIGIBLE_INSTANCE))
+        .expect("eligible instance");
+    assert_eq!(eligible.kind, GrantKind::PimEligible);
+    assert_eq!(eligible.expires_at, Some(at("2027-03-02T09:00:00Z")));
+
+    let admin = grant(&snapshot, ids::DWHITFIELD_GLOBAL_ADMIN).expect("directory role");
+    assert_eq!(admin.kind, GrantKind::DirectoryRole);
+    assert_eq!(admin.entitlement, "Global Administrator");
+    assert_eq!(admin.resource, "/");
+    assert_eq!(admin.scope.as_str(), tenant_scope());
+}
+
+#[tokio::test]
+async fn lists_are_followed_over_every_page() {
+    let fake = FakeAzure::start(State::contoso());
+    fake.state().page_size = 2;
+    let provider = provider(&fake, &[SUBSCRIPTION]);
+    let snapshot = snapshot(&provider).await;
+    assert!(snapshot.is_complete());
+    let service_principals = snapshot
+        .principals
+        .iter()
+        .filter(|principal| {
+            matches!(
+                principal.native_type.as_deref(),
+                Some("servicePrincipal" | "managedIdentity")
+            )
+        })
+        .count();
+    assert_eq!(service_principals, 5);
+    let pages = fake
+        .state()
+        .requests
+        .iter()
+        .filter(|request| request.starts_with("GET /v1.0/servicePrincipals?"))
+        .count();
+    assert_eq!(pages, 3, "five service principals, two per page");
+    let assignment_pages = fake
+        .state()
+        .requests
+        .iter()
+        .filter(|request| request.contains("/providers/Microsoft.Authorization/roleAssignments?"))
+        .count();
+    assert_eq!(assignment_pages, 3, "five role assignments, two per page");
+}
+
+#[tokio::test]
+async fn a_throttled_read_waits_as_told_and_succeeds() {
+    let fake = FakeAzure::start(State::contoso());
+    fake.throttle("/v1.0/applications", 1, 1);
+    let provider = provider(&fake, &[SUBSCRIPTION]);
+    let started = std::time::Instant::now();
+    let snapshot = snapshot(&provider).await;
+    assert!(snapshot.is_complete(), "{:?}", snapshot.scopes);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
+    assert!(
+        snapshot
+            .credentials
+            .iter()
+            .any(|credential| credential.id.as_str() == ids::BILLING_SECRET)
+    );
+}
+
+#[tokio::test]
+async fn throttling_that_never_ends_marks_the_scope_incomplete() {
+    let fake = FakeAzure::start(State::contoso());
+    fake.throttle("/v1.0/servicePrincipals", 100, 0);
+    let provider = provider(&fake, &[]);
+    let before = provider.request_count();
+    let snapshot = snapshot(&provider).await;
+    let tenant = &snapshot.scopes[0];
+    assert!(!tenant.complete);
+    assert!(
+        tenant
+            .errors
+            .iter()
+            .any(|error| error.message.contains("429")),
+        "{:?}",
+        tenant.errors
+    );
+    // Bounded: the first attempt and five retries.
+    let throttled = fake
+        .state()
+        .requests
+        .iter()
+        .filter(|request| request.starts_with("GET /v1.0/servicePrincipals?"))
+        .count();
+    assert_eq!(throttled, 6);
+    assert!(provider.request_count() > before + 6);
+}
+
+#[tokio::test]
+async fn a_denied_subscription_is_incomplete_and_names_the_permission() {
+    let fake = FakeAzure::start(State::contoso());
+    fake.state()
+        .denied_subscriptions
+        .insert(SECOND_SUBSCRIPTION.to_owned());
+    let provider = provider(&fake, &["*"]);
+    let snapshot = snapshot(&provider).await;
+    let scope = |id: &str| {
+        snapshot
+            .scopes
+            .iter()
+            .find(|scope| scope.id.as_str() == format!("azure:/subscriptions/{id}"))
+            .unwrap_or_else(|| panic!("scope {id}"))
+    };
+    let denied = scope(SECOND_SUBSCRIPTION);
+    assert!(!denied.complete);
+    assert_eq!(
+        denied.errors[0].missing_permission.as_deref(),
+        Some("Microsoft.Authorization/roleAssignments/read")
+    );
+    assert!(denied.errors[0].message.contains("AuthorizationFailed"));
+    assert!(scope(SUBSCRIPTION).complete);
+    assert!(
+        snapshot
+            .scopes
+            .iter()
+            .find(|scope| scope.id.as_str() == tenant_scope())
+            .is_some_and(|scope| scope.complete)
+    );
+    // Nothing is reported from the denied subscription: not read as "nothing there", but as
+    // not read.
+    assert!(
+        !snapshot
+            .grants
+            .iter()
+            .any(|grant| grant.id.as_str().contains(SECOND_SUBSCRIPTION))
+    );
+}
+
+#[tokio::test]
+async fn without_sign_in_reports_last_use_is_unknown_and_the_scope_complete() {
+    let mut state = State::contoso();
+    state.service_principal_sign_ins = None;
+    state.credential_sign_ins = None;
+    state.user_sign_in_activity = false;
+    let fake = FakeAzure::start(state);
+    let snapshot = snapshot(&provider(&fake, &[SUBSCRIPTION])).await;
+    assert!(snapshot.is_complete(), "{:?}", snapshot.scopes);
+    assert!(
+        snapshot
+            .credentials
+            .iter()
+            .all(|credential| credential.last_used == Usage::Unknown)
+    );
+    let jsmith = snapshot
+        .principals
+        .iter()
+        .find(|principal| principal.id.as_str() == ids::JSMITH)
+        .expect("users are still read without their sign-in activity");
+    assert_eq!(jsmith.last_activity, Usage::Unknown);
+}
+
+#[tokio::test]
+async fn a_revoked_role_assignment_is_gone_and_undo_puts_back_the_same_one() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[SUBSCRIPTION]);
+    let id = assignment_id(SUBSCRIPTION, ids::JSMITH_OWNER);
+    let original = fake.state().subscriptions[SUBSCRIPTION].role_assignments[0].clone();
+    let before_snapshot = snapshot(&provider).await;
+    let action = Action::RevokeGrant {
+        grant: grant(&before_snapshot, &id).expect("owner").clone(),
+    };
+
+    let before = provider.read_target(&action).await.expect("read");
+    assert!(before.present && !before.revoked);
+    assert_eq!(before.restore["name"], ids::JSMITH_OWNER);
+    assert_eq!(
+        provider.describe_apply(&action, &before),
+        vec![format!("ARM DELETE {id}?api-version=2022-04-01")]
+    );
+    assert_eq!(
+        provider.apply(&action).await.expect("delete"),
+        ActionOutcome::Done
+    );
+    let after = provider.read_target(&action).await.expect("read after");
+    assert!(!after.present && after.revoked);
+    assert!(grant(&snapshot(&provider).await, &id).is_none());
+    // ARM answers 204 for an assignment already gone: "already done" after a read.
+    assert_eq!(
+        provider.apply(&action).await.expect("again"),
+        ActionOutcome::AlreadyDone
+    );
+
+    assert_eq!(
+        provider.undo(&action, &before).await.expect("undo"),
+        ActionOutcome::Done
+    );
+    let restored = fake.state().subscriptions[SUBSCRIPTION]
+        .role_assignments
+        .iter()
+        .find(|item| item["id"] == Value::String(id.clone()))
+        .cloned()
+        .expect("restored with the same name");
+    for field in ["roleDefinitionId", "principalId", "principalType", "scope"] {
+        assert_eq!(
+            restored["properties"][field], original["properties"][field],
+            "{field}"
+        );
+    }
+    let again = snapshot(&provider).await;
+    assert_eq!(
+        grant(&again, &id).map(|grant| grant.entitlement.as_str()),
+        Some("Owner")
+    );
+    assert_eq!(
+        provider.undo(&action, &before).await.expect("undo again"),
+        ActionOutcome::AlreadyDone
+    );
+}
+
+#[tokio::test]
+async fn removing_a_secret_is_by_key_id_and_idempotent() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[]);
+    let snapshot = snapshot(&provider).await;
+    let credential = snapshot
+        .credentials
+        .iter()
+        .find(|credential| credential.id.as_str() == ids::BILLING_SECRET)
+        .expect("secret")
+        .clone();
+    let action = Action::DeleteCredential { credential };
+    let before = provider.read_target(&action).await.expect("read");
+    assert!(before.present);
+    assert_eq!(before.restore["collection"], "applications");
+    assert!(before.restore.get("secretText").is_none());
+    assert_eq!(
+        provider.describe_apply(&action, &before),
+        vec![format!(
+            "Graph POST /v1.0/applications/{}/removePassword {{\"keyId\":\"{}\"}}",
+            ids::BILLING_APP,
+            ids::BILLING_SECRET
+        )]
+    );
+    assert_eq!(
+        provider.apply(&action).await.expect("remove"),
+        ActionOutcome::Done
+    );
+    assert_eq!(
+        provider.apply(&action).await.expect("remove again"),
+        ActionOutcome::AlreadyDone
+    );
+    let undo = provider
+        .undo(&action, &before)
+        .await
+        .expect_err("irreversible");
+    assert_eq!(undo.kind, ProviderErrorKind::Unsupported);
+    let state = fake.state();
+    let app = state
+        .applications
+        .iter()
+        .find(|app| app["id"] == ids::BILLING_APP)
+        .expect("app");
+    assert_eq!(app["passwordCredentials"], json!([]));
+    // The certificate beside it was not touched: no whole-array rewrite.
+    assert_eq!(app["keyCredentials"].as_array().map(Vec::len), Some(1));
+    assert!(
+        state
+            .requests
+            .iter()
+            .all(|request| !request.starts_with("PATCH /v1.0/applications")),
+        "never a PATCH of the credential arrays"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_is_left_for_a_person_with_instructions() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[]);
+    let snapshot = snapshot(&provider).await;
+    let credential = snapshot
+        .credentials
+        .iter()
+        .find(|credential| credential.id.as_str() == ids::BILLING_CERTIFICATE)
+        .expect("certificate")
+        .clone();
+    let error = provider
+        .apply(&Action::DeleteCredential { credential })
+        .await
+        .expect_err("unsupported");
+    assert_eq!(error.kind, ProviderErrorKind::Unsupported);
+    assert!(
+        error.message.contains("az ad app credential delete"),
+        "{}",
+        error.message
+    );
+}
+
+#[tokio::test]
+async fn disabling_a_service_principal_is_reversible() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[]);
+    let snapshot = snapshot(&provider).await;
+    let principal = snapshot
+        .principals
+        .iter()
+        .find(|principal| principal.id.as_str() == ids::DEPLOY_SP)
+        .expect("sp")
+        .clone();
+    let action = Action::DisablePrincipal { principal };
+    let before = provider.read_target(&action).await.expect("read");
+    assert!(before.present && !before.revoked);
+    provider.apply(&action).await.expect("disable");
+    let enabled = |fake: &FakeAzure| {
+        fake.state()
+            .service_principals
+            .iter()
+            .find(|sp| sp["id"] == ids::DEPLOY_SP)
+            .map(|sp| sp["accountEnabled"].clone())
+    };
+    assert_eq!(enabled(&fake), Some(json!(false)));
+    assert!(provider.read_target(&action).await.expect("read").revoked);
+    provider.undo(&action, &before).await.expect("enable");
+    assert_eq!(enabled(&fake), Some(json!(true)));
+}
+
+#[tokio::test]
+async fn a_deleted_federated_credential_is_recreated_by_undo() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[]);
+    let snapshot = snapshot(&provider).await;
+    let credential = snapshot
+        .credentials
+        .iter()
+        .find(|credential| credential.id.as_str() == ids::BILLING_FEDERATED)
+        .expect("federated")
+        .clone();
+    let action = Action::DeactivateCredential { credential };
+    let before = provider.read_target(&action).await.expect("read");
+    assert_eq!(
+        before.restore["subject"],
+        "repo:contoso/billing-api:environment:prod"
+    );
+    assert_eq!(
+        provider.apply(&action).await.expect("delete"),
+        ActionOutcome::Done
+    );
+    assert!(fake.state().federated[ids::BILLING_APP].is_empty());
+    assert_eq!(
+        provider.apply(&action).await.expect("again"),
+        ActionOutcome::AlreadyDone
+    );
+    provider.undo(&action, &before).await.expect("recreate");
+    let state = fake.state();
+    let recreated = &state.federated[ids::BILLING_APP];
+    assert_eq!(recreated.len(), 1);
+    assert_eq!(recreated[0]["name"], "github-prod");
+    assert_eq!(
+        recreated[0]["issuer"],
+        "https://token.actions.githubusercontent.com"
+    );
+}
+
+#[tokio::test]
+async fn a_pim_activation_is_removed_by_an_admin_remove_request() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[SUBSCRIPTION]);
+    let before_snapshot = snapshot(&provider).await;
+    let active = before_snapshot
+        .grants
+        .iter()
+        .find(|grant| grant.id.as_str().ends_with(ids::MKHAN_ACTIVE_INSTANCE))
+        .expect("active")
+        .clone();
+    let action = Action::RevokeGrant { grant: active };
+    let before = provider.read_target(&action).await.expect("read");
+    assert!(before.present);
+    assert_eq!(
+        provider.apply(&action).await.expect("remove"),
+        ActionOutcome::Done
+    );
+    {
+        let state = fake.state();
+        let request = state.schedule_requests.last().expect("a schedule request");
+        assert_eq!(request["properties"]["requestType"], "AdminRemove");
+        assert_eq!(request["properties"]["principalId"], ids::MKHAN);
+        assert!(
+            request["id"]
+                .as_str()
+                .is_some_and(|id| id.contains("/roleAssignmentScheduleRequests/"))
+        );
+    }
+    let after = snapshot(&provider).await;
+    assert!(
+        !after
+            .grants
+            .iter()
+            .any(|grant| grant.principal.as_str() == ids::MKHAN
+                && grant.entitlement == "User Access Administrator")
+    );
+    let undo = provider
+        .undo(&action, &before)
+        .await
+        .expect_err("PIM comes back through PIM");
+    assert_eq!(undo.kind, ProviderErrorKind::Unsupported);
+}
+
+#[tokio::test]
+async fn a_directory_role_is_deleted_and_recreated_by_undo() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[]);
+    let snapshot = snapshot(&provider).await;
+    let action = Action::RevokeGrant {
+        grant: grant(&snapshot, ids::DWHITFIELD_GLOBAL_ADMIN)
+            .expect("global admin")
+            .clone(),
+    };
+    let before = provider.read_target(&action).await.expect("read");
+    provider.apply(&action).await.expect("delete");
+    assert!(fake.state().directory_role_assignments.is_empty());
+    assert_eq!(
+        provider.apply(&action).await.expect("again"),
+        ActionOutcome::AlreadyDone
+    );
+    assert_eq!(
+        provider.undo(&action, &before).await.expect("undo"),
+        ActionOutcome::Done
+    );
+    let state = fake.state();
+    assert_eq!(state.directory_role_assignments.len(), 1);
+    assert_eq!(
+        state.directory_role_assignments[0]["principalId"],
+        ids::DWHITFIELD
+    );
+    assert_eq!(state.directory_role_assignments[0]["directoryScopeId"], "/");
+}
+
+/// The fake's answers against Microsoft's own examples, field by field.
+#[tokio::test]
+async fn the_fake_answers_in_the_documented_shapes() {
+    // azure-rest-api-specs: Microsoft.Authorization/stable/2022-04-01/examples/RoleAssignments_Get.json
+    let documented_assignment = json!({
+        "properties": {
+            "roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/0b5fe924-9a61-425c-96af-cfe6e287ca2d",
+            "principalId": "ce2ce14e-85d7-4629-bdbc-454d0519d987",
+            "principalType": "User",
+            "scope": "/subscriptions/a925f2f7-5c63-4b7b-8799-25a5f97bc3b2"
+        },
+        "id": "/subscriptions/a925f2f7-5c63-4b7b-8799-25a5f97bc3b2/providers/Microsoft.Authorization/roleAssignments/b0f43c54-e787-4862-89b1-a653fa9cf747",
+        "type": "Microsoft.Authorization/roleAssignments",
+        "name": "b0f43c54-e787-4862-89b1-a653fa9cf747"
+    });
+    // microsoft-graph-docs-contrib: api-reference/v1.0/api/rbacapplication-list-roleassignments.md, example 2.
+    let documented_directory = json!({
+        "id": "lAPpYvVpN0KRkAEhdxReEHJ1hPGqSKpHlqMuxhkE9B8-1",
+        "principalId": "f1847572-48aa-47aa-96a3-2ec61904f41f",
+        "resourceScope": "/",
+        "directoryScopeId": "/",
+        "roleDefinitionId": "62e90394-69f5-4237-9190-012177145e10"
+    });
+    let subscription = "a925f2f7-5c63-4b7b-8799-25a5f97bc3b2";
+    let mut state = State::new(TENANT);
+    let mut seeded = lapse_provider_azure::fake::role_assignment(
+        &format!("/subscriptions/{subscription}"),
+        "b0f43c54-e787-4862-89b1-a653fa9cf747",
+        "0b5fe924-9a61-425c-96af-cfe6e287ca2d",
+        "ce2ce14e-85d7-4629-bdbc-454d0519d987",
+        "User",
+        "2022-01-26T20:44:07.51779Z",
+    );
+    seeded["properties"]["roleDefinitionId"] =
+        documented_assignment["properties"]["roleDefinitionId"].clone();
+    state.subscriptions.insert(
+        subscription.to_owned(),
+        lapse_provider_azure::fake::Subscription {
+            role_assignments: vec![seeded],
+            ..Default::default()
+        },
+    );
+    state.directory_role_assignments = vec![documented_directory.clone()];
+    let fake = FakeAzure::start(state);
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        let url = format!("{}{path}", fake.url);
+        async move {
+            http.get(url)
+                .bearer_auth("t")
+                .send()
+                .await
+                .expect("request")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let served = get(format!(
+        "{}?api-version=2022-04-01",
+        documented_assignment["id"].as_str().expect("id")
+    ))
+    .await;
+    for field in ["id", "type", "name"] {
+        assert_eq!(served[field], documented_assignment[field], "{field}");
+    }
+    for field in ["roleDefinitionId", "principalId", "principalType", "scope"] {
+        assert_eq!(
+            served["properties"][field], documented_assignment["properties"][field],
+            "properties.{field}"
+        );
+    }
+    let listed = get("/v1.0/roleManagement/directory/roleAssignments".to_owned()).await;
+    let first = &listed["value"][0];
+    for field in [
+        "id",
+        "principalId",
+        "resourceScope",
+        "directoryScopeId",
+        "roleDefinitionId",
+    ] {
+        assert_eq!(first[field], documented_directory[field], "{field}");
+    }
+}
+
+#[tokio::test]
+async fn the_injected_credential_is_asked_for_graph_and_arm_tokens() {
+    let fake = FakeAzure::start(State::contoso());
+    let credential = StaticCredential::for_caller(CALLER, TENANT);
+    let provider = AzureProvider::new(AzureSettings {
+        tenants: vec![TenantScope {
+            tenant: TENANT.to_owned(),
+            subscriptions: vec![SUBSCRIPTION.to_owned()],
+        }],
+        graph_url: fake.url.clone(),
+        arm_url: fake.url.clone(),
+        concurrency: 2,
+        credential: Some(Arc::clone(&credential) as _),
+    });
+    assert_eq!(
+        provider.credential_source(),
+        lapse_provider_azure::CredentialSource::Injected
+    );
+    let snapshot = snapshot(&provider).await;
+    assert!(snapshot.is_complete());
+    let scopes = credential.scopes.lock().expect("scopes").clone();
+    // One token per audience for the whole snapshot, not one per request.
+    assert_eq!(
+        scopes,
+        vec![
+            "https://graph.microsoft.com/.default".to_owned(),
+            "https://management.azure.com/.default".to_owned()
+        ]
+    );
+    let debug = format!("{:?}", provider);
+    assert!(!debug.contains(&lapse_provider_azure::fake::token_for(CALLER, TENANT)));
+}
