@@ -51,7 +51,9 @@ impl CallError {
 #[derive(Clone)]
 pub(crate) struct Client {
     http: reqwest::Client,
-    credentials: Result<Credentials, String>,
+    /// Built on first use, inside the runtime: google-cloud-auth starts its token cache as a
+    /// task, so building outside a runtime would panic.
+    credentials: Arc<tokio::sync::OnceCell<Result<Credentials, String>>>,
     requests: Arc<AtomicU64>,
     retries: usize,
     retry_min_delay: Duration,
@@ -72,15 +74,9 @@ const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 impl Client {
     pub(crate) fn new(settings: &GcpSettings, requests: Arc<AtomicU64>) -> Self {
-        let credentials = match &settings.credentials {
-            Some(credentials) => Ok(credentials.clone()),
-            // Application default credentials: GOOGLE_APPLICATION_CREDENTIALS, gcloud's ADC
-            // file, then the metadata server. Building reads files only; no call is made.
-            None => google_cloud_auth::credentials::Builder::default()
-                .with_scopes([CLOUD_PLATFORM])
-                .build()
-                .map_err(|error| error.to_string()),
-        };
+        let credentials = Arc::new(tokio::sync::OnceCell::new_with(
+            settings.credentials.clone().map(Ok),
+        ));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(10))
@@ -100,6 +96,15 @@ impl Client {
     async fn auth_headers(&self) -> Result<HeaderMap, GcpError> {
         let credentials = self
             .credentials
+            .get_or_init(|| async {
+                // Application default credentials: GOOGLE_APPLICATION_CREDENTIALS, gcloud's ADC
+                // file, then the metadata server.
+                google_cloud_auth::credentials::Builder::default()
+                    .with_scopes([CLOUD_PLATFORM])
+                    .build()
+                    .map_err(|error| error.to_string())
+            })
+            .await
             .as_ref()
             .map_err(|message| GcpError::Credentials {
                 message: message.clone(),

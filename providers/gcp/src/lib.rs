@@ -113,8 +113,8 @@ pub struct GcpProvider {
 }
 
 impl GcpProvider {
-    /// A provider with these settings. No call is made until a snapshot or an action
-    /// (application default credentials are looked up now: files and environment only).
+    /// A provider with these settings. No call is made, and application default credentials
+    /// are not looked up, until a snapshot or an action.
     #[must_use]
     pub fn new(settings: GcpSettings) -> Self {
         let requests = Arc::new(AtomicU64::new(0));
