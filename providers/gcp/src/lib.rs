@@ -8,8 +8,10 @@
 //! loop over etags and 409 `ABORTED` anyway.
 //!
 //! Ids follow the demo estate: scope `gcp:projects/<id>`; principal = the IAM member string;
-//! credential = the key's resource name; grant = `<resource>|<role>|<member>[|<condition title>]`
-//! (see [`policy`](crate) for how colliding titles are told apart).
+//! credential = the key's resource name; grant = `<resource>|<role>|<member>[|<condition title>]`.
+//! When a conditional binding's title is empty, or another binding of the same role has the same
+//! title with another expression, `#<first 8 hex digits of SHA-256(expression)>` follows the
+//! title, so ids stay unique (and change if such a collision appears later).
 
 mod actions;
 mod client;
