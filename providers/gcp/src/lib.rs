@@ -112,6 +112,10 @@ pub struct GcpProvider {
     settings: Arc<GcpSettings>,
     client: client::Client,
     requests: Arc<AtomicU64>,
+    /// One lock per IAM policy: this process's own edits of one policy take turns, so they do
+    /// not spend each other's read-modify-write attempts on 409s (other writers still can).
+    policy_locks:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl GcpProvider {
@@ -125,7 +129,23 @@ impl GcpProvider {
             settings: Arc::new(settings),
             client,
             requests,
+            policy_locks: Arc::default(),
         }
+    }
+
+    /// Held while an action edits an IAM policy; `None` for other actions.
+    async fn policy_turn(&self, action: &Action) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let Action::RevokeGrant { grant } = action else {
+            return None;
+        };
+        let lock = {
+            let mut locks = self
+                .policy_locks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(locks.entry(grant.resource.clone()).or_default())
+        };
+        Some(lock.lock_owned().await)
     }
 
     /// Requests this provider has sent so far (every attempt, retries included).
@@ -296,7 +316,10 @@ impl Provider for GcpProvider {
         &'a self,
         action: &'a Action,
     ) -> BoxFuture<'a, Result<ActionOutcome, ProviderError>> {
-        Box::pin(async move { actions::apply(&self.client, &self.settings, action).await })
+        Box::pin(async move {
+            let _turn = self.policy_turn(action).await;
+            actions::apply(&self.client, &self.settings, action).await
+        })
     }
 
     fn undo<'a>(
@@ -304,7 +327,10 @@ impl Provider for GcpProvider {
         action: &'a Action,
         before: &'a TargetState,
     ) -> BoxFuture<'a, Result<ActionOutcome, ProviderError>> {
-        Box::pin(async move { actions::undo(&self.client, &self.settings, action, before).await })
+        Box::pin(async move {
+            let _turn = self.policy_turn(action).await;
+            actions::undo(&self.client, &self.settings, action, before).await
+        })
     }
 
     fn permissions(&self, kind: ActionKind) -> &'static [&'static str] {

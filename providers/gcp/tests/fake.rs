@@ -976,3 +976,41 @@ async fn the_fake_answers_in_the_documented_shapes() {
     assert_eq!(body["error"]["status"], "NOT_FOUND");
     assert!(body["error"]["message"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_revocations_on_one_policy_take_turns_instead_of_colliding() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    fake.add_project(PROJECT);
+    let members: Vec<String> = (0..6)
+        .map(|index| format!("user:u{index}@acme.example"))
+        .collect();
+    fake.set_bindings(
+        "projects/acme-prod",
+        json!([{"role": "roles/editor", "members": members}, {"role": "roles/viewer", "members": members}]),
+    );
+    // One attempt each: any collision between lapse's own writes would fail an action.
+    let settings = GcpSettings {
+        policy_write_attempts: 1,
+        ..settings
+    };
+    let (provider, snapshot) = take(&settings).await;
+    let actions: Vec<Action> = members
+        .iter()
+        .map(|member| {
+            revoke(
+                &snapshot,
+                &format!("projects/acme-prod|roles/editor|{member}"),
+            )
+        })
+        .collect();
+    let outcomes =
+        futures_util::future::join_all(actions.iter().map(|action| provider.apply(action))).await;
+    for outcome in outcomes {
+        assert_eq!(
+            outcome.expect("no 409 between lapse's own writes"),
+            ActionOutcome::Done
+        );
+    }
+    assert!(members_of(&fake, "roles/editor", None).is_empty());
+    assert_eq!(members_of(&fake, "roles/viewer", None), members);
+}
