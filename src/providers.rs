@@ -1,6 +1,7 @@
 //! Live providers compiled into this build, each behind its cargo feature, configured from flags
-//! and the policy's `scopes`. The engine never comes here: commands take a snapshot, then plan
-//! over it like over a file, and `apply`/`undo` hand actions to [`Configured::providers`].
+//! and the policy's `scopes`. The engine never comes here: commands take a snapshot
+//! ([`Configured::snapshot`]), then plan over it like over a file, and `apply`/`undo` hand
+//! actions to [`Configured::providers`].
 
 use lapse_sdk::{Cloud, Snapshot};
 
@@ -79,9 +80,12 @@ pub struct LiveOptions {
 
 /// The clouds a live run reads: those asked for, else those the policy names scopes in or the
 /// scope flags (`--account`, `--subscription`, `--project`...) point at.
-fn clouds(options: &LiveOptions, scopes: &ScopesDocument) -> Vec<Cloud> {
+///
+/// # Errors
+/// [`Error::NoScopes`] when nothing says what to read.
+pub fn clouds(options: &LiveOptions, scopes: &ScopesDocument) -> Result<Vec<Cloud>> {
     if !options.clouds.is_empty() {
-        return options.clouds.clone();
+        return Ok(options.clouds.clone());
     }
     let mut clouds = Vec::new();
     if !scopes.aws.is_empty() || !options.aws.accounts.is_empty() {
@@ -93,29 +97,10 @@ fn clouds(options: &LiveOptions, scopes: &ScopesDocument) -> Vec<Cloud> {
     if !scopes.gcp.is_empty() || options.gcp.names_scopes() {
         clouds.push(Cloud::Gcp);
     }
-    clouds
-}
-
-/// Takes a live snapshot of every cloud in scope and merges them.
-///
-/// # Errors
-/// [`Error::NoScopes`] when nothing says what to read, [`Error::ProviderUnavailable`] for a
-/// cloud this build cannot read. Failed reads are not errors: they mark their scope incomplete.
-pub async fn snapshot(options: &LiveOptions, scopes: &ScopesDocument) -> Result<Snapshot> {
-    let clouds = clouds(options, scopes);
     if clouds.is_empty() {
         return Err(Error::NoScopes);
     }
-    let configured = Configured::new(options, scopes);
-    let request = lapse_sdk::SnapshotRequest::default();
-    let mut snapshots = Vec::new();
-    for cloud in clouds {
-        let Some(provider) = configured.get(cloud) else {
-            return Err(Error::ProviderUnavailable { cloud });
-        };
-        snapshots.push(provider.snapshot(&request).await.snapshot);
-    }
-    Ok(Snapshot::merge(snapshots))
+    Ok(clouds)
 }
 
 /// Every provider this build has, configured for one run.
@@ -158,6 +143,34 @@ impl Configured {
             #[cfg(feature = "gcp")]
             Cloud::Gcp => Some(&self.gcp),
             #[allow(unreachable_patterns)] // reached only in builds without some provider
+            _ => None,
+        }
+    }
+
+    /// Takes a live snapshot of each cloud and merges them.
+    ///
+    /// # Errors
+    /// [`Error::ProviderUnavailable`] for a cloud this build cannot read. Failed reads are not
+    /// errors: they mark their scope incomplete.
+    pub async fn snapshot(&self, clouds: &[Cloud]) -> Result<Snapshot> {
+        let request = lapse_sdk::SnapshotRequest::default();
+        let mut snapshots = Vec::new();
+        for &cloud in clouds {
+            let Some(provider) = self.get(cloud) else {
+                return Err(Error::ProviderUnavailable { cloud });
+            };
+            snapshots.push(provider.snapshot(&request).await.snapshot);
+        }
+        Ok(Snapshot::merge(snapshots))
+    }
+
+    /// Where a cloud's provider takes its credentials from, when it chooses among several
+    /// (Azure's chain): shown before a run, so one made under the wrong identity is noticed.
+    #[must_use]
+    pub fn credential_source(&self, cloud: Cloud) -> Option<String> {
+        match cloud {
+            #[cfg(feature = "azure")]
+            Cloud::Azure => Some(self.azure.credential_source().to_string()),
             _ => None,
         }
     }

@@ -16,7 +16,7 @@ use lapse::state::RunCommand;
 use lapse_sdk::Timestamp;
 use sha2::{Digest as _, Sha256};
 
-use super::snapshot::{block_on, options};
+use super::snapshot::{block_on, credential_notes, options};
 use super::{resolve_now, state, stdout_is_terminal, write_stdout};
 use crate::cli::{ApplyArgs, ApplyFormat, ExecuteArgs, UndoArgs};
 use crate::exit::Status;
@@ -76,6 +76,18 @@ fn clock(now: Option<Timestamp>) -> Clock {
 
 fn note(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+/// The clouds a plan changes.
+fn plan_clouds(plan: &Plan) -> Vec<lapse_sdk::Cloud> {
+    let mut clouds: Vec<lapse_sdk::Cloud> = plan
+        .actions
+        .iter()
+        .map(|change| change.action.cloud())
+        .collect();
+    clouds.sort();
+    clouds.dedup();
+    clouds
 }
 
 /// The policy to re-check against: `--policy`, else the one file the plan was made from.
@@ -158,6 +170,7 @@ pub(crate) fn run(args: &ApplyArgs) -> Result<Status> {
     let scopes = policy.scopes.clone();
     let live_options = options(&args.live);
     let configured = Configured::new(&live_options, &scopes);
+    credential_notes(&configured, &plan_clouds(&plan));
     let providers = configured.providers();
 
     let clock = clock(fixed_now);

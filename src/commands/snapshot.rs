@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use lapse::policy::ScopesDocument;
-use lapse::providers::{AwsOptions, AzureOptions, GcpOptions, LiveOptions};
+use lapse::providers::{AwsOptions, AzureOptions, Configured, GcpOptions, LiveOptions};
 use lapse::snapshot::LoadedSnapshot;
 use lapse::state::RunCommand;
 use lapse_sdk::Cloud;
@@ -49,17 +49,33 @@ pub(crate) fn run(args: &SnapshotArgs) -> Result<Status> {
 /// Takes a live snapshot, with a spinner on stderr when it is a terminal.
 pub(crate) fn live(args: &LiveArgs, scopes: &ScopesDocument) -> Result<LoadedSnapshot> {
     let options = options(args);
+    let clouds = lapse::providers::clouds(&options, scopes)?;
+    let configured = Configured::new(&options, scopes);
+    credential_notes(&configured, &clouds);
     let progress = std::io::stderr().is_terminal().then(|| {
         let spinner = indicatif::ProgressBar::new_spinner();
         spinner.set_message("reading clouds");
         spinner.enable_steady_tick(Duration::from_millis(120));
         spinner
     });
-    let snapshot = block_on(lapse::providers::snapshot(&options, scopes))?;
+    let snapshot = block_on(configured.snapshot(&clouds))?;
     if let Some(spinner) = progress {
         spinner.finish_and_clear();
     }
     Ok(LoadedSnapshot::live(snapshot?))
+}
+
+/// Says on stderr which credentials a provider chose, where it chooses among several, so a run
+/// under the wrong identity is noticed before it reads or changes anything.
+pub(crate) fn credential_notes(configured: &Configured, clouds: &[Cloud]) {
+    use std::io::Write as _;
+    let mut stderr = std::io::stderr().lock();
+    for &cloud in clouds {
+        if let Some(source) = configured.credential_source(cloud) {
+            // A closed stderr is no reason to fail a run.
+            let _ = writeln!(stderr, "{cloud}: credentials from {source}");
+        }
+    }
 }
 
 /// How to reach the clouds, from the flags.
