@@ -54,6 +54,11 @@ pub(crate) struct Client {
     /// Built on first use, inside the runtime: google-cloud-auth starts its token cache as a
     /// task, so building outside a runtime would panic.
     credentials: Arc<tokio::sync::OnceCell<Result<Credentials, String>>>,
+    /// Whether the settings brought the credentials (then no credentials file is read).
+    injected: bool,
+    /// The caller, found once per provider (it may take a request or two).
+    caller: Arc<tokio::sync::OnceCell<Option<String>>>,
+    oauth2_url: String,
     requests: Arc<AtomicU64>,
     retries: usize,
     retry_min_delay: Duration,
@@ -86,6 +91,9 @@ impl Client {
         Client {
             http,
             credentials,
+            injected: settings.credentials.is_some(),
+            caller: Arc::default(),
+            oauth2_url: settings.oauth2_url.clone(),
             requests,
             retries: settings.retries,
             retry_min_delay: settings.retry_min_delay,
@@ -121,17 +129,31 @@ impl Client {
         }
     }
 
-    /// The identity the credentials act as, when the token says: a service-account key signs
-    /// its own JWT whose `iss` is the account's email. Other tokens are opaque: `None`.
+    /// The identity the credentials act as, as an IAM member; `None` when nothing says (see
+    /// [`crate::caller`]).
     pub(crate) async fn caller(&self) -> Option<String> {
-        let headers = self.auth_headers().await.ok()?;
-        let bearer = headers
-            .get(http::header::AUTHORIZATION)?
-            .to_str()
-            .ok()?
-            .strip_prefix("Bearer ")?
-            .to_owned();
-        jwt_issuer(&bearer).map(|email| format!("serviceAccount:{email}"))
+        self.caller
+            .get_or_init(|| crate::caller::resolve(self, self.injected))
+            .await
+            .clone()
+    }
+
+    /// The bearer token of lapse's own credentials.
+    pub(crate) async fn bearer(&self) -> Option<String> {
+        bearer_in(&self.auth_headers().await.ok()?)
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(crate) fn oauth2_url(&self) -> &str {
+        &self.oauth2_url
+    }
+
+    /// Counts a request sent outside [`Client::call`].
+    pub(crate) fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Sends one request, retrying throttling, and parses the JSON answer (`{}` for an empty
@@ -217,9 +239,26 @@ impl Client {
     }
 }
 
+/// The bearer token of other credentials.
+pub(crate) async fn bearer_of(credentials: &Credentials) -> Option<String> {
+    match credentials.headers(Extensions::new()).await.ok()? {
+        CacheableResource::New { data, .. } => bearer_in(&data),
+        CacheableResource::NotModified => None,
+    }
+}
+
+fn bearer_in(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::to_owned)
+}
+
 /// The `iss` claim of a JWT, read without verifying it (it is our own token, read only to name
 /// the caller in the snapshot).
-fn jwt_issuer(token: &str) -> Option<String> {
+pub(crate) fn jwt_issuer(token: &str) -> Option<String> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64_url_decode(payload)?;
     let claims: Value = serde_json::from_slice(&bytes).ok()?;

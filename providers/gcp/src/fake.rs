@@ -4,9 +4,11 @@
 //!
 //! It listens on 127.0.0.1 on its own thread with its own runtime, so in-process tests and the
 //! `lapse` binary (another process) reach it alike, and stops when dropped. One base URL serves
-//! all three APIs. Bodies follow the documented shapes (cited at each); faults can be injected:
+//! every endpoint. Bodies follow the documented shapes (cited at each); faults can be injected:
 //! 429 on demand, 403 for one permission on one project, a concurrent writer between a read and a
-//! write, and a check that the bearer is a JWT signed by a given service-account key.
+//! write, and a check that the bearer is a JWT signed by a given service-account key. The
+//! OAuth token and token info endpoints and the metadata server's account email are served too,
+//! so the caller of user credentials and on Google Cloud compute can be found.
 
 #![allow(clippy::missing_panics_doc)] // test support: a poisoned lock is a failed test
 
@@ -89,6 +91,12 @@ struct State {
     after_read: HashMap<String, Hook>,
     /// `(client_email, RSAPublicKey DER)`: bearers must be JWTs this key signed.
     signer: Option<(String, Vec<u8>)>,
+    /// OAuth refresh token → (user email, scopes granted at login).
+    users: HashMap<String, (String, Vec<String>)>,
+    /// Access tokens the token endpoint issued → (email, scopes).
+    tokens: HashMap<String, (String, Vec<String>)>,
+    /// The metadata server's attached service account.
+    metadata_email: Option<String>,
     requests: Vec<String>,
     etags: u64,
     next_unique_id: u64,
@@ -177,7 +185,7 @@ impl FakeGcp {
         self.state.lock().expect("fake state")
     }
 
-    /// The base URL of all three APIs.
+    /// The base URL of every endpoint.
     #[must_use]
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
@@ -191,6 +199,7 @@ impl FakeGcp {
             iam_url: self.url(),
             resource_manager_url: self.url(),
             policy_analyzer_url: self.url(),
+            oauth2_url: self.url(),
             retry_min_delay: std::time::Duration::from_millis(10),
             ..GcpSettings::default()
         }
@@ -382,6 +391,50 @@ impl FakeGcp {
     /// its client email (401 otherwise).
     pub fn require_signed_by(&self, key: &TestServiceAccountKey) {
         self.lock().signer = Some((key.client_email.clone(), key.public_key.clone()));
+    }
+
+    /// A user who logged in with `scopes` granted: the `authorized_user` file
+    /// `gcloud auth application-default login` writes, its `token_uri` at this fake's token
+    /// endpoint (`POST /token`), whose tokens `GET /tokeninfo` describes.
+    #[must_use]
+    pub fn authorized_user(&self, email: &str, scopes: &[&str]) -> Value {
+        let mut state = self.lock();
+        let refresh_token = format!("1//fake-refresh-{}", state.users.len() + 1);
+        state.users.insert(
+            refresh_token.clone(),
+            (
+                email.to_owned(),
+                scopes.iter().map(|&scope| scope.to_owned()).collect(),
+            ),
+        );
+        json!({
+            "type": "authorized_user",
+            "client_id": "764086051850-fake.apps.googleusercontent.com",
+            "client_secret": "fake-client-secret",
+            "refresh_token": refresh_token,
+            "token_uri": format!("{}/token", self.url()),
+            "universe_domain": "googleapis.com"
+        })
+    }
+
+    /// google-cloud-auth user credentials for [`FakeGcp::authorized_user`], without scopes of
+    /// their own (tokens then carry every scope granted at login).
+    #[must_use]
+    pub fn user_credentials(
+        &self,
+        email: &str,
+        scopes: &[&str],
+    ) -> google_cloud_auth::credentials::Credentials {
+        google_cloud_auth::credentials::user_account::Builder::new(
+            self.authorized_user(email, scopes),
+        )
+        .build()
+        .expect("user credentials")
+    }
+
+    /// The metadata server (`GET /computeMetadata/v1/...`) names this attached account.
+    pub fn set_metadata_email(&self, email: &str) {
+        self.lock().metadata_email = Some(email.to_owned());
     }
 
     /// Serves at most `size` service accounts per page, whatever the caller asks.
@@ -710,6 +763,10 @@ fn answer(
     body: &Bytes,
     hook: &mut Option<(Hook, String)>,
 ) -> Response {
+    // OAuth and the metadata server authenticate by their own means, not by a bearer.
+    if let Some(response) = oauth_or_metadata(state, method, uri, path, headers, body) {
+        return response;
+    }
     if let Some((email, key)) = &state.signer
         && !bearer_is_valid(headers, email, key)
     {
@@ -1047,6 +1104,126 @@ fn answer(
             }
         }
         _ => not_found(path),
+    }
+}
+
+/// The OAuth token endpoint (refresh-token grant), token info, and the metadata server's
+/// account email; `None` for any other path.
+fn oauth_or_metadata(
+    state: &mut State,
+    method: &Method,
+    uri: &Uri,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Option<Response> {
+    // OAuth errors are `{"error", "error_description"}` (RFC 6749 section 5.2).
+    let oauth_error = |code: &str, description: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": code, "error_description": description})),
+        )
+            .into_response()
+    };
+    match (method, path) {
+        (&Method::POST, "/token") => {
+            // google-cloud-auth posts JSON; other clients post a form.
+            let request: Value = serde_json::from_slice(body).unwrap_or_else(|_| {
+                let form = String::from_utf8_lossy(body);
+                let fields: serde_json::Map<String, Value> = form
+                    .split('&')
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(key, value)| (key.to_owned(), json!(percent_decode(value))))
+                    .collect();
+                Value::Object(fields)
+            });
+            if request["grant_type"].as_str() != Some("refresh_token") {
+                return Some(oauth_error("unsupported_grant_type", "Invalid grant_type."));
+            }
+            let Some((email, granted)) = request["refresh_token"]
+                .as_str()
+                .and_then(|token| state.users.get(token))
+                .cloned()
+            else {
+                return Some(oauth_error("invalid_grant", "Bad Request"));
+            };
+            let asked = request["scope"]
+                .as_str()
+                .or_else(|| request["scopes"].as_str());
+            let scopes: Vec<String> = match asked {
+                Some(asked) => asked.split_whitespace().map(str::to_owned).collect(),
+                None => granted.clone(),
+            };
+            if scopes.iter().any(|scope| !granted.contains(scope)) {
+                return Some(oauth_error(
+                    "invalid_scope",
+                    "Some requested scopes were invalid.",
+                ));
+            }
+            let token = format!("ya29.fake-{}", state.tokens.len() + 1);
+            let scope = scopes.join(" ");
+            state.tokens.insert(token.clone(), (email, scopes));
+            Some(ok(json!({
+                "access_token": token,
+                "expires_in": 3599,
+                "scope": scope,
+                "token_type": "Bearer"
+            })))
+        }
+        (&Method::GET | &Method::POST, "/tokeninfo") => {
+            let Some((email, scopes)) = query_param(uri, "access_token")
+                .and_then(|token| state.tokens.get(&token))
+                .cloned()
+            else {
+                return Some(oauth_error("invalid_token", "Invalid Value"));
+            };
+            // Shape: https://developers.google.com/identity/sign-in/web/backend-auth (token
+            // info of an access token); `email` only with the email scope.
+            let mut info = json!({
+                "azp": "764086051850-fake.apps.googleusercontent.com",
+                "aud": "764086051850-fake.apps.googleusercontent.com",
+                "sub": "100000000000000000042",
+                "scope": scopes.join(" "),
+                "exp": "1893456000",
+                "expires_in": "3599",
+                "access_type": "offline"
+            });
+            if scopes.iter().any(|scope| {
+                scope == "email" || scope == "https://www.googleapis.com/auth/userinfo.email"
+            }) {
+                info["email"] = json!(email);
+                info["email_verified"] = json!("true");
+            }
+            Some(ok(info))
+        }
+        (&Method::GET, "/computeMetadata/v1/instance/service-accounts/default/email") => {
+            if headers
+                .get("metadata-flavor")
+                .and_then(|value| value.to_str().ok())
+                != Some("Google")
+            {
+                return Some(
+                    (
+                        StatusCode::FORBIDDEN,
+                        "Missing required header \"Metadata-Flavor\": \"Google\"",
+                    )
+                        .into_response(),
+                );
+            }
+            Some(match &state.metadata_email {
+                Some(email) => (
+                    StatusCode::OK,
+                    [
+                        ("metadata-flavor", "Google"),
+                        ("content-type", "application/text"),
+                    ],
+                    email.clone(),
+                )
+                    .into_response(),
+                None => (StatusCode::NOT_FOUND, "Not Found").into_response(),
+            })
+        }
+        _ => None,
     }
 }
 

@@ -7,6 +7,10 @@
 //! not used: they add minutes of build, and the read-modify-write of a policy needs its own
 //! loop over etags and 409 `ABORTED` anyway.
 //!
+//! Each scope's `caller` is the IAM member lapse runs as, read from the credentials file, token
+//! info or the metadata server by credential type (see `caller.rs`); left empty, never guessed,
+//! when none of them says.
+//!
 //! Ids follow the demo estate: scope `gcp:projects/<id>`; principal = the IAM member string;
 //! credential = the key's resource name; grant = `<resource>|<role>|<member>[|<condition title>]`.
 //! When a conditional binding's title is empty, or another binding of the same role has the same
@@ -14,6 +18,7 @@
 //! title, so ids stay unique (and change if such a collision appears later).
 
 mod actions;
+mod caller;
 mod client;
 mod error;
 #[cfg(feature = "fake")]
@@ -52,6 +57,9 @@ pub struct GcpSettings {
     pub resource_manager_url: String,
     /// Policy Analyzer API base URL (last authentication of keys and service accounts).
     pub policy_analyzer_url: String,
+    /// OAuth 2.0 base URL whose `tokeninfo` names the caller of user credentials and of
+    /// federation without impersonation.
+    pub oauth2_url: String,
     /// Projects read at once.
     pub concurrency: usize,
     /// Credentials to use instead of application default credentials (tests inject them).
@@ -75,6 +83,7 @@ impl std::fmt::Debug for GcpSettings {
             .field("iam_url", &self.iam_url)
             .field("resource_manager_url", &self.resource_manager_url)
             .field("policy_analyzer_url", &self.policy_analyzer_url)
+            .field("oauth2_url", &self.oauth2_url)
             .field("concurrency", &self.concurrency)
             // Never the credentials themselves: they may hold a cached token.
             .field(
@@ -97,6 +106,7 @@ impl Default for GcpSettings {
             iam_url: "https://iam.googleapis.com".to_owned(),
             resource_manager_url: "https://cloudresourcemanager.googleapis.com".to_owned(),
             policy_analyzer_url: "https://policyanalyzer.googleapis.com".to_owned(),
+            oauth2_url: "https://oauth2.googleapis.com".to_owned(),
             concurrency: 4,
             credentials: None,
             retries: 5,

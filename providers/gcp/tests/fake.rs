@@ -1014,3 +1014,50 @@ async fn concurrent_revocations_on_one_policy_take_turns_instead_of_colliding() 
     assert!(members_of(&fake, "roles/editor", None).is_empty());
     assert_eq!(members_of(&fake, "roles/viewer", None), members);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_credentials_name_their_user_through_token_info() {
+    let fake = FakeGcp::start();
+    seed(&fake);
+    let login = [
+        "openid",
+        "https://www.googleapis.com/auth/userinfo.email",
+        "https://www.googleapis.com/auth/cloud-platform",
+    ];
+    let settings = GcpSettings {
+        credentials: Some(fake.user_credentials("ana@acme.example", &login)),
+        ..fake.settings(&[PROJECT, "acme-dev"])
+    };
+    fake.add_project("acme-dev");
+    let (provider, snapshot) = take(&settings).await;
+    assert_eq!(snapshot.scopes.len(), 2);
+    for scope in &snapshot.scopes {
+        assert!(scope.complete, "{:?}", scope.errors);
+        assert_eq!(scope.caller.as_deref(), Some("user:ana@acme.example"));
+    }
+    let asked = fake
+        .requests()
+        .iter()
+        .filter(|request| *request == "GET /tokeninfo")
+        .count();
+    assert_eq!(asked, 1, "the caller is found once per provider");
+    assert!(provider.request_count() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caller_nothing_names_is_left_empty_and_the_reads_stay_complete() {
+    let fake = FakeGcp::start();
+    seed(&fake);
+    // A login without the email scope: token info answers, but names no one.
+    let login = ["https://www.googleapis.com/auth/cloud-platform"];
+    let settings = GcpSettings {
+        credentials: Some(fake.user_credentials("ana@acme.example", &login)),
+        ..fake.settings(&[PROJECT])
+    };
+    let (_, snapshot) = take(&settings).await;
+    let scope = &snapshot.scopes[0];
+    assert!(scope.complete, "{:?}", scope.errors);
+    assert!(scope.errors.is_empty());
+    assert_eq!(scope.caller, None);
+    assert!(!snapshot.grants.is_empty());
+}

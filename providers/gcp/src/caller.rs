@@ -1,0 +1,416 @@
+//! Who lapse runs as, as an IAM member (`serviceAccount:<email>`, `user:<email>`): the account
+//! guard refuses to act in a scope whose caller is unknown, and the engine never revokes the
+//! caller's own access.
+//!
+//! Found with nothing but the credentials lapse already uses, never a guess: the application
+//! default credentials file names the account for a key, impersonation, and federation through
+//! a service account; user credentials and federation without impersonation ask the token info
+//! endpoint about an access token; without a file, the metadata server names the attached
+//! account. Tokens are sent only to Google's token info endpoint and are never logged.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::client::{Client, jwt_issuer};
+
+/// The scope that makes token info answer with the token's email.
+const USERINFO_EMAIL: &str = "https://www.googleapis.com/auth/userinfo.email";
+/// The metadata server's host when `GCE_METADATA_HOST` does not name another.
+const METADATA_HOST: &str = "metadata.google.internal";
+/// A lookup that takes longer than this is not worth holding the snapshot for.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an application default credentials file says about who it authenticates as.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FileIdentity {
+    /// The file names the account.
+    Member(String),
+    /// User credentials (`authorized_user`): ask token info.
+    User,
+    /// Federation without impersonation, or an impersonation URL lapse cannot read: ask token
+    /// info about the token lapse uses.
+    AskTokenInfo,
+    /// A type lapse does not know, or not the documented shape.
+    Unknown,
+}
+
+/// Reads an application default credentials file (JSON text). Pure: no file, no network.
+pub(crate) fn file_identity(text: &str) -> FileIdentity {
+    let Ok(json) = serde_json::from_str::<Value>(text) else {
+        return FileIdentity::Unknown;
+    };
+    let impersonated = || {
+        json["service_account_impersonation_url"]
+            .as_str()
+            .and_then(impersonated_email)
+            .map_or(FileIdentity::AskTokenInfo, |email| {
+                FileIdentity::Member(format!("serviceAccount:{email}"))
+            })
+    };
+    match json["type"].as_str() {
+        Some("service_account") => json["client_email"]
+            .as_str()
+            .filter(|email| is_email(email))
+            .map_or(FileIdentity::Unknown, |email| {
+                FileIdentity::Member(format!("serviceAccount:{email}"))
+            }),
+        Some("impersonated_service_account" | "external_account") => impersonated(),
+        Some("authorized_user") => FileIdentity::User,
+        _ => FileIdentity::Unknown,
+    }
+}
+
+/// The account in `…/serviceAccounts/<email>:generateAccessToken`.
+fn impersonated_email(url: &str) -> Option<String> {
+    let (_, rest) = url.rsplit_once("/serviceAccounts/")?;
+    let email = rest.split([':', '?']).next()?.replace("%40", "@");
+    is_email(&email).then_some(email)
+}
+
+fn is_email(text: &str) -> bool {
+    text.split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !text.contains(['/', ' ', ':'])
+}
+
+/// The member for an email token info or the metadata server gave: Google's service accounts
+/// all live under `gserviceaccount.com`.
+pub(crate) fn member_for_email(email: &str) -> Option<String> {
+    if !is_email(email) {
+        return None;
+    }
+    Some(if email.ends_with(".gserviceaccount.com") {
+        format!("serviceAccount:{email}")
+    } else {
+        format!("user:{email}")
+    })
+}
+
+/// The caller of these credentials, or `None` when nothing says.
+pub(crate) async fn resolve(client: &Client, injected: bool) -> Option<String> {
+    // Credentials that do not work read nothing either; and off Google Cloud a metadata lookup
+    // would only wait for a host that is not there.
+    let bearer = client.bearer().await?;
+    if injected {
+        // Injected credentials have no file to read: a service-account key's self-signed JWT
+        // names its account, and any other token is asked about.
+        if let Some(email) = jwt_issuer(&bearer) {
+            return Some(format!("serviceAccount:{email}"));
+        }
+        return token_info(client, &bearer).await;
+    }
+    match adc_file() {
+        AdcFile::Text(text) => from_file(client, &bearer, &text).await,
+        AdcFile::Absent => {
+            let host = std::env::var("GCE_METADATA_HOST")
+                .ok()
+                .filter(|host| !host.trim().is_empty());
+            let base = format!("http://{}", host.as_deref().unwrap_or(METADATA_HOST));
+            metadata_email(client, &base).await
+        }
+        // google-cloud-auth could not read it either, so `bearer` above already failed; kept
+        // for a file that changed between the two reads.
+        AdcFile::Unreadable => None,
+    }
+}
+
+/// The caller named by an application default credentials file, asking token info when the
+/// file does not say.
+pub(crate) async fn from_file(client: &Client, bearer: &str, text: &str) -> Option<String> {
+    match file_identity(text) {
+        FileIdentity::Member(member) => Some(member),
+        FileIdentity::AskTokenInfo => token_info(client, bearer).await,
+        FileIdentity::User => {
+            if let Some(member) = token_info(client, bearer).await {
+                return Some(member);
+            }
+            // lapse's own token may carry only the cloud-platform scope, and token info names
+            // the user only for a token with the email scope: ask for one such token from the
+            // same refresh token (gcloud's login grants that scope).
+            let json: Value = serde_json::from_str(text).ok()?;
+            let credentials = google_cloud_auth::credentials::user_account::Builder::new(json)
+                .with_scopes([USERINFO_EMAIL])
+                .build()
+                .ok()?;
+            let bearer = crate::client::bearer_of(&credentials).await?;
+            token_info(client, &bearer).await
+        }
+        FileIdentity::Unknown => None,
+    }
+}
+
+/// Where google-cloud-auth finds application default credentials.
+enum AdcFile {
+    Text(String),
+    /// No file: google-cloud-auth falls back to the metadata server.
+    Absent,
+    Unreadable,
+}
+
+fn adc_file() -> AdcFile {
+    if let Some(path) = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
+        return std::fs::read_to_string(path).map_or(AdcFile::Unreadable, AdcFile::Text);
+    }
+    let Some(path) = well_known_path() else {
+        return AdcFile::Absent;
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => AdcFile::Text(text),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => AdcFile::Absent,
+        Err(_) => AdcFile::Unreadable,
+    }
+}
+
+/// gcloud's file (`gcloud auth application-default login`), as google-cloud-auth looks for it.
+#[cfg(target_os = "windows")]
+fn well_known_path() -> Option<std::path::PathBuf> {
+    std::env::var_os("APPDATA").map(|root| {
+        std::path::PathBuf::from(root).join("gcloud/application_default_credentials.json")
+    })
+}
+
+/// gcloud's file (`gcloud auth application-default login`), as google-cloud-auth looks for it.
+#[cfg(not(target_os = "windows"))]
+fn well_known_path() -> Option<std::path::PathBuf> {
+    std::env::var_os("HOME").map(|root| {
+        std::path::PathBuf::from(root).join(".config/gcloud/application_default_credentials.json")
+    })
+}
+
+/// Token info's answer (<https://developers.google.com/identity/protocols/oauth2>): `email`
+/// only when the token carries the email scope.
+#[derive(Debug, Deserialize)]
+struct TokenInfo {
+    #[serde(default)]
+    email: Option<String>,
+}
+
+/// Asks `GET {oauth2}/tokeninfo` whom `bearer` belongs to.
+pub(crate) async fn token_info(client: &Client, bearer: &str) -> Option<String> {
+    let url = format!("{}/tokeninfo", client.oauth2_url().trim_end_matches('/'));
+    client.count_request();
+    let response = client
+        .http()
+        .get(url)
+        .query(&[("access_token", bearer)])
+        .timeout(LOOKUP_TIMEOUT)
+        .send()
+        .await
+        // Any error here may carry the URL, token included: dropped unread.
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let info: TokenInfo = response.json().await.ok()?;
+    member_for_email(info.email.as_deref()?)
+}
+
+/// Asks the metadata server at `base` for the attached account's email.
+pub(crate) async fn metadata_email(client: &Client, base: &str) -> Option<String> {
+    let url = format!(
+        "{}/computeMetadata/v1/instance/service-accounts/default/email",
+        base.trim_end_matches('/')
+    );
+    client.count_request();
+    let response = client
+        .http()
+        .get(url)
+        .header("Metadata-Flavor", "Google")
+        .timeout(LOOKUP_TIMEOUT)
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let email = response.text().await.ok()?;
+    // GKE's workload identity without a service account answers `<project>.svc.id.goog`,
+    // which is no member: left unknown.
+    let email = email.trim();
+    is_email(email).then(|| format!("serviceAccount:{email}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_file_names_its_account() {
+        let text = r#"{"type": "service_account", "project_id": "acme-ops",
+            "private_key_id": "x", "private_key": "-----BEGIN PRIVATE KEY-----\n",
+            "client_email": "lapse@acme-ops.iam.gserviceaccount.com", "client_id": "1",
+            "token_uri": "https://oauth2.googleapis.com/token"}"#;
+        assert_eq!(
+            file_identity(text),
+            FileIdentity::Member("serviceAccount:lapse@acme-ops.iam.gserviceaccount.com".into())
+        );
+        assert_eq!(
+            file_identity(r#"{"type": "service_account"}"#),
+            FileIdentity::Unknown
+        );
+    }
+
+    #[test]
+    fn impersonation_names_the_impersonated_account() {
+        // As `gcloud auth application-default login --impersonate-service-account` writes it.
+        let text = r#"{
+            "type": "impersonated_service_account",
+            "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/lapse@acme-ops.iam.gserviceaccount.com:generateAccessToken",
+            "source_credentials": {"type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r"},
+            "delegates": []
+        }"#;
+        assert_eq!(
+            file_identity(text),
+            FileIdentity::Member("serviceAccount:lapse@acme-ops.iam.gserviceaccount.com".into())
+        );
+    }
+
+    #[test]
+    fn federation_through_an_account_names_it_and_without_one_asks() {
+        // As `gcloud iam workload-identity-pools create-cred-config` writes it for CI.
+        let through = r#"{
+            "universe_domain": "googleapis.com",
+            "type": "external_account",
+            "audience": "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ci/providers/github",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": "https://sts.googleapis.com/v1/token",
+            "credential_source": {"file": "token.jwt", "format": {"type": "text"}},
+            "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/ci-lapse%40acme-ops.iam.gserviceaccount.com:generateAccessToken"
+        }"#;
+        assert_eq!(
+            file_identity(through),
+            FileIdentity::Member("serviceAccount:ci-lapse@acme-ops.iam.gserviceaccount.com".into())
+        );
+        let direct = r#"{
+            "type": "external_account",
+            "audience": "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ci/providers/github",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": "https://sts.googleapis.com/v1/token",
+            "credential_source": {"file": "token.jwt"}
+        }"#;
+        assert_eq!(file_identity(direct), FileIdentity::AskTokenInfo);
+        let unreadable = r#"{"type": "external_account",
+            "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/:generateAccessToken"}"#;
+        assert_eq!(file_identity(unreadable), FileIdentity::AskTokenInfo);
+    }
+
+    #[test]
+    fn user_credentials_ask_and_anything_else_is_unknown() {
+        let text = r#"{"type": "authorized_user", "client_id": "c.apps.googleusercontent.com",
+            "client_secret": "s", "refresh_token": "r", "quota_project_id": "acme-ops"}"#;
+        assert_eq!(file_identity(text), FileIdentity::User);
+        assert_eq!(
+            file_identity(r#"{"type": "gdch_service_account"}"#),
+            FileIdentity::Unknown
+        );
+        assert_eq!(file_identity("{"), FileIdentity::Unknown);
+        assert_eq!(file_identity("[]"), FileIdentity::Unknown);
+    }
+
+    #[test]
+    fn emails_become_members() {
+        assert_eq!(
+            member_for_email("alice@example.com").as_deref(),
+            Some("user:alice@example.com")
+        );
+        assert_eq!(
+            member_for_email("lapse@acme-ops.iam.gserviceaccount.com").as_deref(),
+            Some("serviceAccount:lapse@acme-ops.iam.gserviceaccount.com")
+        );
+        assert_eq!(member_for_email("acme-ops.svc.id.goog"), None);
+        assert_eq!(member_for_email(""), None);
+    }
+
+    /// Against the fake: the token endpoint, token info and the metadata server.
+    #[cfg(feature = "fake")]
+    mod served {
+        use std::sync::Arc;
+
+        use super::super::*;
+        use crate::fake::FakeGcp;
+
+        const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+        const GCLOUD_LOGIN: &[&str] = &[
+            "openid",
+            USERINFO_EMAIL,
+            CLOUD_PLATFORM,
+            "https://www.googleapis.com/auth/sqlservice.login",
+        ];
+
+        fn client(fake: &FakeGcp) -> Client {
+            Client::new(&fake.settings(&[]), Arc::default())
+        }
+
+        /// The bearer ADC would give lapse for this file: cloud-platform scope only.
+        async fn adc_bearer(file: &Value) -> String {
+            let credentials =
+                google_cloud_auth::credentials::user_account::Builder::new(file.clone())
+                    .with_scopes([CLOUD_PLATFORM])
+                    .build()
+                    .expect("user credentials");
+            crate::client::bearer_of(&credentials)
+                .await
+                .expect("a token from the fake")
+        }
+
+        #[tokio::test]
+        async fn a_user_is_named_by_token_info_even_when_lapse_token_has_no_email_scope() {
+            let fake = FakeGcp::start();
+            let client = client(&fake);
+            let file = fake.authorized_user("alice@example.com", GCLOUD_LOGIN);
+            let bearer = adc_bearer(&file).await;
+            assert_eq!(
+                token_info(&client, &bearer).await,
+                None,
+                "a cloud-platform token says no email"
+            );
+            assert_eq!(
+                from_file(&client, &bearer, &file.to_string())
+                    .await
+                    .as_deref(),
+                Some("user:alice@example.com")
+            );
+            assert!(
+                fake.requests()
+                    .iter()
+                    .any(|request| request == "GET /tokeninfo")
+            );
+        }
+
+        #[tokio::test]
+        async fn a_user_who_granted_no_email_scope_stays_unknown() {
+            let fake = FakeGcp::start();
+            let client = client(&fake);
+            let file = fake.authorized_user("bob@example.com", &[CLOUD_PLATFORM]);
+            let bearer = adc_bearer(&file).await;
+            assert_eq!(from_file(&client, &bearer, &file.to_string()).await, None);
+        }
+
+        #[tokio::test]
+        async fn a_token_token_info_rejects_stays_unknown() {
+            let fake = FakeGcp::start();
+            let client = client(&fake);
+            let direct = r#"{"type": "external_account", "audience": "//iam.googleapis.com/x",
+                "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+                "token_url": "https://sts.googleapis.com/v1/token", "credential_source": {"file": "t"}}"#;
+            assert_eq!(from_file(&client, "ya29.federated", direct).await, None);
+        }
+
+        #[tokio::test]
+        async fn the_metadata_server_names_the_attached_account() {
+            let fake = FakeGcp::start();
+            let client = client(&fake);
+            assert_eq!(metadata_email(&client, &fake.url()).await, None);
+            fake.set_metadata_email("123-compute@developer.gserviceaccount.com");
+            assert_eq!(
+                metadata_email(&client, &fake.url()).await.as_deref(),
+                Some("serviceAccount:123-compute@developer.gserviceaccount.com")
+            );
+            // GKE workload identity without a service account: no member to name.
+            fake.set_metadata_email("acme-ops.svc.id.goog");
+            assert_eq!(metadata_email(&client, &fake.url()).await, None);
+        }
+    }
+}
