@@ -404,6 +404,9 @@ pub(crate) struct LiveArgs {
     /// Google Policy Analyzer API base URL (last authentication of keys and service accounts).
     #[arg(long, value_name = "URL", env = "LAPSE_GCP_POLICY_ANALYZER_URL")]
     pub(crate) gcp_policy_analyzer_url: Option<String>,
+    /// Google OAuth 2.0 base URL (token info: who the caller is, for user credentials).
+    #[arg(long, value_name = "URL", env = "LAPSE_GCP_OAUTH2_URL")]
+    pub(crate) gcp_oauth2_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -57,6 +57,8 @@ pub struct GcpOptions {
     pub resource_manager_url: Option<String>,
     /// Policy Analyzer API base URL.
     pub policy_analyzer_url: Option<String>,
+    /// OAuth 2.0 base URL (token info).
+    pub oauth2_url: Option<String>,
 }
 
 impl GcpOptions {
@@ -326,6 +328,7 @@ pub fn gcp_provider(
             .policy_analyzer_url
             .clone()
             .unwrap_or(defaults.policy_analyzer_url),
+        oauth2_url: options.oauth2_url.clone().unwrap_or(defaults.oauth2_url),
         ..GcpSettings::default()
     })
 }

@@ -113,6 +113,7 @@ pub(crate) fn options(args: &LiveArgs) -> LiveOptions {
             iam_url: args.gcp_iam_url.clone(),
             resource_manager_url: args.gcp_resource_manager_url.clone(),
             policy_analyzer_url: args.gcp_policy_analyzer_url.clone(),
+            oauth2_url: args.gcp_oauth2_url.clone(),
         },
     }
 }
