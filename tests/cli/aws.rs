@@ -4,6 +4,7 @@ use aws_credential_types::Credentials;
 use lapse_provider_aws::testing::MotoServer;
 use serde_json::Value;
 
+use crate::live::findings;
 use crate::*;
 
 const ACCOUNT: &str = "123456789012";
@@ -86,25 +87,6 @@ fn live(moto: &MotoServer, subcommand: &str) -> assert_cmd::Command {
         .env_remove("AWS_PROFILE")
         .args([subcommand, "--aws-endpoint-url", &moto.endpoint]);
     command
-}
-
-fn findings(plan: &Value) -> Vec<(String, String)> {
-    let mut found: Vec<(String, String)> = plan["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .map(|finding| {
-            (
-                finding["kind"].as_str().unwrap_or_default().to_owned(),
-                finding["subject"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-        })
-        .collect();
-    found.sort();
-    found
 }
 
 #[test]

@@ -5,14 +5,14 @@
 //! puts a stand-in `az` first on PATH that prints what the real one prints (and logs its
 //! arguments), so the shipped binary has no test-only way in.
 
-use std::path::PathBuf;
-use std::process::Output;
+use std::path::{Path, PathBuf};
 
 use lapse_provider_azure::fake::{
     FakeAzure, OWNER, READER, SUBSCRIPTION, State, TENANT, ids, role_assignment, token_for,
 };
 use serde_json::Value;
 
+use crate::live::{LiveWorld, output_text};
 use crate::*;
 
 const CALLER: &str = "e7c1a5f3-6d9b-4b20-8f4e-1a3c5e7b9d02";
@@ -105,6 +105,34 @@ grants:
         }
     }
 
+    fn snapshot(&self, name: &str) -> Value {
+        self.snapshot_with(
+            name,
+            &[
+                "--provider",
+                "azure",
+                "--tenant",
+                TENANT,
+                "--subscription",
+                SUBSCRIPTION,
+            ],
+        )
+    }
+
+    fn assignments(&self) -> Vec<Value> {
+        self.fake.state().subscriptions[SUBSCRIPTION]
+            .role_assignments
+            .clone()
+    }
+
+    fn has_assignment(&self, name: &str) -> bool {
+        self.assignments()
+            .iter()
+            .any(|assignment| assignment["name"] == name)
+    }
+}
+
+impl LiveWorld for World {
     /// `lapse <subcommand>` with the stand-in `az` first on PATH and both endpoints at the fake.
     fn lapse(&self, subcommand: &str) -> assert_cmd::Command {
         let path = std::env::var_os("PATH").unwrap_or_default();
@@ -136,76 +164,13 @@ grants:
         command
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.folder.path().join(name)
+    fn folder(&self) -> &Path {
+        self.folder.path()
     }
 
-    fn snapshot(&self, name: &str) -> Value {
-        let out = self.path(name);
-        let output = self
-            .lapse("snapshot")
-            .args(["--provider", "azure", "--tenant", TENANT])
-            .args(["--subscription", SUBSCRIPTION, "--out"])
-            .arg(&out)
-            .output()
-            .expect("snapshot");
-        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-        serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("snapshot json")
+    fn policy(&self) -> &Path {
+        &self.policy
     }
-
-    fn plan(&self) -> Value {
-        let output = self
-            .lapse("plan")
-            .args(["--now", NOW, "--format", "json", "--out"])
-            .arg(self.path("plan.json"))
-            .arg("--policy")
-            .arg(&self.policy)
-            .output()
-            .expect("plan");
-        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-        serde_json::from_slice(&output.stdout).expect("plan json")
-    }
-
-    fn apply(&self, extra: &[&str]) -> Output {
-        self.lapse("apply")
-            .arg(self.path("plan.json"))
-            .arg("--journal")
-            .arg(self.path("journal.jsonl"))
-            .args(["--now", NOW, "--format", "json"])
-            .args(extra)
-            .output()
-            .expect("apply")
-    }
-
-    fn undo(&self, extra: &[&str]) -> Output {
-        self.lapse("undo")
-            .arg("--journal")
-            .arg(self.path("journal.jsonl"))
-            .args(["--format", "json"])
-            .args(extra)
-            .output()
-            .expect("undo")
-    }
-
-    fn assignments(&self) -> Vec<Value> {
-        self.fake.state().subscriptions[SUBSCRIPTION]
-            .role_assignments
-            .clone()
-    }
-
-    fn has_assignment(&self, name: &str) -> bool {
-        self.assignments()
-            .iter()
-            .any(|assignment| assignment["name"] == name)
-    }
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 fn assignment_id(name: &str) -> String {
@@ -292,7 +257,7 @@ fn a_subscription_lapse_may_not_read_exits_incomplete_naming_the_permission() {
         .output()
         .expect("plan");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(3), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(3), "{}", output_text(&output));
     assert!(
         stdout.contains(&format!("INCOMPLETE azure:/subscriptions/{SUBSCRIPTION}")),
         "{stdout}"
@@ -323,7 +288,7 @@ fn plan_apply_re_snapshot_and_undo_restore_the_same_role_assignments() {
 
     // A dry run prints the exact calls and changes nothing.
     let dry = world.apply(&[]);
-    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    assert_eq!(dry.status.code(), Some(0), "{}", output_text(&dry));
     let shown = String::from_utf8_lossy(&dry.stdout).into_owned();
     assert!(
         shown.contains(&format!(
@@ -335,11 +300,11 @@ fn plan_apply_re_snapshot_and_undo_restore_the_same_role_assignments() {
     assert_eq!(world.assignments(), before, "a dry run writes nothing");
 
     let refused = world.apply(&["--execute", "--yes", "--max-revocations", "1"]);
-    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    assert_eq!(refused.status.code(), Some(4), "{}", output_text(&refused));
     assert_eq!(world.assignments(), before);
 
     let output = world.apply(&["--execute", "--yes", "--max-revocations", "2"]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", output_text(&output));
     let report: Value = serde_json::from_slice(&output.stdout).expect("report");
     for action in report["actions"].as_array().expect("actions") {
         assert_eq!(action["status"], "done", "{action}");
@@ -363,7 +328,7 @@ fn plan_apply_re_snapshot_and_undo_restore_the_same_role_assignments() {
     assert!(!grant_ids.contains(&contributor_id().as_str()));
 
     let output = world.undo(&["--execute", "--yes"]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", output_text(&output));
     for action in serde_json::from_slice::<Value>(&output.stdout).expect("report")["actions"]
         .as_array()
         .expect("actions")

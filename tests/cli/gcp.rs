@@ -5,12 +5,12 @@
 //! it; google-cloud-auth signs its own JWT, which the fake verifies against the key. The file's
 //! `token_uri` is a closed port, so a path that tried to exchange the key would fail loudly.
 
-use std::path::PathBuf;
-use std::process::Output;
+use std::path::{Path, PathBuf};
 
 use lapse_provider_gcp::fake::{FakeGcp, FakeKey, TestServiceAccountKey};
 use serde_json::{Value, json};
 
+use crate::live::{LiveWorld, findings, output_text};
 use crate::*;
 
 const PROJECT: &str = "acme-prod";
@@ -111,72 +111,8 @@ grants:
         }
     }
 
-    /// `lapse <subcommand>` with ADC pointed at the key file and every endpoint at the fake.
-    fn lapse(&self, subcommand: &str) -> assert_cmd::Command {
-        let mut command = lapse();
-        command
-            .current_dir(self.folder.path())
-            .env("GOOGLE_APPLICATION_CREDENTIALS", &self.key_file)
-            .env_remove("GOOGLE_CLOUD_QUOTA_PROJECT")
-            .env("LAPSE_GCP_IAM_URL", self.fake.url())
-            .env("LAPSE_GCP_RESOURCE_MANAGER_URL", self.fake.url())
-            .env("LAPSE_GCP_POLICY_ANALYZER_URL", self.fake.url())
-            .arg(subcommand);
-        if subcommand != "snapshot" {
-            // `snapshot` records no state unless asked to.
-            command.arg("--no-state");
-        }
-        command
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.folder.path().join(name)
-    }
-
     fn snapshot(&self, name: &str) -> Value {
-        let out = self.path(name);
-        let output = self
-            .lapse("snapshot")
-            .args(["--provider", "gcp", "--project", PROJECT, "--out"])
-            .arg(&out)
-            .output()
-            .expect("snapshot");
-        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-        serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("snapshot json")
-    }
-
-    fn plan(&self) -> Value {
-        let output = self
-            .lapse("plan")
-            .args(["--now", NOW, "--format", "json", "--out"])
-            .arg(self.path("plan.json"))
-            .arg("--policy")
-            .arg(&self.policy)
-            .output()
-            .expect("plan");
-        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-        serde_json::from_slice(&output.stdout).expect("plan json")
-    }
-
-    fn apply(&self, extra: &[&str]) -> Output {
-        self.lapse("apply")
-            .arg(self.path("plan.json"))
-            .arg("--journal")
-            .arg(self.path("journal.jsonl"))
-            .args(["--now", NOW, "--format", "json"])
-            .args(extra)
-            .output()
-            .expect("apply")
-    }
-
-    fn undo(&self, extra: &[&str]) -> Output {
-        self.lapse("undo")
-            .arg("--journal")
-            .arg(self.path("journal.jsonl"))
-            .args(["--format", "json"])
-            .args(extra)
-            .output()
-            .expect("undo")
+        self.snapshot_with(name, &["--provider", "gcp", "--project", PROJECT])
     }
 
     fn bindings(&self) -> Vec<Value> {
@@ -203,31 +139,32 @@ grants:
     }
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+impl LiveWorld for World {
+    /// `lapse <subcommand>` with ADC pointed at the key file and every endpoint at the fake.
+    fn lapse(&self, subcommand: &str) -> assert_cmd::Command {
+        let mut command = lapse();
+        command
+            .current_dir(self.folder.path())
+            .env("GOOGLE_APPLICATION_CREDENTIALS", &self.key_file)
+            .env_remove("GOOGLE_CLOUD_QUOTA_PROJECT")
+            .env("LAPSE_GCP_IAM_URL", self.fake.url())
+            .env("LAPSE_GCP_RESOURCE_MANAGER_URL", self.fake.url())
+            .env("LAPSE_GCP_POLICY_ANALYZER_URL", self.fake.url())
+            .arg(subcommand);
+        if subcommand != "snapshot" {
+            // `snapshot` records no state unless asked to.
+            command.arg("--no-state");
+        }
+        command
+    }
 
-fn findings(plan: &Value) -> Vec<(String, String)> {
-    let mut found: Vec<(String, String)> = plan["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .map(|finding| {
-            (
-                finding["kind"].as_str().unwrap_or_default().to_owned(),
-                finding["subject"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-        })
-        .collect();
-    found.sort();
-    found
+    fn folder(&self) -> &Path {
+        self.folder.path()
+    }
+
+    fn policy(&self) -> &Path {
+        &self.policy
+    }
 }
 
 #[test]
@@ -276,7 +213,7 @@ fn a_project_lapse_may_not_read_exits_incomplete_naming_the_permission() {
         .arg(&out)
         .output()
         .expect("snapshot");
-    assert_eq!(output.status.code(), Some(3), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(3), "{}", output_text(&output));
     let snapshot: Value =
         serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("json");
     let scope = &snapshot["scopes"][0];
@@ -327,7 +264,7 @@ fn plan_apply_re_snapshot_and_undo_through_the_binary() {
 
     // A dry run prints the exact calls and changes nothing.
     let dry = world.apply(&[]);
-    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    assert_eq!(dry.status.code(), Some(0), "{}", output_text(&dry));
     let shown = String::from_utf8_lossy(&dry.stdout).into_owned();
     assert!(
         shown.contains(&format!("/v3/projects/{PROJECT}:setIamPolicy")),
@@ -341,11 +278,11 @@ fn plan_apply_re_snapshot_and_undo_through_the_binary() {
 
     // The cap refuses more revocations than allowed, before any call.
     let refused = world.apply(&["--execute", "--yes", "--max-revocations", "2"]);
-    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    assert_eq!(refused.status.code(), Some(4), "{}", output_text(&refused));
     assert_eq!(world.bindings(), before);
 
     let output = world.apply(&["--execute", "--yes", "--max-revocations", "3"]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", output_text(&output));
     let report: Value = serde_json::from_slice(&output.stdout).expect("report");
     for action in report["actions"].as_array().expect("actions") {
         assert_eq!(action["status"], "done", "{action}");
@@ -384,7 +321,7 @@ fn plan_apply_re_snapshot_and_undo_through_the_binary() {
 
     // Undo puts back each member with its condition, and the key.
     let output = world.undo(&["--execute", "--yes"]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", output_text(&output));
     for action in serde_json::from_slice::<Value>(&output.stdout).expect("report")["actions"]
         .as_array()
         .expect("actions")

@@ -72,6 +72,7 @@ mod commands;
 mod examples;
 mod gcp;
 mod inputs;
+mod live;
 mod plan;
 mod reports;
 mod state;
