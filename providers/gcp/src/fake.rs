@@ -101,6 +101,12 @@ struct State {
     etags: u64,
     next_unique_id: u64,
     page_size_max: usize,
+    /// Every page answers with the token it was asked for (a broken pager).
+    loop_pages: bool,
+    /// `getIamPolicy` answers at version 1 whatever was requested.
+    policies_at_version_1: bool,
+    /// `getIamPolicy` answers without an etag.
+    omit_policy_etag: bool,
 }
 
 impl State {
@@ -372,6 +378,31 @@ impl FakeGcp {
         self.lock()
             .throttles
             .push((path_part.to_owned(), times, 503));
+    }
+
+    /// The next `times` requests whose path contains `path_part` answer 404 `NOT_FOUND`, as an
+    /// eventually consistent read or a verb on a just-deleted object can.
+    pub fn not_found(&self, path_part: &str, times: u32) {
+        self.lock()
+            .throttles
+            .push((path_part.to_owned(), times, 404));
+    }
+
+    /// Every paged list answers with a `nextPageToken` equal to the one it was asked for (the
+    /// first page with the first page's token): a pager that never ends.
+    pub fn loop_pages(&self) {
+        self.lock().loop_pages = true;
+    }
+
+    /// `getIamPolicy` answers at version 1 whatever version was requested, as an old API
+    /// version or a proxy would: conditional bindings come back as `_withcond_` roles.
+    pub fn answer_policies_at_version_1(&self) {
+        self.lock().policies_at_version_1 = true;
+    }
+
+    /// `getIamPolicy` answers without the `etag` field (not the documented shape).
+    pub fn omit_policy_etag(&self) {
+        self.lock().omit_policy_etag = true;
     }
 
     /// Another writer: right after the next `getIamPolicy` of `resource` has answered, `edit`
@@ -783,6 +814,9 @@ fn answer(
         .find(|(part, remaining, _)| *remaining > 0 && path.contains(part.as_str()))
     {
         throttle.1 -= 1;
+        if throttle.2 == 404 {
+            return not_found(path);
+        }
         let (status, code, message) = if throttle.2 == 503 {
             (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -862,9 +896,13 @@ fn answer(
         };
         return match (method, verb) {
             (&Method::POST, "getIamPolicy") => {
-                let requested = request["options"]["requestedPolicyVersion"]
-                    .as_i64()
-                    .unwrap_or(1);
+                let requested = if state.policies_at_version_1 {
+                    1
+                } else {
+                    request["options"]["requestedPolicyVersion"]
+                        .as_i64()
+                        .unwrap_or(1)
+                };
                 let mut policy = stored.body.clone();
                 let conditional = policy["bindings"].as_array().is_some_and(|bindings| {
                     bindings
@@ -899,7 +937,9 @@ fn answer(
                     1
                 };
                 policy["version"] = json!(version);
-                policy["etag"] = json!(stored.etag);
+                if !state.omit_policy_etag {
+                    policy["etag"] = json!(stored.etag);
+                }
                 if policy["bindings"].as_array().is_some_and(Vec::is_empty) {
                     policy
                         .as_object_mut()
@@ -997,7 +1037,7 @@ fn answer(
                     .is_none_or(|wanted| activity["fullResourceName"].as_str() == Some(wanted))
             })
             .collect();
-        return page(&matching, uri, 1000, "activities");
+        return page(&matching, uri, 1000, "activities", state.loop_pages);
     }
 
     // IAM v1: service accounts and keys.
@@ -1030,7 +1070,7 @@ fn answer(
                 .map(|(email, account)| account_json(project, email, account))
                 .collect();
             let max = state.page_size_max;
-            page(&list, uri, max, "accounts")
+            page(&list, uri, max, "accounts", state.loop_pages)
         }
         (_, [_, "serviceAccounts", account_part]) => {
             let (email, verb) = account_part.split_once(':').unwrap_or((account_part, ""));
@@ -1229,7 +1269,8 @@ fn oauth_or_metadata(
 
 /// One page of `items` under `field`, honouring `pageSize` (capped at `max`) and `pageToken`
 /// (an offset here; opaque to callers).
-fn page(items: &[Value], uri: &Uri, max: usize, field: &str) -> Response {
+/// With `looping`, `nextPageToken` repeats the token asked for.
+fn page(items: &[Value], uri: &Uri, max: usize, field: &str, looping: bool) -> Response {
     let size = query_param(uri, "pageSize")
         .and_then(|size| size.parse::<usize>().ok())
         .filter(|size| *size > 0)
@@ -1258,7 +1299,9 @@ fn page(items: &[Value], uri: &Uri, max: usize, field: &str) -> Response {
     if !slice.is_empty() {
         body[field] = json!(slice);
     }
-    if end < items.len() {
+    if looping {
+        body["nextPageToken"] = json!(format!("offset-{start}"));
+    } else if end < items.len() {
         body["nextPageToken"] = json!(format!("offset-{end}"));
     }
     ok(body)

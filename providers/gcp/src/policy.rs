@@ -28,6 +28,27 @@ pub(crate) struct Policy {
     pub(crate) rest: Map<String, Value>,
 }
 
+impl Policy {
+    /// Why this answer cannot stand for the live policy, if it cannot: without an etag a write
+    /// could not detect a concurrent change, and `_withcond_` roles are conditional bindings
+    /// flattened by a version-1 read, whose conditions are lost (written back, they would be
+    /// rejected or drop every condition).
+    pub(crate) fn unusable(&self) -> Option<String> {
+        if self.etag.as_deref().is_none_or(str::is_empty) {
+            return Some("the policy came without an etag".to_owned());
+        }
+        self.bindings
+            .iter()
+            .find(|binding| binding.role.contains("_withcond_"))
+            .map(|binding| {
+                format!(
+                    "the policy came at version {} with conditional bindings folded into `_withcond_` roles ({}), although version 3 was requested",
+                    self.version, binding.role
+                )
+            })
+    }
+}
+
 /// One role granted to members, perhaps under a condition.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Binding {

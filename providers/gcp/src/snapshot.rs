@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::GcpSettings;
 use crate::client::{CallError, Client};
-use crate::error::Method;
+use crate::error::{GcpError, Method};
 use crate::policy::{self, Policy};
 
 /// Service accounts read per page (the API's maximum).
@@ -208,7 +208,7 @@ pub(crate) async fn get_policy(
         settings.resource_manager_url.trim_end_matches('/')
     );
     let body = json!({"options": {"requestedPolicyVersion": 3}});
-    client
+    let policy: Policy = client
         .call(
             container.get_policy(),
             reqwest::Method::POST,
@@ -216,7 +216,14 @@ pub(crate) async fn get_policy(
             &[],
             Some(&body),
         )
-        .await
+        .await?;
+    match policy.unusable() {
+        None => Ok(policy),
+        Some(problem) => Err(CallError::Local(GcpError::Malformed {
+            operation: container.get_policy().name.to_owned(),
+            message: problem,
+        })),
+    }
 }
 
 /// Everything read from one container.

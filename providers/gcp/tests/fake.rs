@@ -1061,3 +1061,70 @@ async fn a_caller_nothing_names_is_left_empty_and_the_reads_stay_complete() {
     assert_eq!(scope.caller, None);
     assert!(!snapshot.grants.is_empty());
 }
+
+fn set_policy_writes(fake: &FakeGcp) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|request| request.ends_with(":setIamPolicy"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_read_at_version_1_is_neither_reported_nor_written_back() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    let (provider, snapshot) = take(&settings).await;
+    let action = revoke(
+        &snapshot,
+        "projects/acme-prod|roles/owner|group:sre@acme.example",
+    );
+    fake.answer_policies_at_version_1();
+
+    let (_, flattened) = take(&settings).await;
+    let scope = &flattened.scopes[0];
+    assert!(!scope.complete, "a flattened policy is not the policy");
+    assert_eq!(
+        scope.errors[0].operation,
+        "cloudresourcemanager.projects.getIamPolicy"
+    );
+    assert!(
+        scope.errors[0].message.contains("_withcond_"),
+        "{}",
+        scope.errors[0].message
+    );
+    assert!(
+        !flattened
+            .grants
+            .iter()
+            .any(|grant| grant.entitlement.contains("_withcond_")),
+        "{:?}",
+        flattened.grants
+    );
+
+    let before = bindings(&fake);
+    let error = provider.apply(&action).await.expect_err("refused");
+    assert!(error.message.contains("_withcond_"), "{}", error.message);
+    assert_eq!(set_policy_writes(&fake), 0, "nothing written");
+    assert_eq!(bindings(&fake), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_without_an_etag_is_never_written() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    let (provider, snapshot) = take(&settings).await;
+    let action = revoke(
+        &snapshot,
+        "projects/acme-prod|roles/owner|group:sre@acme.example",
+    );
+    fake.omit_policy_etag();
+    let error = provider.apply(&action).await.expect_err("refused");
+    assert!(error.message.contains("etag"), "{}", error.message);
+    assert_eq!(set_policy_writes(&fake), 0, "no blind write");
+    assert_eq!(
+        members_of(&fake, "roles/owner", None),
+        vec!["group:sre@acme.example".to_owned()]
+    );
+    let (_, snapshot) = take(&settings).await;
+    assert!(!snapshot.scopes[0].complete);
+}
