@@ -315,6 +315,7 @@ async fn scan_accounts(
     let iam_url = settings.iam_url.trim_end_matches('/');
     let mut accounts = Vec::new();
     let mut token: Option<String> = None;
+    let mut seen = std::collections::HashSet::new();
     loop {
         let url = format!("{iam_url}/v1/projects/{project}/serviceAccounts");
         let mut query = vec![("pageSize", ACCOUNT_PAGE)];
@@ -328,7 +329,13 @@ async fn scan_accounts(
             Ok(page) => {
                 accounts.extend(page.accounts);
                 match page.next_page_token.filter(|token| !token.is_empty()) {
-                    Some(next) => token = Some(next),
+                    Some(next) => {
+                        if let Err(error) = next_page(&mut seen, &next, LIST_ACCOUNTS) {
+                            reading.fail(LIST_ACCOUNTS, error);
+                            break;
+                        }
+                        token = Some(next);
+                    }
                     None => break,
                 }
             }
@@ -381,7 +388,7 @@ async fn scan_accounts(
     for (account, keys) in lists {
         let principal_id = format!("serviceAccount:{}", account.email);
         let last_activity = account_activity.as_ref().map_or(Usage::Unknown, |found| {
-            found.usage(&[&account.email, &account.unique_id], None)
+            found.usage(&[&account.email, &account.unique_id])
         });
         reading.principal(
             Principal {
@@ -404,8 +411,8 @@ async fn scan_accounts(
         );
         let keys = match keys {
             Ok(keys) => keys,
-            // Deleted between the list and now: nothing of it is left to read.
-            Err(error) if error.status() == Some(404) => continue,
+            // A 404 too: IAM reads are eventually consistent, so "not found" for an account
+            // just listed is no proof that it has no keys.
             Err(error) => {
                 reading.fail(LIST_KEYS, error);
                 continue;
@@ -419,7 +426,7 @@ async fn scan_accounts(
             let key_id = key.name.rsplit('/').next().unwrap_or_default().to_owned();
             let last_used = key_activity
                 .as_ref()
-                .map_or(Usage::Unknown, |found| found.usage(&[&key_id], created_at));
+                .map_or(Usage::Unknown, |found| found.usage(&[&key_id]));
             reading.credentials.push(Credential {
                 id: key.name.clone().into(),
                 principal: PrincipalId(principal_id.clone()),
@@ -441,34 +448,40 @@ async fn scan_accounts(
     }
 }
 
+/// Records a page token; a token that came back before means the pager would never end.
+fn next_page(
+    seen: &mut std::collections::HashSet<String>,
+    token: &str,
+    method: Method,
+) -> Result<(), CallError> {
+    if seen.insert(token.to_owned()) {
+        Ok(())
+    } else {
+        Err(CallError::Local(GcpError::Malformed {
+            operation: method.name.to_owned(),
+            message: "a page token came back a second time, so the list would never end".to_owned(),
+        }))
+    }
+}
+
 /// Policy Analyzer's answer for one activity type in one project.
 pub(crate) struct Activities {
     /// Last authentication by the last segment of the resource name (key id, account email or
     /// unique id).
     last: HashMap<String, Timestamp>,
-    /// The period the analyzer observed, when it said.
-    observed: Option<(Timestamp, Timestamp)>,
 }
 
 impl Activities {
-    /// Last use of the object known by any of `names`. Absent from the answer: never used when
-    /// the object was created inside the observed period (the analyzer would have seen any
-    /// use), else unknown (its history may predate what the analyzer keeps).
-    pub(crate) fn usage(&self, names: &[&str], created_at: Option<Timestamp>) -> Usage {
-        if let Some(at) = names
+    /// Last use of the object known by any of `names`; unknown when the answer does not name
+    /// it. The analyzer lists only what did authenticate, and each record's observation period
+    /// is that record's own, so absence never says "never used".
+    pub(crate) fn usage(&self, names: &[&str]) -> Usage {
+        names
             .iter()
             .filter(|name| !name.is_empty())
             .filter_map(|name| self.last.get(*name))
             .max()
-        {
-            return Usage::At(*at);
-        }
-        match (self.observed, created_at) {
-            (Some((start, end)), Some(created)) if start <= created && created <= end => {
-                Usage::Never
-            }
-            _ => Usage::Unknown,
-        }
+            .map_or(Usage::Unknown, |at| Usage::At(*at))
     }
 }
 
@@ -496,9 +509,9 @@ async fn activities(
     );
     let mut found = Activities {
         last: HashMap::new(),
-        observed: None,
     };
     let mut token: Option<String> = None;
+    let mut seen = std::collections::HashSet::new();
     loop {
         let mut query = vec![("pageSize", ACTIVITY_PAGE)];
         if let Some(token) = token.as_deref() {
@@ -518,15 +531,6 @@ async fn activities(
                     .as_str()
                     .and_then(|text| Timestamp::parse_rfc3339(text).ok())
             };
-            if let (Some(start), Some(end)) = (
-                time(&activity["observationPeriod"]["startTime"]),
-                time(&activity["observationPeriod"]["endTime"]),
-            ) {
-                found.observed = Some(match found.observed {
-                    Some((s, e)) => (s.min(start), e.max(end)),
-                    None => (start, end),
-                });
-            }
             let Some(last) = time(&activity["activity"]["lastAuthenticatedTime"]) else {
                 continue;
             };
@@ -550,7 +554,10 @@ async fn activities(
             }
         }
         match page.next_page_token.filter(|token| !token.is_empty()) {
-            Some(next) => token = Some(next),
+            Some(next) => {
+                next_page(&mut seen, &next, method)?;
+                token = Some(next);
+            }
             None => return Ok(Some(found)),
         }
     }

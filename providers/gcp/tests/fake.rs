@@ -390,9 +390,9 @@ async fn last_authentication_comes_from_policy_analyzer_when_enabled() {
             .last_used
     };
     assert_eq!(last_used("aaaa1111"), Usage::At(at("2026-06-30T02:00:09Z")));
-    // Created inside the observed period and never seen: never used.
-    assert_eq!(last_used("dddd4444"), Usage::Never);
-    // Created before the analyzer's period: it cannot say.
+    // Absent from the answer, even when created inside another record's observation period:
+    // the analyzer lists what authenticated and never says "never used".
+    assert_eq!(last_used("dddd4444"), Usage::Unknown);
     assert_eq!(last_used("bbbb2222"), Usage::Unknown);
     let account = snapshot
         .principals
@@ -1127,4 +1127,57 @@ async fn a_policy_without_an_etag_is_never_written() {
     );
     let (_, snapshot) = take(&settings).await;
     assert!(!snapshot.scopes[0].complete);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_list_answering_404_leaves_the_scope_incomplete() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    // One account's key list says "not found" (eventual consistency, or a bad name).
+    fake.not_found("/keys", 1);
+    let (_, snapshot) = take(&settings).await;
+    let scope = &snapshot.scopes[0];
+    assert!(
+        !scope.complete,
+        "a key list that was not read is not an empty one"
+    );
+    assert_eq!(
+        scope.errors[0].operation,
+        "iam.projects.serviceAccounts.keys.list"
+    );
+    assert!(
+        scope.errors[0].message.contains("404"),
+        "{:?}",
+        scope.errors
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pager_that_repeats_its_token_is_stopped_and_reported() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    fake.enable_policy_analyzer(PROJECT);
+    fake.loop_pages();
+    let snapshot = tokio::time::timeout(std::time::Duration::from_secs(30), take(&settings))
+        .await
+        .expect("the snapshot ends")
+        .1;
+    let scope = &snapshot.scopes[0];
+    assert!(!scope.complete);
+    let operations: Vec<&str> = scope
+        .errors
+        .iter()
+        .map(|error| error.operation.as_str())
+        .collect();
+    assert!(
+        operations.contains(&"iam.projects.serviceAccounts.list"),
+        "{operations:?}"
+    );
+    assert!(
+        operations
+            .iter()
+            .any(|operation| operation.starts_with("policyanalyzer.")),
+        "{operations:?}"
+    );
+    assert!(fake.request_count() < 100, "{}", fake.request_count());
 }
