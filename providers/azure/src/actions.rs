@@ -86,6 +86,78 @@ fn is_tenant_scope(scope: &str) -> bool {
     scope.starts_with("azure:/tenants/")
 }
 
+fn refused(operation: &str, message: String) -> ProviderError {
+    ProviderError {
+        kind: ProviderErrorKind::Other,
+        operation: operation.to_owned(),
+        message,
+        missing_permission: None,
+    }
+}
+
+/// An id as one URL path segment. Ids come from a snapshot or plan file, so a `/`, `?` or `..`
+/// in one must not be able to turn a call on one object into a call on another.
+pub(crate) fn segment(id: &str) -> Result<String, ProviderError> {
+    if id.is_empty() || id == "." || id == ".." {
+        return Err(refused(
+            "build request",
+            format!("`{id}` is not an Azure object id"),
+        ));
+    }
+    let mut encoded = String::with_capacity(id.len());
+    for byte in id.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    Ok(encoded)
+}
+
+/// An ARM path taken from a record (a grant id, a live scope): absolute, with no query,
+/// fragment, escape or dot segment that would make it address something else.
+fn plain_arm_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.contains(['?', '#', '%', '\\', ' '])
+        && path
+            .split('/')
+            .skip(1)
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+}
+
+/// A grant id that is an ARM resource of `collection` under the grant's own subscription,
+/// named by a GUID; anything else is refused before a call is built from it.
+fn arm_resource_id<'a>(grant: &'a Grant, collection: &str) -> Result<&'a str, ProviderError> {
+    let id = grant.id.as_str();
+    let subscription = grant
+        .scope
+        .as_str()
+        .trim_start_matches("azure:")
+        .to_ascii_lowercase();
+    let lowered = id.to_ascii_lowercase();
+    let suffix = format!(
+        "/providers/microsoft.authorization/{}/",
+        collection.to_ascii_lowercase()
+    );
+    let name_ok = lowered
+        .rsplit_once(&suffix)
+        .is_some_and(|(_, name)| uuid::Uuid::parse_str(name).is_ok());
+    let under_subscription = subscription.starts_with("/subscriptions/")
+        && (lowered.starts_with(&format!("{subscription}/")));
+    if plain_arm_path(id) && name_ok && under_subscription {
+        Ok(id)
+    } else {
+        Err(refused(
+            "RevokeGrant",
+            format!(
+                "{id} is not a {collection} id in {}; lapse acts only on ids it read from ARM",
+                grant.scope
+            ),
+        ))
+    }
+}
+
 const CERTIFICATE_HELP: &str = "Entra removes a certificate only with a proof signed by one of the application's own certificates, which lapse does not hold, and lapse never rewrites the whole keyCredentials list; remove it by hand: `az ad app credential delete --id <app id> --key-id <key id> --cert`, or in the portal under Certificates & secrets";
 
 /// What a grant's revocation calls, by kind and scope.
@@ -114,11 +186,21 @@ fn grant_target(grant: &Grant) -> Result<GrantTarget<'_>, ProviderError> {
     let id = grant.id.as_str();
     let tenant = is_tenant_scope(grant.scope.as_str());
     match (grant.kind, tenant) {
-        (GrantKind::RoleAssignment, false) => Ok(GrantTarget::Assignment { id }),
-        (GrantKind::PimActive | GrantKind::PimEligible, false) => Ok(GrantTarget::ArmPim {
-            id,
-            eligible: grant.kind == GrantKind::PimEligible,
+        (GrantKind::RoleAssignment, false) => Ok(GrantTarget::Assignment {
+            id: arm_resource_id(grant, "roleAssignments")?,
         }),
+        (GrantKind::PimActive | GrantKind::PimEligible, false) => {
+            let eligible = grant.kind == GrantKind::PimEligible;
+            let collection = if eligible {
+                "roleEligibilityScheduleInstances"
+            } else {
+                "roleAssignmentScheduleInstances"
+            };
+            Ok(GrantTarget::ArmPim {
+                id: arm_resource_id(grant, collection)?,
+                eligible,
+            })
+        }
         (GrantKind::PimActive | GrantKind::PimEligible, true) => Ok(GrantTarget::DirectoryPim {
             id,
             eligible: grant.kind == GrantKind::PimEligible,
@@ -135,7 +217,30 @@ fn grant_target(grant: &Grant) -> Result<GrantTarget<'_>, ProviderError> {
     }
 }
 
-/// A GET that reads 404 as "gone".
+/// 404 codes that are about the container (a subscription the credential cannot see, a resource
+/// group, an unknown resource type), not the object: no evidence that the object is gone.
+const CONTAINER_NOT_FOUND: &[&str] = &[
+    "SubscriptionNotFound",
+    "MissingSubscription",
+    "InvalidSubscriptionId",
+    "ResourceGroupNotFound",
+    "ParentResourceNotFound",
+    "NoRegisteredProviderFound",
+    "InvalidResourceNamespace",
+    "InvalidResourceType",
+];
+
+/// True when a 404 is the service saying the object itself does not exist. A 404 without the
+/// service's error code (a proxy, a wrong base URL) proves nothing.
+fn object_missing(error: &AzureError) -> bool {
+    error.status() == Some(404)
+        && !error.code().is_empty()
+        && !CONTAINER_NOT_FOUND
+            .iter()
+            .any(|code| code.eq_ignore_ascii_case(error.code()))
+}
+
+/// A GET that reads the service's own "no such object" as "gone".
 async fn read_or_gone(
     client: &Client,
     api: Api,
@@ -144,8 +249,73 @@ async fn read_or_gone(
 ) -> Result<Option<Value>, ProviderError> {
     match client.get(api, url, operation).await {
         Ok(body) => Ok(Some(body)),
-        Err(error) if error.status() == Some(404) => Ok(None),
+        Err(error) if object_missing(&error) => Ok(None),
         Err(error) => Err(failed(error)),
+    }
+}
+
+fn last_segment(id: &str) -> String {
+    id.rsplit('/').next().unwrap_or(id).to_ascii_lowercase()
+}
+
+fn same_text(live: &Value, planned: &str) -> bool {
+    live.as_str()
+        .is_some_and(|live| live.eq_ignore_ascii_case(planned))
+}
+
+/// What a live grant is, as read; compared with the plan before anything is built from it.
+struct LiveGrant<'a> {
+    principal: &'a Value,
+    role: &'a Value,
+    scope: &'a Value,
+    member_type: &'a Value,
+}
+
+/// The live object must still be the planned grant: same principal, role and scope, held
+/// directly. Otherwise nothing is done, so a removal (PIM removes by principal, role and
+/// scope) never lands on another grant than the one reviewed.
+fn check_live(grant: &Grant, live: &LiveGrant<'_>) -> Result<(), ProviderError> {
+    let shown = |value: &Value| value.as_str().unwrap_or("nothing").to_owned();
+    let mut differences = Vec::new();
+    if !same_text(live.principal, grant.principal.as_str()) {
+        differences.push(format!(
+            "principal {} (planned {})",
+            shown(live.principal),
+            grant.principal
+        ));
+    }
+    if let Some(planned) = grant.entitlement_id.as_deref()
+        && live
+            .role
+            .as_str()
+            .is_none_or(|role| last_segment(role) != last_segment(planned))
+    {
+        differences.push(format!("role {} (planned {planned})", shown(live.role)));
+    }
+    if !same_text(live.scope, &grant.resource) {
+        differences.push(format!(
+            "scope {} (planned {})",
+            shown(live.scope),
+            grant.resource
+        ));
+    }
+    if !(live.member_type.is_null() || same_text(live.member_type, "Direct")) {
+        differences.push(format!(
+            "membership {} (only a direct one is revoked here)",
+            shown(live.member_type)
+        ));
+    }
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(refused(
+            "RevokeGrant",
+            format!(
+                "{} no longer matches the plan: {}; take a new snapshot and plan again",
+                grant.id,
+                differences.join(", ")
+            ),
+        ))
     }
 }
 
@@ -255,8 +425,9 @@ fn arm_pim_path(id: &str, eligible: bool) -> (String, Operation) {
     )
 }
 
-fn directory_pim_path(id: &str, eligible: bool) -> (String, Operation) {
-    if eligible {
+fn directory_pim_path(id: &str, eligible: bool) -> Result<(String, Operation), ProviderError> {
+    let id = segment(id)?;
+    Ok(if eligible {
         (
             format!("/v1.0/roleManagement/directory/roleEligibilityScheduleInstances/{id}"),
             READ_DIRECTORY_ELIGIBLE,
@@ -266,16 +437,17 @@ fn directory_pim_path(id: &str, eligible: bool) -> (String, Operation) {
             format!("/v1.0/roleManagement/directory/roleAssignmentScheduleInstances/{id}"),
             READ_DIRECTORY_ACTIVE,
         )
-    }
+    })
 }
 
 /// Which collection a principal is changed in.
 fn account_path(principal: &Principal) -> Result<String, ProviderError> {
     match principal.native_type.as_deref() {
-        Some("user") => Ok(format!("/v1.0/users/{}", principal.id)),
-        Some("servicePrincipal" | "managedIdentity") => {
-            Ok(format!("/v1.0/servicePrincipals/{}", principal.id))
-        }
+        Some("user") => Ok(format!("/v1.0/users/{}", segment(principal.id.as_str())?)),
+        Some("servicePrincipal" | "managedIdentity") => Ok(format!(
+            "/v1.0/servicePrincipals/{}",
+            segment(principal.id.as_str())?
+        )),
         Some("application") => Err(unsupported(
             "DisablePrincipal",
             format!(
@@ -308,7 +480,17 @@ pub(crate) async fn read_target(
                 match read_or_gone(client, Api::Graph, &url, READ_ACCOUNT).await? {
                     None => gone(),
                     Some(body) => {
-                        let enabled = body["accountEnabled"].as_bool() != Some(false);
+                        // Not knowing is not "enabled": undo would switch on an account
+                        // that lapse never switched off.
+                        let Some(enabled) = body["accountEnabled"].as_bool() else {
+                            return Err(failed(AzureError::Malformed {
+                                operation: READ_ACCOUNT.name.to_owned(),
+                                message: format!(
+                                    "{} came back without accountEnabled",
+                                    principal.id
+                                ),
+                            }));
+                        };
                         TargetState {
                             present: true,
                             revoked: !enabled,
@@ -343,61 +525,116 @@ pub(crate) async fn read_target(
 }
 
 async fn read_grant(client: &Client, grant: &Grant) -> Result<TargetState, ProviderError> {
+    let null = Value::Null;
     match grant_target(grant)? {
         GrantTarget::Assignment { id } => {
             let url = client.arm(&format!("{id}?api-version={ARM_AUTHORIZATION_VERSION}"));
-            Ok(read_or_gone(client, Api::Arm, &url, READ_ASSIGNMENT)
-                .await?
-                .map_or_else(gone, |body| present(restorable_assignment(&body))))
+            let Some(body) = read_or_gone(client, Api::Arm, &url, READ_ASSIGNMENT).await? else {
+                return Ok(gone());
+            };
+            let properties = &body["properties"];
+            check_live(
+                grant,
+                &LiveGrant {
+                    principal: &properties["principalId"],
+                    role: &properties["roleDefinitionId"],
+                    scope: &properties["scope"],
+                    member_type: &null,
+                },
+            )?;
+            Ok(present(restorable_assignment(&body)))
         }
         GrantTarget::ArmPim { id, eligible } => {
             let (path, operation) = arm_pim_path(id, eligible);
             let url = client.arm(&path);
-            Ok(read_or_gone(client, Api::Arm, &url, operation)
-                .await?
-                .map_or_else(gone, |body| {
-                    let properties = &body["properties"];
-                    present(json!({
-                        "scope": properties["scope"],
-                        "principalId": properties["principalId"],
-                        "roleDefinitionId": properties["roleDefinitionId"],
-                    }))
-                }))
+            let Some(body) = read_or_gone(client, Api::Arm, &url, operation).await? else {
+                return Ok(gone());
+            };
+            let properties = &body["properties"];
+            check_live(
+                grant,
+                &LiveGrant {
+                    principal: &properties["principalId"],
+                    role: &properties["roleDefinitionId"],
+                    scope: &properties["scope"],
+                    member_type: &properties["memberType"],
+                },
+            )?;
+            if !properties["scope"].as_str().is_some_and(plain_arm_path) {
+                return Err(refused(
+                    "RevokeGrant",
+                    format!("{id} has a scope lapse will not build a request on"),
+                ));
+            }
+            Ok(present(json!({
+                "scope": properties["scope"],
+                "principalId": properties["principalId"],
+                "roleDefinitionId": properties["roleDefinitionId"],
+            })))
         }
         GrantTarget::DirectoryPim { id, eligible } => {
-            let (path, operation) = directory_pim_path(id, eligible);
+            let (path, operation) = directory_pim_path(id, eligible)?;
             let url = client.graph(&path);
-            Ok(read_or_gone(client, Api::Graph, &url, operation)
-                .await?
-                .map_or_else(gone, |body| present(directory_restore(&body))))
+            let Some(body) = read_or_gone(client, Api::Graph, &url, operation).await? else {
+                return Ok(gone());
+            };
+            check_live(
+                grant,
+                &LiveGrant {
+                    principal: &body["principalId"],
+                    role: &body["roleDefinitionId"],
+                    scope: &body["directoryScopeId"],
+                    member_type: &body["memberType"],
+                },
+            )?;
+            Ok(present(directory_restore(&body)))
         }
         GrantTarget::DirectoryRole { id } => {
             let url = client.graph(&format!(
-                "/v1.0/roleManagement/directory/roleAssignments/{id}"
+                "/v1.0/roleManagement/directory/roleAssignments/{}",
+                segment(id)?
             ));
-            Ok(read_or_gone(client, Api::Graph, &url, READ_DIRECTORY_ROLE)
-                .await?
-                .map_or_else(gone, |body| present(directory_restore(&body))))
+            let Some(body) = read_or_gone(client, Api::Graph, &url, READ_DIRECTORY_ROLE).await?
+            else {
+                return Ok(gone());
+            };
+            check_live(
+                grant,
+                &LiveGrant {
+                    principal: &body["principalId"],
+                    role: &body["roleDefinitionId"],
+                    scope: &body["directoryScopeId"],
+                    member_type: &null,
+                },
+            )?;
+            Ok(present(directory_restore(&body)))
         }
     }
 }
 
+/// Checked by [`check_live`] to be present: a missing scope is never taken as the tenant's `/`.
 fn directory_restore(body: &Value) -> Value {
     json!({
         "principalId": body["principalId"],
         "roleDefinitionId": body["roleDefinitionId"],
-        "directoryScopeId": body["directoryScopeId"].as_str().unwrap_or("/"),
+        "directoryScopeId": body["directoryScopeId"],
     })
+}
+
+/// One federated credential of an application, both ids encoded.
+fn federated_path(credential: &Credential) -> Result<String, ProviderError> {
+    Ok(format!(
+        "/v1.0/applications/{}/federatedIdentityCredentials/{}",
+        segment(credential.principal.as_str())?,
+        segment(credential.id.as_str())?
+    ))
 }
 
 async fn read_federated(
     client: &Client,
     credential: &Credential,
 ) -> Result<TargetState, ProviderError> {
-    let url = client.graph(&format!(
-        "/v1.0/applications/{}/federatedIdentityCredentials/{}",
-        credential.principal, credential.id
-    ));
+    let url = client.graph(&federated_path(credential)?);
     Ok(
         match read_or_gone(client, Api::Graph, &url, READ_FEDERATED).await? {
             None => gone(),
@@ -426,15 +663,19 @@ async fn passwords_of(
     client: &Client,
     owner: &str,
 ) -> Result<Option<(&'static str, Vec<Value>)>, ProviderError> {
+    let owner = segment(owner)?;
     for collection in ["applications", "servicePrincipals"] {
         let url = client.graph(&format!(
             "/v1.0/{collection}/{owner}?$select=id,passwordCredentials"
         ));
         if let Some(body) = read_or_gone(client, Api::Graph, &url, READ_PASSWORDS).await? {
-            let list = body["passwordCredentials"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
+            // A body without the list says nothing about the key: it is no proof of removal.
+            let Some(list) = body["passwordCredentials"].as_array().cloned() else {
+                return Err(failed(AzureError::Malformed {
+                    operation: READ_PASSWORDS.name.to_owned(),
+                    message: format!("{collection}/{owner} came back without passwordCredentials"),
+                }));
+            };
             return Ok(Some((collection, list)));
         }
     }
@@ -461,7 +702,8 @@ async fn read_password(
     else {
         return Ok(gone());
     };
-    // Metadata only: Graph never returns a secret's value after creation, and lapse keeps none.
+    // Metadata only: Graph never returns a secret's value after creation, and lapse keeps none
+    // (not even `hint`, the secret's first characters).
     Ok(TargetState {
         present: true,
         revoked: false,
@@ -469,7 +711,6 @@ async fn read_password(
             "collection": collection,
             "keyId": item["keyId"],
             "displayName": item["displayName"],
-            "hint": item["hint"],
             "startDateTime": item["startDateTime"],
             "endDateTime": item["endDateTime"],
         }),
@@ -519,10 +760,7 @@ pub(crate) async fn apply(
         Action::DeactivateCredential { credential } | Action::DeleteCredential { credential } => {
             match credential.kind {
                 CredentialKind::AzureFederated => {
-                    let url = client.graph(&format!(
-                        "/v1.0/applications/{}/federatedIdentityCredentials/{}",
-                        credential.principal, credential.id
-                    ));
+                    let url = client.graph(&federated_path(credential)?);
                     match client
                         .send(Api::Graph, Method::DELETE, &url, None, DELETE_FEDERATED)
                         .await
@@ -564,7 +802,7 @@ async fn remove_password(
     }
     let url = client.graph(&format!(
         "/v1.0/{collection}/{}/removePassword",
-        credential.principal
+        segment(credential.principal.as_str())?
     ));
     let body = json!({"keyId": credential.id.as_str()});
     let result = client
@@ -649,7 +887,8 @@ async fn revoke(
         }
         GrantTarget::DirectoryRole { id } => {
             let url = client.graph(&format!(
-                "/v1.0/roleManagement/directory/roleAssignments/{id}"
+                "/v1.0/roleManagement/directory/roleAssignments/{}",
+                segment(id)?
             ));
             match client
                 .send(
@@ -748,6 +987,24 @@ pub(crate) async fn undo(
             )),
             GrantTarget::DirectoryRole { .. } => {
                 let restore = &before.restore;
+                // Both are GUIDs as read; anything else is not put into a query.
+                for field in ["principalId", "roleDefinitionId"] {
+                    if restore[field]
+                        .as_str()
+                        .is_none_or(|id| uuid::Uuid::parse_str(id).is_err())
+                    {
+                        return Err(cannot_restore(
+                            action,
+                            &format!("the journal's {field} is not an id"),
+                        ));
+                    }
+                }
+                if !restore["directoryScopeId"].is_string() {
+                    return Err(cannot_restore(
+                        action,
+                        "the journal names no directory scope",
+                    ));
+                }
                 let filter = format!(
                     "principalId eq '{}' and roleDefinitionId eq '{}'",
                     restore["principalId"].as_str().unwrap_or_default(),
@@ -795,17 +1052,31 @@ pub(crate) async fn undo(
         {
             let list_url = client.graph(&format!(
                 "/v1.0/applications/{}/federatedIdentityCredentials",
-                credential.principal
+                segment(credential.principal.as_str())?
             ));
             let existing = client
                 .list(Api::Graph, &list_url, READ_FEDERATED)
                 .await
                 .map_err(failed)?;
-            if existing
+            // Names are unique per application: one by this name is either the credential
+            // put back, or another that trusts something else and must not pass for it.
+            if let Some(item) = existing
                 .iter()
-                .any(|item| item["name"] == before.restore["name"])
+                .find(|item| item["name"] == before.restore["name"])
             {
-                return Ok(ActionOutcome::AlreadyDone);
+                let same = ["issuer", "subject", "audiences"]
+                    .iter()
+                    .all(|field| item[*field] == before.restore[*field]);
+                if same {
+                    return Ok(ActionOutcome::AlreadyDone);
+                }
+                return Err(refused(
+                    "undo",
+                    format!(
+                        "{} has a federated credential named {} that trusts a different issuer, subject or audience; it was not restored",
+                        credential.principal, before.restore["name"]
+                    ),
+                ));
             }
             client
                 .send(
@@ -940,7 +1211,7 @@ mod tests {
 
     #[test]
     fn a_dry_run_names_the_exact_arm_delete() {
-        let id = "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments/a";
+        let id = "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments/1e5c9a3f-7d2b-4f60-8a4e-3c9f1b7d5e02";
         let action = Action::RevokeGrant {
             grant: grant(GrantKind::RoleAssignment, "azure:/subscriptions/s", id),
         };
@@ -977,6 +1248,33 @@ mod tests {
         assert_eq!(body["properties"]["requestType"], "AdminRemove");
         let (other, _) = arm_pim_request(&restore, true);
         assert_ne!(path, other, "each request has its own name");
+    }
+
+    #[test]
+    fn only_the_service_saying_the_object_is_missing_makes_it_gone() {
+        let missing = |code: &str| {
+            let body = json!({"error": {"code": code, "message": "x"}});
+            object_missing(&crate::error::service_error("op", "p", 404, &body))
+        };
+        assert!(missing("RoleAssignmentNotFound"));
+        assert!(missing("Request_ResourceNotFound"));
+        assert!(!missing("SubscriptionNotFound"));
+        // A 404 page from a proxy or a wrong base URL carries no service code.
+        let html = Value::String("<html>Not Found</html>".to_owned());
+        assert!(!object_missing(&crate::error::service_error(
+            "op", "p", 404, &html
+        )));
+    }
+
+    #[test]
+    fn ids_are_one_path_segment() {
+        assert_eq!(
+            segment("lAPpYvVpN0KRkAEhdxReEE8dIXfDKoxJqeuvD0GrjeU-1").expect("id"),
+            "lAPpYvVpN0KRkAEhdxReEE8dIXfDKoxJqeuvD0GrjeU-1"
+        );
+        assert_eq!(segment("a/../b?c").expect("id"), "a%2F..%2Fb%3Fc");
+        assert!(segment("..").is_err());
+        assert!(segment("").is_err());
     }
 
     #[test]

@@ -755,3 +755,269 @@ async fn the_injected_credential_is_asked_for_graph_and_arm_tokens() {
     let debug = format!("{:?}", provider);
     assert!(!debug.contains(&lapse_provider_azure::fake::token_for(CALLER, TENANT)));
 }
+
+fn schedule_requests_sent(fake: &FakeAzure) -> usize {
+    fake.state()
+        .requests
+        .iter()
+        .filter(|request| request.contains("ScheduleRequests"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_subscription_the_credential_cannot_see_is_no_proof_an_assignment_is_gone() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[SUBSCRIPTION]);
+    let id = assignment_id(SUBSCRIPTION, ids::JSMITH_OWNER);
+    let action = Action::RevokeGrant {
+        grant: grant(&snapshot(&provider).await, &id)
+            .expect("owner")
+            .clone(),
+    };
+    // ARM now answers 404 SubscriptionNotFound for everything in it (wrong tenant's token,
+    // subscription moved): that is about the subscription, not the assignment.
+    let moved = fake
+        .state()
+        .subscriptions
+        .remove(SUBSCRIPTION)
+        .expect("subscription");
+    let error = provider.read_target(&action).await.expect_err("unknown");
+    assert!(error.message.contains("SubscriptionNotFound"), "{error:?}");
+    provider
+        .apply(&action)
+        .await
+        .expect_err("not reported as already done");
+    fake.state()
+        .subscriptions
+        .insert(SUBSCRIPTION.to_owned(), moved);
+    assert!(
+        provider
+            .read_target(&action)
+            .await
+            .expect("readable again")
+            .present
+    );
+}
+
+#[tokio::test]
+async fn a_pim_removal_is_refused_when_the_live_instance_is_not_the_planned_one() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[SUBSCRIPTION]);
+    let snapshot = snapshot(&provider).await;
+    let active = snapshot
+        .grants
+        .iter()
+        .find(|grant| grant.id.as_str().ends_with(ids::MKHAN_ACTIVE_INSTANCE))
+        .expect("active")
+        .clone();
+    let action = Action::RevokeGrant { grant: active };
+    let instance = |fake: &FakeAzure| {
+        let mut state = fake.state();
+        let sub = state.subscriptions.get_mut(SUBSCRIPTION).expect("sub");
+        std::mem::take(&mut sub.active_instances[0])
+    };
+    let put_back = |fake: &FakeAzure, item: Value| {
+        fake.state()
+            .subscriptions
+            .get_mut(SUBSCRIPTION)
+            .expect("sub")
+            .active_instances[0] = item;
+    };
+    let original = instance(&fake);
+
+    // Another principal under the same instance id: an AdminRemove would hit jsmith.
+    let mut other = original.clone();
+    other["properties"]["principalId"] = json!(ids::JSMITH);
+    put_back(&fake, other);
+    let error = provider.apply(&action).await.expect_err("not the plan");
+    assert!(error.message.contains("no longer matches"), "{error:?}");
+    // No scope in the answer: the request must not fall back to the tenant root `/`.
+    let mut unscoped = original.clone();
+    unscoped["properties"]
+        .as_object_mut()
+        .expect("properties")
+        .remove("scope");
+    put_back(&fake, unscoped);
+    provider.apply(&action).await.expect_err("no scope");
+    // Held through a group: removing "principal, role, scope" would hit a direct grant.
+    let mut through_group = original.clone();
+    through_group["properties"]["memberType"] = json!("Group");
+    put_back(&fake, through_group);
+    provider.apply(&action).await.expect_err("group membership");
+    assert_eq!(schedule_requests_sent(&fake), 0);
+
+    put_back(&fake, original);
+    assert_eq!(
+        provider.apply(&action).await.expect("as planned"),
+        ActionOutcome::Done
+    );
+}
+
+#[tokio::test]
+async fn a_directory_pim_removal_never_defaults_its_scope_to_the_whole_tenant() {
+    let mut state = State::contoso();
+    state.directory_active_instances = vec![json!({
+        "id": "au-activation-1", "principalId": ids::MKHAN, "roleDefinitionId": fake_global_admin(),
+        "directoryScopeId": "/administrativeUnits/b1f0c9a2-0d4e-4a5b-8c6d-7e8f9a0b1c2d",
+        "assignmentType": "Activated", "memberType": "Direct",
+        "startDateTime": "2026-11-20T04:30:00Z", "endDateTime": "2026-11-20T12:30:00Z"
+    })];
+    let fake = FakeAzure::start(state);
+    let provider = provider(&fake, &[]);
+    let snapshot = snapshot(&provider).await;
+    let action = Action::RevokeGrant {
+        grant: grant(&snapshot, "au-activation-1")
+            .expect("activation")
+            .clone(),
+    };
+    fake.state().directory_active_instances[0]
+        .as_object_mut()
+        .expect("instance")
+        .remove("directoryScopeId");
+    provider
+        .apply(&action)
+        .await
+        .expect_err("the scope is unknown");
+    assert_eq!(schedule_requests_sent(&fake), 0);
+}
+
+fn fake_global_admin() -> &'static str {
+    lapse_provider_azure::fake::GLOBAL_ADMINISTRATOR
+}
+
+#[tokio::test]
+async fn ids_from_a_record_cannot_address_another_object() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[SUBSCRIPTION]);
+    let snapshot = snapshot(&provider).await;
+
+    // A role assignment id with a dot segment that resolves to jsmith's Owner.
+    let mut reader = grant(
+        &snapshot,
+        &assignment_id(SUBSCRIPTION, ids::AUDITORS_READER),
+    )
+    .expect("reader")
+    .clone();
+    reader.id = format!(
+        "{}/../{}",
+        assignment_id(SUBSCRIPTION, ids::AUDITORS_READER),
+        ids::JSMITH_OWNER
+    )
+    .into();
+    let action = Action::RevokeGrant { grant: reader };
+    provider.read_target(&action).await.expect_err("refused");
+    provider.apply(&action).await.expect_err("refused");
+
+    // A federated credential id that would climb to a user.
+    let mut federated = snapshot
+        .credentials
+        .iter()
+        .find(|credential| credential.id.as_str() == ids::BILLING_FEDERATED)
+        .expect("federated")
+        .clone();
+    federated.id = format!("x/../../../users/{}", ids::JSMITH).into();
+    let _ = provider
+        .apply(&Action::DeleteCredential {
+            credential: federated,
+        })
+        .await;
+
+    let state = fake.state();
+    assert!(
+        state.subscriptions[SUBSCRIPTION]
+            .role_assignments
+            .iter()
+            .any(|item| item["name"] == ids::JSMITH_OWNER),
+        "jsmith's Owner untouched"
+    );
+    assert!(
+        state
+            .requests
+            .iter()
+            .all(|request| !request.contains("/users/")
+                || request.contains("federatedIdentityCredentials")),
+        "{:?}",
+        state.requests
+    );
+}
+
+#[tokio::test]
+async fn an_account_whose_state_is_not_returned_is_not_taken_as_enabled() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[SUBSCRIPTION]);
+    let snapshot = snapshot(&provider).await;
+    let principal = snapshot
+        .principals
+        .iter()
+        .find(|principal| principal.id.as_str() == ids::JSMITH)
+        .expect("user")
+        .clone();
+    fake.state()
+        .users
+        .iter_mut()
+        .find(|user| user["id"] == ids::JSMITH)
+        .and_then(Value::as_object_mut)
+        .expect("user")
+        .remove("accountEnabled");
+    provider
+        .read_target(&Action::DisablePrincipal { principal })
+        .await
+        .expect_err("unknown state");
+}
+
+#[tokio::test]
+async fn a_password_list_that_is_not_returned_is_no_proof_the_secret_is_gone() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[]);
+    let snapshot = snapshot(&provider).await;
+    let credential = snapshot
+        .credentials
+        .iter()
+        .find(|credential| credential.id.as_str() == ids::BILLING_SECRET)
+        .expect("secret")
+        .clone();
+    let action = Action::DeleteCredential { credential };
+    let before = provider.read_target(&action).await.expect("read");
+    assert!(before.restore.get("hint").is_none(), "{}", before.restore);
+    let saved = fake
+        .state()
+        .applications
+        .iter_mut()
+        .find(|app| app["id"] == ids::BILLING_APP)
+        .and_then(Value::as_object_mut)
+        .and_then(|app| app.remove("passwordCredentials"))
+        .expect("passwords");
+    provider.read_target(&action).await.expect_err("unknown");
+    provider.apply(&action).await.expect_err("not already done");
+    assert_eq!(
+        saved.as_array().map(Vec::len),
+        Some(1),
+        "the secret was never removed"
+    );
+}
+
+#[tokio::test]
+async fn undo_does_not_take_another_federated_credential_with_the_same_name_for_the_original() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[]);
+    let snapshot = snapshot(&provider).await;
+    let credential = snapshot
+        .credentials
+        .iter()
+        .find(|credential| credential.id.as_str() == ids::BILLING_FEDERATED)
+        .expect("federated")
+        .clone();
+    let action = Action::DeleteCredential { credential };
+    let before = provider.read_target(&action).await.expect("read");
+    provider.apply(&action).await.expect("delete");
+    fake.state()
+        .federated
+        .entry(ids::BILLING_APP.to_owned())
+        .or_default()
+        .push(json!({"id": "0b0b0b0b-1c1c-4d2d-8e3e-4f4f4f4f4f4f", "name": "github-prod", "issuer": "https://token.actions.githubusercontent.com", "subject": "repo:someone-else/fork:ref:refs/heads/main", "audiences": ["api://AzureADTokenExchange"]}));
+    let error = provider
+        .undo(&action, &before)
+        .await
+        .expect_err("a different credential holds the name");
+    assert!(error.message.contains("different"), "{error:?}");
+}
