@@ -114,12 +114,15 @@ fn resource_manager(settings: &GcpSettings) -> &str {
 fn key_name(credential: &Credential) -> Result<&str, ProviderError> {
     let name = credential.id.as_str();
     let parts: Vec<&str> = name.split('/').collect();
+    // Every segment checked: a `..`, `?`, `#`, `%` or `:` would make the URL name another
+    // object (`keys/..` is the account itself) than the key planned.
     let valid = parts.len() == 6
         && parts[0] == "projects"
-        && parts[1] != "-"
+        && snapshot::is_project_id(parts[1])
         && parts[2] == "serviceAccounts"
+        && snapshot::is_account_email(parts[3])
         && parts[4] == "keys"
-        && parts.iter().all(|part| !part.is_empty());
+        && snapshot::is_key_id(parts[5]);
     if valid {
         Ok(name)
     } else {
@@ -144,6 +147,12 @@ fn account_name(principal: &Principal) -> Result<String, ProviderError> {
             ),
         ));
     };
+    if !snapshot::is_account_email(email) {
+        return Err(refuse(
+            DISABLE_ACCOUNT.name,
+            format!("{email} is not a service-account email lapse can name in a request"),
+        ));
+    }
     let from_email = email
         .split_once('@')
         .and_then(|(_, domain)| domain.strip_suffix(".iam.gserviceaccount.com"))
@@ -152,7 +161,7 @@ fn account_name(principal: &Principal) -> Result<String, ProviderError> {
         .scope
         .as_str()
         .strip_prefix("gcp:projects/")
-        .filter(|project| !project.is_empty() && *project != "-");
+        .filter(|project| snapshot::is_project_id(project));
     match from_email.or(from_scope) {
         Some(project) => Ok(format!("projects/{project}/serviceAccounts/{email}")),
         None => Err(refuse(
@@ -434,12 +443,22 @@ pub(crate) async fn apply(
             if name.1 {
                 return Ok(ActionOutcome::AlreadyDone);
             }
-            post(
+            match post(
                 client,
                 &format!("{}/v1/{}:disable", iam(settings), name.0),
                 DISABLE_KEY,
             )
             .await
+            {
+                // Gone since the read: already done, once a read agrees.
+                Err(error) if error.status() == Some(404) => {
+                    match get_key(client, settings, &name.0).await? {
+                        None => Ok(ActionOutcome::AlreadyDone),
+                        Some(_) => Err(error.into_provider_error(DISABLE_KEY)),
+                    }
+                }
+                result => done(result, DISABLE_KEY),
+            }
         }
         Action::DeleteCredential { credential } => {
             let Some((name, _)) = checked_key(client, settings, credential).await? else {
@@ -462,7 +481,14 @@ pub(crate) async fn apply(
             }
         }
         Action::DisablePrincipal { principal } => {
-            if principal.cloud_managed {
+            // The email decides too: a record read from a policy or edited in a plan may not
+            // say that the account is a Google-managed agent.
+            let agent = principal
+                .id
+                .as_str()
+                .strip_prefix("serviceAccount:")
+                .is_some_and(crate::policy::is_service_agent);
+            if principal.cloud_managed || agent {
                 return Err(refuse(
                     DISABLE_ACCOUNT.name,
                     format!(
@@ -476,12 +502,22 @@ pub(crate) async fn apply(
                 return Ok(ActionOutcome::AlreadyDone);
             }
             let name = account_name(principal)?;
-            post(
+            match post(
                 client,
                 &format!("{}/v1/{name}:disable", iam(settings)),
                 DISABLE_ACCOUNT,
             )
             .await
+            {
+                Err(error) if error.status() == Some(404) => {
+                    if read_account(client, settings, principal).await?.present {
+                        Err(error.into_provider_error(DISABLE_ACCOUNT))
+                    } else {
+                        Ok(ActionOutcome::AlreadyDone)
+                    }
+                }
+                result => done(result, DISABLE_ACCOUNT),
+            }
         }
     }
 }
@@ -513,15 +549,19 @@ fn system_managed(name: &str) -> ProviderError {
     )
 }
 
-async fn post(client: &Client, url: &str, method: Method) -> Result<ActionOutcome, ProviderError> {
-    match client
+/// A `:disable`/`:enable` verb. A 404 is left to the caller: only a read can tell "gone"
+/// from a request that missed its object, and an undo cannot restore what is gone.
+async fn post(client: &Client, url: &str, method: Method) -> Result<(), CallError> {
+    client
         .call::<Value>(method, reqwest::Method::POST, url, &[], Some(&json!({})))
         .await
-    {
-        Ok(_) => Ok(ActionOutcome::Done),
-        Err(error) if error.status() == Some(404) => Ok(ActionOutcome::AlreadyDone),
-        Err(error) => Err(error.into_provider_error(method)),
-    }
+        .map(|_| ())
+}
+
+fn done(result: Result<(), CallError>, method: Method) -> Result<ActionOutcome, ProviderError> {
+    result
+        .map(|()| ActionOutcome::Done)
+        .map_err(|error| error.into_provider_error(method))
 }
 
 /// One edit of a live IAM policy. `edit` changes the policy just read and says whether it
@@ -588,7 +628,6 @@ pub(crate) async fn undo(
     if !before.present {
         return Ok(ActionOutcome::AlreadyDone);
     }
-    let was_disabled = before.restore["disabled"].as_bool().unwrap_or(false);
     match action {
         Action::RevokeGrant { grant } => {
             let container = grant_container(grant)?;
@@ -609,23 +648,24 @@ pub(crate) async fn undo(
                     )
                 })?),
             };
-            let wanted = condition
-                .as_ref()
-                .map(|condition| (condition.expression.as_str(), condition.title()));
+            // The binding the member is restored to has the journaled condition exactly,
+            // description included: one that only shares its title and expression is another
+            // binding.
+            let exact = |binding: &Binding| {
+                binding.role == role
+                    && match (&binding.condition, &condition) {
+                        (None, None) => true,
+                        (Some(live), Some(journaled)) => live.same_as(journaled),
+                        _ => false,
+                    }
+            };
             read_modify_write(client, settings, container, &grant.resource, |policy| {
-                if !holding(policy, role, wanted, member).is_empty() {
+                if policy.bindings.iter().any(|binding| {
+                    exact(binding) && binding.members.iter().any(|held| held == member)
+                }) {
                     return Ok(false);
                 }
-                let same = policy.bindings.iter_mut().find(|binding| {
-                    binding.role == role
-                        && match (&binding.condition, wanted) {
-                            (None, None) => true,
-                            (Some(live), Some((expression, title))) => {
-                                live.matches(expression, title)
-                            }
-                            _ => false,
-                        }
-                });
+                let same = policy.bindings.iter_mut().find(|binding| exact(binding));
                 match same {
                     Some(binding) => binding.members.push(member.to_owned()),
                     None => policy.bindings.push(Binding {
@@ -640,32 +680,59 @@ pub(crate) async fn undo(
             .await
         }
         Action::DeactivateCredential { credential } => {
-            if was_disabled {
+            let name = key_name(credential)?;
+            if journaled_disabled(before, name, ENABLE_KEY)? {
                 return Ok(ActionOutcome::AlreadyDone);
             }
-            let name = key_name(credential)?;
-            post(
-                client,
-                &format!("{}/v1/{name}:enable", iam(settings)),
+            done(
+                post(
+                    client,
+                    &format!("{}/v1/{name}:enable", iam(settings)),
+                    ENABLE_KEY,
+                )
+                .await,
                 ENABLE_KEY,
             )
-            .await
         }
         Action::DisablePrincipal { principal } => {
-            if was_disabled {
+            let name = account_name(principal)?;
+            if journaled_disabled(before, &name, ENABLE_ACCOUNT)? {
                 return Ok(ActionOutcome::AlreadyDone);
             }
-            let name = account_name(principal)?;
-            post(
-                client,
-                &format!("{}/v1/{name}:enable", iam(settings)),
+            done(
+                post(
+                    client,
+                    &format!("{}/v1/{name}:enable", iam(settings)),
+                    ENABLE_ACCOUNT,
+                )
+                .await,
                 ENABLE_ACCOUNT,
             )
-            .await
         }
         Action::DeleteCredential { .. } => Err(refuse(
             DELETE_KEY.name,
             "a deleted key cannot be restored: nothing to undo",
+        )),
+    }
+}
+
+/// Whether the journaled before-state was already disabled. A journal that does not say, or
+/// names another object, is refused: guessing "enabled" would enable what lapse never disabled.
+fn journaled_disabled(
+    before: &TargetState,
+    name: &str,
+    method: Method,
+) -> Result<bool, ProviderError> {
+    match (
+        before.restore["name"].as_str(),
+        before.restore["disabled"].as_bool(),
+    ) {
+        (Some(journaled), Some(disabled)) if journaled == name => Ok(disabled),
+        _ => Err(refuse(
+            method.name,
+            format!(
+                "the journal does not say whether {name} was disabled before: nothing is enabled"
+            ),
         )),
     }
 }

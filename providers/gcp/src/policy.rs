@@ -88,6 +88,16 @@ impl Expr {
         self.title.as_deref().filter(|title| !title.is_empty())
     }
 
+    /// True when both are the very same condition: expression, title, description and any
+    /// other field (an empty title or description reads as none).
+    pub(crate) fn same_as(&self, other: &Expr) -> bool {
+        let description = |expr: &Expr| expr.description.clone().filter(|text| !text.is_empty());
+        self.expression == other.expression
+            && self.title() == other.title()
+            && description(self) == description(other)
+            && self.rest == other.rest
+    }
+
     /// True when this is the condition a grant record names: same expression, same title.
     pub(crate) fn matches(&self, expression: &str, title: Option<&str>) -> bool {
         self.expression == expression && self.title() == title.filter(|title| !title.is_empty())

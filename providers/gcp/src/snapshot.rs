@@ -83,7 +83,11 @@ impl Container {
             "organizations" => Container::Organization,
             _ => return None,
         };
-        (!id.is_empty() && !id.contains('/') && id != "-").then_some((container, id))
+        let explicit = match container {
+            Container::Project => is_project_id(id),
+            Container::Folder | Container::Organization => is_numeric_id(id),
+        };
+        explicit.then_some((container, id))
     }
 
     /// `getIamPolicy` on this kind of container.
@@ -121,6 +125,46 @@ impl Container {
             },
         }
     }
+}
+
+/// An explicit project id or number (`acme-prod`, a legacy `example.com:acme`): lowercase
+/// letters, digits, `-`, and the `.`/`:` of a domain-scoped id. Never the `-` wildcard, a dot
+/// segment, or a character a URL reads as a separator, query, fragment or escape: such an id
+/// would send the request to another object than the one named.
+pub(crate) fn is_project_id(id: &str) -> bool {
+    (1..=100).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | ':'))
+        && !id.contains("..")
+}
+
+/// A folder or organization id: digits only.
+pub(crate) fn is_numeric_id(id: &str) -> bool {
+    (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A service-account email as one path segment: `local@domain`, with nothing a URL reads as
+/// a separator, query, fragment, escape or custom verb (`:`).
+pub(crate) fn is_account_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    let plain = |text: &str, extra: &[char]| {
+        !text.is_empty()
+            && !text.starts_with('.')
+            && !text.contains("..")
+            && text.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') || extra.contains(&c)
+            })
+    };
+    plain(local, &['+']) && plain(domain, &[]) && domain.contains('.')
+}
+
+/// A key id (the last segment of a key's name): letters and digits only (40 hex digits).
+pub(crate) fn is_key_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// A service account as `serviceAccounts.list` returns it

@@ -1181,3 +1181,207 @@ async fn a_pager_that_repeats_its_token_is_stopped_and_reported() {
     );
     assert!(fake.request_count() < 100, "{}", fake.request_count());
 }
+
+fn credential_named(snapshot: &Snapshot, suffix: &str) -> lapse_sdk::Credential {
+    snapshot
+        .credentials
+        .iter()
+        .find(|credential| credential.id.as_str().ends_with(suffix))
+        .expect("key")
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_that_would_reach_another_object_are_refused_before_any_request() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    let (provider, snapshot) = take(&settings).await;
+    let key = credential_named(&snapshot, "aaaa1111");
+    let account = format!(
+        "projects/{PROJECT}/serviceAccounts/{}",
+        email("legacy-exporter")
+    );
+    let earlier = fake.request_count();
+    for bad in [
+        // `keys/..` is the account itself once the URL is normalised.
+        format!("{account}/keys/.."),
+        format!("{account}/keys/%2e%2e"),
+        format!("{account}/keys/aaaa1111?x=1"),
+        format!("{account}/keys/aaaa1111#x"),
+        format!("projects/{PROJECT}/serviceAccounts/../keys/aaaa1111"),
+        format!(
+            "projects/-/serviceAccounts/{}/keys/aaaa1111",
+            email("legacy-exporter")
+        ),
+    ] {
+        let mut credential = key.clone();
+        credential.id = bad.clone().into();
+        let error = provider
+            .apply(&Action::DeleteCredential { credential })
+            .await
+            .expect_err(&bad);
+        assert_eq!(error.kind, ProviderErrorKind::Unsupported, "{bad}");
+    }
+    let mut principal = snapshot
+        .principals
+        .iter()
+        .find(|principal| {
+            principal.id.as_str() == format!("serviceAccount:{}", email("ci-deployer"))
+        })
+        .expect("account")
+        .clone();
+    principal.id = format!("serviceAccount:{}:undelete", email("ci-deployer")).into();
+    let error = provider
+        .apply(&Action::DisablePrincipal { principal })
+        .await
+        .expect_err("refused");
+    assert_eq!(error.kind, ProviderErrorKind::Unsupported);
+    assert_eq!(fake.request_count(), earlier, "{:?}", fake.requests());
+    assert!(fake.key(&key.id.0).is_some());
+
+    // Scopes too: a query or fragment in an id would read another resource under its name.
+    let settings = GcpSettings {
+        projects: vec!["acme-prod?x".to_owned(), "acme-prod#x".to_owned()],
+        folders: vec!["12a".to_owned()],
+        ..settings
+    };
+    let (_, snapshot) = take(&settings).await;
+    assert_eq!(snapshot.scopes.len(), 3);
+    assert!(snapshot.scopes.iter().all(|scope| !scope.complete));
+    assert_eq!(fake.request_count(), earlier);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_agent_is_never_disabled_even_when_its_record_does_not_say_so() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    let (provider, snapshot) = take(&settings).await;
+    let agent = "service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com";
+    let mut principal = snapshot
+        .principals
+        .iter()
+        .find(|principal| principal.id.as_str() == format!("serviceAccount:{agent}"))
+        .expect("agent")
+        .clone();
+    principal.cloud_managed = false;
+    let earlier = fake.request_count();
+    let error = provider
+        .apply(&Action::DisablePrincipal { principal })
+        .await
+        .expect_err("refused");
+    assert_eq!(error.kind, ProviderErrorKind::Unsupported);
+    assert!(error.message.contains("service agent"), "{}", error.message);
+    assert_eq!(fake.request_count(), earlier);
+    assert_eq!(fake.account_disabled(PROJECT, agent), Some(false));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_404_from_a_verb_is_done_only_when_a_read_agrees_and_never_for_undo() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    let (provider, snapshot) = take(&settings).await;
+    let deactivate = Action::DeactivateCredential {
+        credential: credential_named(&snapshot, "aaaa1111"),
+    };
+    let name = deactivate.target_id().to_owned();
+    let before = provider.read_target(&deactivate).await.expect("read");
+    // The key is there, but the verb missed it: not done.
+    fake.not_found(":disable", 1);
+    let error = provider.apply(&deactivate).await.expect_err("not done");
+    assert_eq!(error.kind, ProviderErrorKind::NotFound);
+    assert!(fake.key(&name).expect("key").get("disabled").is_none());
+
+    let principal = snapshot
+        .principals
+        .iter()
+        .find(|principal| {
+            principal.id.as_str() == format!("serviceAccount:{}", email("ci-deployer"))
+        })
+        .expect("account")
+        .clone();
+    let disable = Action::DisablePrincipal { principal };
+    let account_before = provider.read_target(&disable).await.expect("read");
+    fake.not_found(":disable", 1);
+    assert!(provider.apply(&disable).await.is_err());
+    assert_eq!(
+        fake.account_disabled(PROJECT, &email("ci-deployer")),
+        Some(false)
+    );
+
+    // Undo: an enable that finds nothing has restored nothing.
+    provider.apply(&deactivate).await.expect("disable");
+    provider.apply(&disable).await.expect("disable");
+    fake.not_found(":enable", 2);
+    assert!(provider.undo(&deactivate, &before).await.is_err());
+    assert!(provider.undo(&disable, &account_before).await.is_err());
+    assert_eq!(fake.key(&name).expect("key")["disabled"], true);
+    assert_eq!(
+        fake.account_disabled(PROJECT, &email("ci-deployer")),
+        Some(true)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undo_never_enables_on_a_journal_that_does_not_say_it_was_enabled() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    let (provider, snapshot) = take(&settings).await;
+    let deactivate = Action::DeactivateCredential {
+        credential: credential_named(&snapshot, "bbbb2222"),
+    };
+    let name = deactivate.target_id().to_owned();
+    let mut before = provider.read_target(&deactivate).await.expect("read");
+    before.restore = json!({"name": name});
+    assert!(provider.undo(&deactivate, &before).await.is_err());
+    before.restore = json!({"name": format!("{name}0"), "disabled": false});
+    assert!(provider.undo(&deactivate, &before).await.is_err());
+    assert_eq!(
+        fake.key(&name).expect("key")["disabled"],
+        true,
+        "disabled before lapse, still disabled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undo_restores_the_member_under_its_exact_condition_description_included() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    fake.add_project(PROJECT);
+    let expression = r#"request.time < timestamp("2027-01-01T00:00:00Z")"#;
+    fake.set_bindings(
+        "projects/acme-prod",
+        json!([
+            {"role": "roles/viewer", "members": ["user:a@x.example"],
+             "condition": {"title": "t", "description": "ticket SEC-1", "expression": expression}},
+            {"role": "roles/viewer", "members": ["user:b@x.example"],
+             "condition": {"title": "t", "description": "ticket SEC-2", "expression": expression}}
+        ]),
+    );
+    let (provider, snapshot) = take(&settings).await;
+    let action = revoke(
+        &snapshot,
+        "projects/acme-prod|roles/viewer|user:a@x.example|t",
+    );
+    let before = provider.read_target(&action).await.expect("read");
+    assert_eq!(
+        provider.apply(&action).await.expect("apply"),
+        ActionOutcome::Done
+    );
+    assert_eq!(bindings(&fake).len(), 1);
+    assert_eq!(
+        provider.undo(&action, &before).await.expect("undo"),
+        ActionOutcome::Done
+    );
+    let holder = |member: &str| {
+        bindings(&fake)
+            .into_iter()
+            .filter(|binding| {
+                binding["members"]
+                    .as_array()
+                    .is_some_and(|members| members.contains(&json!(member)))
+            })
+            .map(|binding| binding["condition"]["description"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(holder("user:a@x.example"), vec![json!("ticket SEC-1")]);
+    assert_eq!(holder("user:b@x.example"), vec![json!("ticket SEC-2")]);
+}
