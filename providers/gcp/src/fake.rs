@@ -5,8 +5,9 @@
 //! It listens on 127.0.0.1 on its own thread with its own runtime, so in-process tests and the
 //! `lapse` binary (another process) reach it alike, and stops when dropped. One base URL serves
 //! every endpoint. Bodies follow the documented shapes (cited at each); faults can be injected:
-//! 429 on demand, 403 for one permission on one project, a concurrent writer between a read and a
-//! write, and a check that the bearer is a JWT signed by a given service-account key. The
+//! 429, 503 or 404 on demand, 403 for one permission on one project, a concurrent writer between a
+//! read and a write, a pager that repeats its token, a policy answered at version 1 or without
+//! its etag, and a check that the bearer is a JWT signed by a given service-account key. The
 //! OAuth token and token info endpoints and the metadata server's account email are served too,
 //! so the caller of user credentials and on Google Cloud compute can be found.
 
@@ -85,7 +86,7 @@ struct State {
     analyzer_enabled: HashSet<String>,
     /// project → denied permissions.
     denied: HashMap<String, HashSet<String>>,
-    /// (substring of the path, remaining answers, status).
+    /// (substring of the path, remaining answers, status: 429, 503 or 404).
     throttles: Vec<(String, u32, u16)>,
     /// Run after the next `getIamPolicy` of a resource has answered: another writer.
     after_read: HashMap<String, Hook>,
