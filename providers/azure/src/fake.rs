@@ -156,6 +156,9 @@ pub struct State {
     pub tokens: BTreeSet<String>,
     /// Bodies of PIM schedule requests received.
     pub schedule_requests: Vec<Value>,
+    /// Path fragments whose lists answer an empty page whose next link is the page itself
+    /// (a faulty pager, to test that lapse stops).
+    pub looping_pages: Vec<String>,
 }
 
 fn role_definition(guid: &str, name: &str) -> Value {
@@ -672,6 +675,18 @@ fn handle(
             response.headers_mut().insert("retry-after", value);
         }
         return response;
+    }
+    if method == Method::GET
+        && state
+            .looping_pages
+            .iter()
+            .any(|fragment| path.contains(fragment.as_str()))
+    {
+        let link = format!(
+            "{base}{}",
+            uri.path_and_query().map_or("", |pq| pq.as_str())
+        );
+        return ok(json!({"value": [], "@odata.nextLink": link, "nextLink": link}));
     }
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     if path.starts_with("/v1.0/") || path.starts_with("/beta/") {

@@ -297,9 +297,22 @@ impl Client {
         url: &str,
         operation: Operation,
     ) -> Result<Vec<Value>, AzureError> {
+        // A service that keeps sending a link already followed (or pages without end) would
+        // otherwise hold the run forever; it is reported as a read that did not finish.
+        const MAX_PAGES: usize = 100_000;
         let mut items = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut next = Some(url.to_owned());
         while let Some(url) = next.take() {
+            if !seen.insert(url.clone()) || seen.len() > MAX_PAGES {
+                return Err(AzureError::Malformed {
+                    operation: operation.name.to_owned(),
+                    message: format!(
+                        "paging did not end after {} pages (the next link repeats or never stops)",
+                        seen.len()
+                    ),
+                });
+            }
             let mut page = self.get(api, &url, operation).await?;
             match page.get_mut("value").map(Value::take) {
                 Some(Value::Array(values)) => items.extend(values),

@@ -1021,3 +1021,25 @@ async fn undo_does_not_take_another_federated_credential_with_the_same_name_for_
         .expect_err("a different credential holds the name");
     assert!(error.message.contains("different"), "{error:?}");
 }
+
+#[tokio::test]
+async fn a_pager_that_repeats_its_link_ends_as_an_incomplete_scope() {
+    let mut state = State::contoso();
+    state.looping_pages = vec!["/roleAssignments".to_owned()];
+    let fake = FakeAzure::start(state);
+    let provider = provider(&fake, &[SUBSCRIPTION]);
+    let snapshot = tokio::time::timeout(std::time::Duration::from_secs(20), snapshot(&provider))
+        .await
+        .expect("paging stops");
+    let subscription = snapshot
+        .scopes
+        .iter()
+        .find(|scope| scope.id.as_str() == format!("azure:/subscriptions/{SUBSCRIPTION}"))
+        .expect("subscription scope");
+    assert!(!subscription.complete);
+    assert!(
+        subscription.errors[0].operation.contains("roleAssignments"),
+        "{:?}",
+        subscription.errors
+    );
+}
