@@ -581,7 +581,7 @@ async fn read_modify_write(
         .with_jitter()
         .build();
     let url = format!("{}/v3/{resource}:setIamPolicy", resource_manager(settings));
-    for _ in 0..attempts {
+    for attempt in 1..=attempts {
         let mut policy = snapshot::get_policy(client, settings, container, resource)
             .await
             .map_err(|error| error.into_provider_error(container.get_policy()))?;
@@ -604,7 +604,10 @@ async fn read_modify_write(
         {
             Ok(_) => return Ok(ActionOutcome::Done),
             Err(CallError::Api(failure)) if failure.is_conflict() => {
-                if let Some(delay) = delays.next() {
+                // No pause after the last attempt: nothing follows it.
+                if attempt < attempts
+                    && let Some(delay) = delays.next()
+                {
                     tokio::time::sleep(delay).await;
                 }
             }

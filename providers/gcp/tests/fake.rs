@@ -625,6 +625,37 @@ async fn a_policy_that_keeps_changing_is_given_up_on_without_writing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_last_409_gives_up_at_once_without_a_pause() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    // One attempt and a long backoff: any pause after the only 409 would show.
+    let settings = GcpSettings {
+        policy_write_attempts: 1,
+        retry_min_delay: std::time::Duration::from_secs(5),
+        ..settings
+    };
+    let (provider, snapshot) = take(&settings).await;
+    let action = revoke(
+        &snapshot,
+        "projects/acme-prod|roles/owner|group:sre@acme.example",
+    );
+    fake.write_after_next_read("projects/acme-prod", |policy| {
+        policy["bindings"]
+            .as_array_mut()
+            .expect("bindings")
+            .push(json!({"role": "roles/viewer", "members": ["user:bo@acme.example"]}));
+    });
+    let started = std::time::Instant::now();
+    let error = provider.apply(&action).await.expect_err("stale etag");
+    assert!(error.message.contains("409 ABORTED"), "{}", error.message);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2500),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn two_live_bindings_with_the_same_role_and_condition_are_refused() {
     let (fake, settings) = signed_fake(&[PROJECT]);
     fake.add_project(PROJECT);
