@@ -133,27 +133,51 @@ impl AwsProvider {
         }
         let limit = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
-        for (index, account) in accounts.into_iter().enumerate() {
+        let mut started = Vec::new();
+        for account in accounts {
             let settings = Arc::clone(&self.settings);
             let limit = Arc::clone(&limit);
             let requests = Arc::clone(&self.requests);
-            tasks.spawn(async move {
+            let name = account.account.clone();
+            let handle = tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                (
-                    index,
-                    snapshot::scan_account(&settings, &account, &requests).await,
-                )
+                snapshot::scan_account(&settings, &account, &requests).await
             });
+            started.push((handle.id(), name));
         }
-        let mut results = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok(result) = joined {
-                results.push(result);
-            }
-        }
-        results.sort_by_key(|(index, _)| *index);
-        Snapshot::merge(results.into_iter().map(|(_, snapshot)| snapshot).collect())
+        Snapshot::merge(collect(tasks, &started).await)
     }
+}
+
+/// Waits for every account's scan and returns them in the order they were started. A scan that
+/// panicked or was cancelled still shows, as an incomplete scope: an account never vanishes
+/// from a snapshot.
+async fn collect(
+    mut tasks: tokio::task::JoinSet<Snapshot>,
+    started: &[(tokio::task::Id, String)],
+) -> Vec<Snapshot> {
+    let mut results: Vec<Option<Snapshot>> = vec![None; started.len()];
+    while let Some(joined) = tasks.join_next_with_id().await {
+        let (id, snapshot) = match joined {
+            Ok((id, snapshot)) => (id, Some(snapshot)),
+            Err(error) => (error.id(), None),
+        };
+        if let Some(index) = started.iter().position(|(started, _)| *started == id) {
+            results[index] = snapshot;
+        }
+    }
+    results
+        .into_iter()
+        .zip(started)
+        .map(|(snapshot, (_, account))| {
+            snapshot.unwrap_or_else(|| {
+                snapshot::failed_scan(
+                    account,
+                    "the scan of this account stopped before it finished (an internal error in lapse: please report it); nothing from it is in this snapshot",
+                )
+            })
+        })
+        .collect()
 }
 
 impl Provider for AwsProvider {
@@ -248,5 +272,39 @@ impl AwsProvider {
         }
         checked.insert(account.to_owned(), clients.clone());
         Ok(clients)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_account_whose_scan_panicked_is_an_incomplete_scope_not_a_missing_one() {
+        let mut tasks = tokio::task::JoinSet::new();
+        let good = tasks.spawn(async { snapshot::failed_scan("111122223333", "stand-in") });
+        let bad = tasks.spawn(async {
+            if true {
+                panic!("a bug while reading 444455556666");
+            }
+            snapshot::failed_scan("444455556666", "never reached")
+        });
+        let started = [
+            (good.id(), "111122223333".to_owned()),
+            (bad.id(), "444455556666".to_owned()),
+        ];
+        let merged = Snapshot::merge(collect(tasks, &started).await);
+        let scope = merged
+            .scopes
+            .iter()
+            .find(|scope| scope.id.as_str() == "aws:444455556666")
+            .expect("the account whose scan panicked is still in the snapshot");
+        assert!(!scope.complete);
+        assert!(
+            scope.errors[0]
+                .message
+                .contains("stopped before it finished")
+        );
+        assert_eq!(merged.scopes.len(), 2);
     }
 }

@@ -66,6 +66,33 @@ impl Scan {
 }
 
 /// Reads one account. Never fails: failures are in the scope's `errors`, and `complete` is false.
+/// An account whose scan did not finish: present, incomplete, with why.
+pub(crate) fn failed_scan(account: &str, message: &str) -> Snapshot {
+    let taken_at = now();
+    let mut snapshot = Snapshot::empty(taken_at);
+    snapshot.scopes.push(ScopeStatus {
+        id: lapse_sdk::ScopeId::from(format!(
+            "aws:{}",
+            if account.is_empty() {
+                "unknown"
+            } else {
+                account
+            }
+        )),
+        cloud: Cloud::Aws,
+        kind: ScopeKind::Account,
+        taken_at,
+        complete: false,
+        caller: None,
+        errors: vec![ScopeError {
+            operation: "snapshot".to_owned(),
+            message: message.to_owned(),
+            missing_permission: None,
+        }],
+    });
+    snapshot
+}
+
 pub(crate) async fn scan_account(
     settings: &AwsSettings,
     scope: &AccountScope,
