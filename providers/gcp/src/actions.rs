@@ -778,29 +778,42 @@ pub(crate) fn describe_apply(
     }
 }
 
-/// The calls [`undo`] makes to restore `before`.
+/// The calls [`undo`] makes to restore `before`, refusing exactly where it refuses.
 pub(crate) fn describe_undo(
     settings: &GcpSettings,
     action: &Action,
     before: &TargetState,
 ) -> Vec<String> {
-    let was_disabled = before.restore["disabled"].as_bool().unwrap_or(false);
-    match action {
-        Action::RevokeGrant { grant } => describe_policy_edit(settings, grant, true),
-        Action::DeactivateCredential { credential } if !was_disabled => {
-            match key_name(credential) {
-                Ok(name) => vec![format!("POST {}/v1/{name}:enable {{}}", iam(settings))],
-                Err(error) => vec![format!("none: {}", error.message)],
-            }
-        }
-        Action::DisablePrincipal { principal } if !was_disabled => match account_name(principal) {
-            Ok(name) => vec![format!("POST {}/v1/{name}:enable {{}}", iam(settings))],
+    if !before.present {
+        return vec!["none: the target did not exist before lapse acted".to_owned()];
+    }
+    // Same checks as `undo`: a journal that does not say "enabled" enables nothing.
+    let enable = |name: Result<String, ProviderError>, method: Method| {
+        let name = match name {
+            Ok(name) => name,
+            Err(error) => return vec![format!("none: {}", error.message)],
+        };
+        match journaled_disabled(before, &name, method) {
+            Ok(true) => vec!["none: it was already disabled before lapse acted".to_owned()],
+            Ok(false) => vec![format!("POST {}/v1/{name}:enable {{}}", iam(settings))],
             Err(error) => vec![format!("none: {}", error.message)],
-        },
+        }
+    };
+    match action {
+        Action::RevokeGrant { grant } => {
+            let restore = &before.restore;
+            if restore["role"].as_str().is_none() || restore["member"].as_str().is_none() {
+                return vec!["none: the journal holds no binding to restore".to_owned()];
+            }
+            describe_policy_edit(settings, grant, true)
+        }
+        Action::DeactivateCredential { credential } => {
+            enable(key_name(credential).map(str::to_owned), ENABLE_KEY)
+        }
+        Action::DisablePrincipal { principal } => enable(account_name(principal), ENABLE_ACCOUNT),
         Action::DeleteCredential { .. } => {
             vec!["none: a deleted key cannot be restored".to_owned()]
         }
-        _ => vec!["none: it was already disabled before lapse acted".to_owned()],
     }
 }
 

@@ -1364,8 +1364,34 @@ async fn undo_never_enables_on_a_journal_that_does_not_say_it_was_enabled() {
     let mut before = provider.read_target(&deactivate).await.expect("read");
     before.restore = json!({"name": name});
     assert!(provider.undo(&deactivate, &before).await.is_err());
+    // The dry run says what undo does: nothing, and why.
+    let described = provider.describe_undo(&deactivate, &before);
+    assert!(
+        described.len() == 1
+            && described[0].starts_with("none:")
+            && described[0].contains("does not say"),
+        "{described:?}"
+    );
     before.restore = json!({"name": format!("{name}0"), "disabled": false});
     assert!(provider.undo(&deactivate, &before).await.is_err());
+    assert!(
+        provider.describe_undo(&deactivate, &before)[0].starts_with("none:"),
+        "another object's journal enables nothing"
+    );
+    before.restore = json!({"name": name, "disabled": false});
+    assert!(provider.describe_undo(&deactivate, &before)[0].ends_with(":enable {}"));
+
+    let account = format!("serviceAccount:{}", email("ci-deployer"));
+    let principal = snapshot
+        .principals
+        .iter()
+        .find(|principal| principal.id.as_str() == account)
+        .expect("account")
+        .clone();
+    let disable = Action::DisablePrincipal { principal };
+    let mut account_before = provider.read_target(&disable).await.expect("read");
+    account_before.restore = json!({"name": account_before.restore["name"]});
+    assert!(provider.describe_undo(&disable, &account_before)[0].starts_with("none:"));
     assert_eq!(
         fake.key(&name).expect("key")["disabled"],
         true,
