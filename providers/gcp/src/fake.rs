@@ -427,7 +427,7 @@ impl FakeGcp {
 
     /// A user who logged in with `scopes` granted: the `authorized_user` file
     /// `gcloud auth application-default login` writes, its `token_uri` at this fake's token
-    /// endpoint (`POST /token`), whose tokens `GET /tokeninfo` describes.
+    /// endpoint (`POST /token`), whose tokens `POST /tokeninfo` (form body) describes.
     #[must_use]
     pub fn authorized_user(&self, email: &str, scopes: &[&str]) -> Value {
         let mut state = self.lock();
@@ -684,8 +684,16 @@ fn needs(method: &Method, path: &str) -> (&'static str, Option<String>) {
 }
 
 fn query_param(uri: &Uri, name: &str) -> Option<String> {
-    let query = uri.query()?;
-    query.split('&').find_map(|pair| {
+    pair_value(uri.query()?, name)
+}
+
+/// A field of an `application/x-www-form-urlencoded` body.
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    pair_value(std::str::from_utf8(body).ok()?, name)
+}
+
+fn pair_value(pairs: &str, name: &str) -> Option<String> {
+    pairs.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;
         (key == name).then(|| percent_decode(value))
     })
@@ -1211,8 +1219,10 @@ fn oauth_or_metadata(
                 "token_type": "Bearer"
             })))
         }
-        (&Method::GET | &Method::POST, "/tokeninfo") => {
-            let Some((email, scopes)) = query_param(uri, "access_token")
+        // Google also takes `GET ?access_token=`; the fake takes only the form body, so a token
+        // sent in a URL (where logs keep it) fails a test.
+        (&Method::POST, "/tokeninfo") => {
+            let Some((email, scopes)) = form_field(body, "access_token")
                 .and_then(|token| state.tokens.get(&token))
                 .cloned()
             else {

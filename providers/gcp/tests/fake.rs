@@ -1069,7 +1069,7 @@ async fn user_credentials_name_their_user_through_token_info() {
     let asked = fake
         .requests()
         .iter()
-        .filter(|request| *request == "GET /tokeninfo")
+        .filter(|request| *request == "POST /tokeninfo")
         .count();
     assert_eq!(asked, 1, "the caller is found once per provider");
     assert!(provider.request_count() > 0);
