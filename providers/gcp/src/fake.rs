@@ -804,7 +804,7 @@ fn answer(
     hook: &mut Option<(Hook, String)>,
 ) -> Response {
     // OAuth and the metadata server authenticate by their own means, not by a bearer.
-    if let Some(response) = oauth_or_metadata(state, method, uri, path, headers, body) {
+    if let Some(response) = oauth_or_metadata(state, method, path, headers, body) {
         return response;
     }
     if let Some((email, key)) = &state.signer
@@ -1161,7 +1161,6 @@ fn answer(
 fn oauth_or_metadata(
     state: &mut State,
     method: &Method,
-    uri: &Uri,
     path: &str,
     headers: &HeaderMap,
     body: &Bytes,
