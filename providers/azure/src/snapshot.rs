@@ -190,6 +190,9 @@ struct Reading {
     principals: Vec<Principal>,
     credentials: Vec<Credential>,
     grants: Vec<Grant>,
+    /// Items that came without an id, by the operation that listed them and the field read:
+    /// reported once per list when the reading is finished.
+    unidentified: BTreeMap<(String, &'static str), usize>,
 }
 
 impl Reading {
@@ -207,7 +210,43 @@ impl Reading {
             principals: Vec::new(),
             credentials: Vec::new(),
             grants: Vec::new(),
+            unidentified: BTreeMap::new(),
         }
+    }
+
+    /// An item's id. An item without one cannot be named in a plan or matched in a diff; it is
+    /// left out, and noted so the scope says it is incomplete instead of quietly missing it.
+    fn id_of(&mut self, item: &Value, field: &'static str, operation: &str) -> Option<String> {
+        let id = text(&item[field]);
+        if id.is_none() {
+            self.unidentified(operation, field);
+        }
+        id
+    }
+
+    fn unidentified(&mut self, operation: &str, field: &'static str) {
+        *self
+            .unidentified
+            .entry((operation.to_owned(), field))
+            .or_default() += 1;
+    }
+
+    /// The reading with every item left out for want of an id reported as an error.
+    fn finish(mut self) -> Self {
+        for ((operation, field), count) in std::mem::take(&mut self.unidentified) {
+            let (items, them) = if count == 1 {
+                ("an item came".to_owned(), "it")
+            } else {
+                (format!("{count} items came"), "them")
+            };
+            self.fail(AzureError::Malformed {
+                operation,
+                message: format!(
+                    "{items} without an id (`{field}`), so lapse cannot identify {them} and left {them} out of the snapshot"
+                ),
+            });
+        }
+        self
     }
 
     fn fail(&mut self, error: AzureError) {
@@ -352,7 +391,7 @@ pub(crate) async fn scan_tenant(
     resolve_principals(&client, &wanted, &mut tenant).await;
 
     let mut snapshot = Snapshot::empty(tenant.status.taken_at);
-    for reading in std::iter::once(tenant).chain(readings) {
+    for reading in std::iter::once(tenant.finish()).chain(readings) {
         snapshot.scopes.push(reading.status);
         snapshot.principals.extend(reading.principals);
         snapshot.credentials.extend(reading.credentials);
@@ -377,14 +416,16 @@ async fn subscriptions(
     if scope.subscriptions.iter().any(|sub| sub == "*") {
         let url = client.arm("/subscriptions?api-version=2022-12-01");
         let listed = tenant.keep(client.list(Api::Arm, &url, SUBSCRIPTIONS).await);
-        named.extend(
-            listed
-                .iter()
-                .filter(|sub| {
-                    !is_guid(tenant_id) || sub["tenantId"].as_str().is_none_or(|id| id == tenant_id)
-                })
-                .filter_map(|sub| text(&sub["subscriptionId"])),
-        );
+        for sub in &listed {
+            let elsewhere =
+                is_guid(tenant_id) && sub["tenantId"].as_str().is_some_and(|id| id != tenant_id);
+            if elsewhere {
+                continue;
+            }
+            if let Some(id) = tenant.id_of(sub, "subscriptionId", SUBSCRIPTIONS.name) {
+                named.push(id);
+            }
+        }
     }
     named.sort();
     named.dedup();
@@ -524,17 +565,19 @@ async fn scan_subscription(
         if let Some(origin) = text(&properties["originRoleAssignmentId"]) {
             materialized.insert(guid_of(&origin));
         }
-        if let Some(grant) = pim_grant(&scope_id, instance, GrantKind::PimActive, &role) {
+        if let Some(id) = reading.id_of(instance, "id", ARM_PIM_ACTIVE.name) {
+            let grant = pim_grant(&scope_id, id, instance, GrantKind::PimActive, &role);
             reading.grants.push(grant);
         }
     }
     for instance in &eligible {
-        if let Some(grant) = pim_grant(&scope_id, instance, GrantKind::PimEligible, &role) {
+        if let Some(id) = reading.id_of(instance, "id", ARM_PIM_ELIGIBLE.name) {
+            let grant = pim_grant(&scope_id, id, instance, GrantKind::PimEligible, &role);
             reading.grants.push(grant);
         }
     }
     for assignment in &assignments {
-        let Some(id) = text(&assignment["id"]) else {
+        let Some(id) = reading.id_of(assignment, "id", ROLE_ASSIGNMENTS.name) else {
             continue;
         };
         if materialized.contains(&guid_of(&id)) {
@@ -566,17 +609,17 @@ async fn scan_subscription(
             privileged: role.is_some_and(|role| role.privileged),
         });
     }
-    reading
+    reading.finish()
 }
 
 fn pim_grant(
     scope_id: &ScopeId,
+    id: String,
     instance: &Value,
     kind: GrantKind,
     role: &impl Fn(&str) -> Option<Role>,
-) -> Option<Grant> {
+) -> Grant {
     let properties = &instance["properties"];
-    let id = text(&instance["id"])?;
     let definition = text(&properties["roleDefinitionId"]).unwrap_or_default();
     let resource = text(&properties["scope"]).unwrap_or_default();
     let role = role(&definition);
@@ -586,7 +629,7 @@ fn pim_grant(
     } else {
         via_for(&resource)
     };
-    Some(Grant {
+    Grant {
         id: id.into(),
         cloud: Cloud::Azure,
         scope: scope_id.clone(),
@@ -606,7 +649,7 @@ fn pim_grant(
             title: None,
         }),
         privileged: role.is_some_and(|role| role.privileged),
-    })
+    }
 }
 
 /// Tags as `key:value` or `key=value` become pairs; a bare tag keeps an empty value.
@@ -730,15 +773,20 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
     let mut federated_app_ids: HashSet<String> = HashSet::new();
     let mut app_created: HashMap<String, Timestamp> = HashMap::new();
     for app in &apps {
-        let (Some(id), Some(app_id)) = (text(&app["id"]), text(&app["appId"])) else {
+        let Some(id) = tenant.id_of(app, "id", APPLICATIONS.name) else {
             continue;
         };
+        // The appId only joins the application to its service principal and sign-in reports;
+        // an application without one is still reported.
+        let app_id = text(&app["appId"]);
         let federated = federated_by_app.remove(&id).unwrap_or_default();
-        if !federated.is_empty() {
-            federated_app_ids.insert(app_id.clone());
-        }
-        if let Some(created) = time_of(&app["createdDateTime"]) {
-            app_created.insert(app_id.clone(), created);
+        if let Some(app_id) = &app_id {
+            if !federated.is_empty() {
+                federated_app_ids.insert(app_id.clone());
+            }
+            if let Some(created) = time_of(&app["createdDateTime"]) {
+                app_created.insert(app_id.clone(), created);
+            }
         }
         let tags = tags_of(app);
         tenant.principals.push(Principal {
@@ -749,8 +797,9 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
             native_type: Some("application".to_owned()),
             display_name: text(&app["displayName"]),
             created_at: time_of(&app["createdDateTime"]),
-            last_activity: sp_last_use
-                .get(app_id.as_str())
+            last_activity: app_id
+                .as_deref()
+                .and_then(|app_id| sp_last_use.get(app_id))
                 .copied()
                 .unwrap_or_default(),
             owner: tags.get("owner").cloned(),
@@ -759,9 +808,9 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
             cloud_managed: false,
             federation_available: !federated.is_empty(),
         });
-        push_secrets(&mut tenant.credentials, &scope, &id, app, &key_usage);
+        push_secrets(tenant, &id, app, &key_usage, APPLICATIONS.name);
         for credential in &federated {
-            let Some(credential_id) = text(&credential["id"]) else {
+            let Some(credential_id) = tenant.id_of(credential, "id", FEDERATED.name) else {
                 continue;
             };
             tenant.credentials.push(Credential {
@@ -782,7 +831,7 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
 
     let tenant_id = scope.0.trim_start_matches("azure:/tenants/").to_owned();
     for sp in &sps {
-        let Some(id) = text(&sp["id"]) else {
+        let Some(id) = tenant.id_of(sp, "id", SERVICE_PRINCIPALS.name) else {
             continue;
         };
         let app_id = text(&sp["appId"]).unwrap_or_default();
@@ -827,7 +876,7 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
             cloud_managed: first_party,
             federation_available: federated_app_ids.contains(&app_id),
         });
-        push_secrets(&mut tenant.credentials, &scope, &id, sp, &key_usage);
+        push_secrets(tenant, &id, sp, &key_usage, SERVICE_PRINCIPALS.name);
     }
 
     directory_grants(
@@ -842,25 +891,34 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
 
 /// Password and certificate credentials of an application or service principal.
 fn push_secrets(
-    credentials: &mut Vec<Credential>,
-    scope: &ScopeId,
+    tenant: &mut Reading,
     owner: &str,
     object: &Value,
     usage: &impl Fn(&str) -> Usage,
+    operation: &str,
 ) {
-    for (field, kind) in [
-        ("passwordCredentials", CredentialKind::AzurePassword),
-        ("keyCredentials", CredentialKind::AzureCertificate),
+    for (field, key_field, kind) in [
+        (
+            "passwordCredentials",
+            "passwordCredentials[].keyId",
+            CredentialKind::AzurePassword,
+        ),
+        (
+            "keyCredentials",
+            "keyCredentials[].keyId",
+            CredentialKind::AzureCertificate,
+        ),
     ] {
         for secret in object[field].as_array().into_iter().flatten() {
             let Some(key) = text(&secret["keyId"]) else {
+                tenant.unidentified(operation, key_field);
                 continue;
             };
-            credentials.push(Credential {
+            tenant.credentials.push(Credential {
                 id: key.clone().into(),
                 principal: owner.into(),
                 cloud: Cloud::Azure,
-                scope: scope.clone(),
+                scope: tenant.status.id.clone(),
                 kind,
                 display_name: text(&secret["displayName"]),
                 created_at: time_of(&secret["startDateTime"]),
@@ -923,7 +981,7 @@ fn directory_grants(
         if !activated && time_of(&instance["endDateTime"]).is_none() {
             continue;
         }
-        let Some(id) = text(&instance["id"]) else {
+        let Some(id) = tenant.id_of(instance, "id", DIRECTORY_PIM_ACTIVE.name) else {
             continue;
         };
         materialized.insert(id.clone());
@@ -935,14 +993,14 @@ fn directory_grants(
             .push(grant(instance, id, GrantKind::PimActive));
     }
     for instance in eligible {
-        if let Some(id) = text(&instance["id"]) {
+        if let Some(id) = tenant.id_of(instance, "id", DIRECTORY_PIM_ELIGIBLE.name) {
             tenant
                 .grants
                 .push(grant(instance, id, GrantKind::PimEligible));
         }
     }
     for assignment in assignments {
-        let Some(id) = text(&assignment["id"]) else {
+        let Some(id) = tenant.id_of(assignment, "id", DIRECTORY_ROLE_ASSIGNMENTS.name) else {
             continue;
         };
         if materialized.contains(&id) {
@@ -988,7 +1046,7 @@ async fn resolve_principals(client: &Client, ids: &[String], tenant: &mut Readin
             users = client.list(Api::Graph, &url, USERS).await;
         }
         for user in tenant.keep(users) {
-            let Some(id) = text(&user["id"]) else {
+            let Some(id) = tenant.id_of(&user, "id", USERS.name) else {
                 continue;
             };
             found.insert(id.clone());
@@ -1022,7 +1080,7 @@ async fn resolve_principals(client: &Client, ids: &[String], tenant: &mut Readin
         ));
         let groups = client.list(Api::Graph, &url, GROUPS).await;
         for group in tenant.keep(groups) {
-            let Some(id) = text(&group["id"]) else {
+            let Some(id) = tenant.id_of(&group, "id", GROUPS.name) else {
                 continue;
             };
             tenant.principals.push(Principal {

@@ -1043,3 +1043,80 @@ async fn a_pager_that_repeats_its_link_ends_as_an_incomplete_scope() {
         subscription.errors
     );
 }
+
+fn scope_of<'a>(snapshot: &'a Snapshot, id: &str) -> &'a lapse_sdk::ScopeStatus {
+    snapshot
+        .scopes
+        .iter()
+        .find(|scope| scope.id.as_str() == id)
+        .unwrap_or_else(|| panic!("scope {id}: {:?}", snapshot.scopes))
+}
+
+#[tokio::test]
+async fn an_item_without_an_id_leaves_its_scope_incomplete_instead_of_vanishing() {
+    let mut state = State::contoso();
+    let strip = |item: &mut Value, field: &str| {
+        item.as_object_mut().expect("object").remove(field);
+    };
+    let vendor = state
+        .service_principals
+        .iter_mut()
+        .find(|sp| sp["id"] == ids::VENDOR_SP)
+        .expect("vendor");
+    strip(vendor, "id");
+    let billing = state
+        .applications
+        .iter_mut()
+        .find(|app| app["id"] == ids::BILLING_APP)
+        .expect("billing");
+    strip(&mut billing["passwordCredentials"][0], "keyId");
+    let owner = state
+        .subscriptions
+        .get_mut(SUBSCRIPTION)
+        .expect("subscription")
+        .role_assignments
+        .iter_mut()
+        .find(|item| item["name"] == ids::AUDITORS_READER)
+        .expect("reader");
+    strip(owner, "id");
+    let fake = FakeAzure::start(state);
+    let snapshot = snapshot(&provider(&fake, &[SUBSCRIPTION])).await;
+
+    let tenant = scope_of(&snapshot, &tenant_scope());
+    assert!(!tenant.complete);
+    let names = |scope: &lapse_sdk::ScopeStatus, operation: &str| {
+        scope
+            .errors
+            .iter()
+            .any(|error| error.operation == operation && error.message.contains("without an id"))
+    };
+    assert!(
+        names(tenant, "graph:GET /servicePrincipals"),
+        "{:?}",
+        tenant.errors
+    );
+    assert!(
+        tenant
+            .errors
+            .iter()
+            .any(|error| error.operation == "graph:GET /applications"
+                && error.message.contains("passwordCredentials[].keyId")),
+        "{:?}",
+        tenant.errors
+    );
+    let subscription = scope_of(&snapshot, &format!("azure:/subscriptions/{SUBSCRIPTION}"));
+    assert!(!subscription.complete);
+    assert!(
+        names(subscription, "arm:GET roleAssignments"),
+        "{:?}",
+        subscription.errors
+    );
+    // Everything that could be identified is still there.
+    assert!(grant(&snapshot, &assignment_id(SUBSCRIPTION, ids::JSMITH_OWNER)).is_some());
+    assert!(
+        snapshot
+            .principals
+            .iter()
+            .any(|principal| principal.id.as_str() == ids::DEPLOY_SP)
+    );
+}
