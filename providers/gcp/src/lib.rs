@@ -27,6 +27,7 @@ pub mod fake;
 mod policy;
 mod snapshot;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -209,34 +210,87 @@ impl GcpProvider {
         containers.dedup();
         let limit = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
+        let mut pending = HashMap::new();
         for (index, (container, id)) in containers.into_iter().enumerate() {
             let settings = Arc::clone(&self.settings);
             let client = self.client.clone();
             let limit = Arc::clone(&limit);
-            tasks.spawn(async move {
+            let name = id.clone();
+            let task = tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 if Container::of(&format!("{}/{id}", container.collection())).is_none() {
-                    return (index, refused(container, &id));
+                    return refused(container, &id);
                 }
-                (
-                    index,
-                    snapshot::scan(&client, &settings, container, &id).await,
-                )
+                snapshot::scan(&client, &settings, container, &id).await
             });
+            pending.insert(task.id(), (index, container, name));
         }
-        let mut results = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok(result) = joined {
-                results.push(result);
-            }
-        }
-        results.sort_by_key(|(index, _)| *index);
-        combine(results.into_iter().map(|(_, result)| result).collect())
+        combine(collect(tasks, pending).await)
     }
 }
 
+/// What one container's read gives: its snapshot, and which principals came from an account
+/// list (see [`combine`]).
+type Reading = (Snapshot, Vec<(String, bool)>);
+
+/// The readings of every task, in the order the containers were spawned. A task that panicked
+/// or was cancelled still gives its container a scope, incomplete and saying so: a scope that
+/// vanished would read as "nothing there".
+async fn collect(
+    mut tasks: tokio::task::JoinSet<Reading>,
+    mut pending: HashMap<tokio::task::Id, (usize, Container, String)>,
+) -> Vec<Reading> {
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next_with_id().await {
+        match joined {
+            Ok((task, reading)) => {
+                let index = pending
+                    .remove(&task)
+                    .map_or(usize::MAX, |(index, ..)| index);
+                results.push((index, reading));
+            }
+            Err(error) => {
+                let Some((index, container, id)) = pending.remove(&error.id()) else {
+                    continue;
+                };
+                let why = if error.is_cancelled() {
+                    "was cancelled before it finished".to_owned()
+                } else {
+                    let payload = error.into_panic();
+                    let text = payload
+                        .downcast_ref::<&str>()
+                        .map(|text| (*text).to_owned())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    format!("stopped on an internal error (a bug in lapse: {text})")
+                };
+                let message = format!(
+                    "reading this scope {why}; what it holds is unknown: run lapse again, and report it if it repeats"
+                );
+                results.push((index, unread(container, &id, "snapshot", message)));
+            }
+        }
+    }
+    // A task the set never returned (not expected) is reported as unread all the same.
+    for (_, (index, container, id)) in pending {
+        let message = "reading this scope never finished; what it holds is unknown".to_owned();
+        results.push((index, unread(container, &id, "snapshot", message)));
+    }
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, reading)| reading).collect()
+}
+
 /// A scope lapse will not read: a wildcard or malformed id.
-fn refused(container: Container, id: &str) -> (Snapshot, Vec<(String, bool)>) {
+fn refused(container: Container, id: &str) -> Reading {
+    let message = format!(
+        "`{id}` is not an explicit {} id: name each one (the `-` wildcard turns a missing object into a denial)",
+        container.collection().trim_end_matches('s')
+    );
+    unread(container, id, "scope", message)
+}
+
+/// A scope with nothing read, incomplete, with `message` as its one error.
+fn unread(container: Container, id: &str, operation: &str, message: String) -> Reading {
     let now = Timestamp::from_offset(time::OffsetDateTime::now_utc());
     let mut snapshot = Snapshot::empty(now);
     snapshot.scopes.push(ScopeStatus {
@@ -251,11 +305,8 @@ fn refused(container: Container, id: &str) -> (Snapshot, Vec<(String, bool)>) {
         complete: false,
         caller: None,
         errors: vec![ScopeError {
-            operation: "scope".to_owned(),
-            message: format!(
-                "`{id}` is not an explicit {} id: name each one (the `-` wildcard turns a missing object into a denial)",
-                container.collection().trim_end_matches('s')
-            ),
+            operation: operation.to_owned(),
+            message,
             missing_permission: None,
         }],
     });
@@ -264,7 +315,7 @@ fn refused(container: Container, id: &str) -> (Snapshot, Vec<(String, bool)>) {
 
 /// One snapshot of every container. A principal seen as a member of several policies keeps
 /// the record read from its own project's account list when there is one.
-fn combine(readings: Vec<(Snapshot, Vec<(String, bool)>)>) -> Snapshot {
+fn combine(readings: Vec<Reading>) -> Snapshot {
     let mut principals: std::collections::BTreeMap<String, (lapse_sdk::Principal, bool)> =
         std::collections::BTreeMap::new();
     let taken_at = readings
@@ -274,7 +325,7 @@ fn combine(readings: Vec<(Snapshot, Vec<(String, bool)>)>) -> Snapshot {
         .unwrap_or_else(|| Timestamp::from_offset(time::OffsetDateTime::now_utc()));
     let mut combined = Snapshot::empty(taken_at);
     for (snapshot, fullness) in readings {
-        let fullness: std::collections::HashMap<String, bool> = fullness.into_iter().collect();
+        let fullness: HashMap<String, bool> = fullness.into_iter().collect();
         for principal in snapshot.principals {
             let full = fullness
                 .get(principal.id.as_str())
@@ -353,5 +404,69 @@ impl Provider for GcpProvider {
 
     fn describe_undo(&self, action: &Action, before: &TargetState) -> Vec<String> {
         actions::describe_undo(&self.settings, action, before)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(container: Container, id: &str) -> Reading {
+        let now = Timestamp::from_offset(time::OffsetDateTime::now_utc());
+        let mut snapshot = Snapshot::empty(now);
+        snapshot.scopes.push(ScopeStatus {
+            id: format!("gcp:{}/{id}", container.collection()).into(),
+            cloud: Cloud::Gcp,
+            kind: ScopeKind::Project,
+            taken_at: now,
+            complete: true,
+            caller: None,
+            errors: Vec::new(),
+        });
+        (snapshot, Vec::new())
+    }
+
+    fn explode() -> Reading {
+        panic!("unexpected shape");
+    }
+
+    /// No honest answer from the fake makes the provider panic, so the collection is fed
+    /// tasks that do.
+    #[tokio::test]
+    async fn a_task_that_panics_or_is_cancelled_leaves_an_incomplete_scope() {
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut pending = HashMap::new();
+        let fine = tasks.spawn(async { read(Container::Project, "acme-prod") });
+        pending.insert(fine.id(), (0, Container::Project, "acme-prod".to_owned()));
+        let panics = tasks.spawn(async { explode() });
+        pending.insert(panics.id(), (1, Container::Project, "acme-dev".to_owned()));
+        let stuck = tasks.spawn(std::future::pending::<Reading>());
+        pending.insert(stuck.id(), (2, Container::Folder, "123".to_owned()));
+        stuck.abort();
+
+        let combined = combine(collect(tasks, pending).await);
+        let scopes: Vec<(&str, bool)> = combined
+            .scopes
+            .iter()
+            .map(|scope| (scope.id.as_str(), scope.complete))
+            .collect();
+        assert_eq!(
+            scopes,
+            vec![
+                ("gcp:folders/123", false),
+                ("gcp:projects/acme-dev", false),
+                ("gcp:projects/acme-prod", true),
+            ]
+        );
+        let error = |id: &str| {
+            let scope = combined
+                .scopes
+                .iter()
+                .find(|scope| scope.id.as_str() == id)
+                .expect("scope");
+            scope.errors[0].message.clone()
+        };
+        assert!(error("gcp:projects/acme-dev").contains("unexpected shape"));
+        assert!(error("gcp:folders/123").contains("cancelled"));
     }
 }
