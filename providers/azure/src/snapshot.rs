@@ -347,29 +347,18 @@ pub(crate) async fn scan_tenant(
     // Subscriptions first: their grants name principals the tenant pass resolves.
     let subscriptions = subscriptions(&client, scope, &tenant_id, &mut tenant).await;
     let roles: Arc<Mutex<HashMap<String, Role>>> = Arc::default();
-    let limit = Arc::new(Semaphore::new(client.concurrency()));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, subscription) in subscriptions.into_iter().enumerate() {
-        let client = client.clone();
-        let roles = Arc::clone(&roles);
-        let limit = Arc::clone(&limit);
-        let caller = caller.id.clone();
-        tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await;
-            (
-                index,
-                scan_subscription(&client, &subscription, caller, &roles).await,
-            )
-        });
-    }
-    let mut readings = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        if let Ok(reading) = joined {
-            readings.push(reading);
-        }
-    }
-    readings.sort_by_key(|(index, _)| *index);
-    let readings: Vec<Reading> = readings.into_iter().map(|(_, reading)| reading).collect();
+    let readings = read_subscriptions(
+        subscriptions,
+        client.concurrency(),
+        caller.id.clone(),
+        |subscription| {
+            let client = client.clone();
+            let roles = Arc::clone(&roles);
+            let caller = caller.id.clone();
+            async move { scan_subscription(&client, &subscription, caller, &roles).await }
+        },
+    )
+    .await;
 
     read_directory(&client, &mut tenant).await;
 
@@ -398,6 +387,80 @@ pub(crate) async fn scan_tenant(
         snapshot.grants.extend(reading.grants);
     }
     Snapshot::merge(vec![snapshot])
+}
+
+/// Reads subscriptions, `concurrency` at a time, in their given order. A read that panics or is
+/// cancelled still gives its subscription a scope, incomplete and saying why: a subscription
+/// that dropped out of the snapshot would pass for one lapse was never asked to read.
+async fn read_subscriptions<F, Fut>(
+    subscriptions: Vec<String>,
+    concurrency: usize,
+    caller: Option<String>,
+    read: F,
+) -> Vec<Reading>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Reading> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut pending: HashMap<tokio::task::Id, usize> = HashMap::new();
+    for (index, subscription) in subscriptions.iter().enumerate() {
+        let limit = Arc::clone(&limit);
+        let reading = read(subscription.clone());
+        let handle = tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            reading.await
+        });
+        pending.insert(handle.id(), index);
+    }
+    let mut readings: Vec<Option<Reading>> = subscriptions.iter().map(|_| None).collect();
+    let mut failures: HashMap<usize, String> = HashMap::new();
+    while let Some(joined) = tasks.join_next_with_id().await {
+        match joined {
+            Ok((id, reading)) => {
+                if let Some(index) = pending.remove(&id) {
+                    readings[index] = Some(reading);
+                }
+            }
+            Err(error) => {
+                if let Some(index) = pending.remove(&error.id()) {
+                    let what = if error.is_panic() {
+                        "panicked"
+                    } else {
+                        "was cancelled"
+                    };
+                    failures.insert(index, format!("{what}: {error}"));
+                }
+            }
+        }
+    }
+    readings
+        .into_iter()
+        .zip(subscriptions)
+        .enumerate()
+        .map(|(index, (reading, subscription))| {
+            reading.unwrap_or_else(|| {
+                let why = failures
+                    .remove(&index)
+                    .unwrap_or_else(|| "never reported back".to_owned());
+                let mut reading = Reading::new(
+                    subscription_scope_id(&subscription),
+                    ScopeKind::Subscription,
+                    caller.clone(),
+                );
+                reading.status.complete = false;
+                reading.status.errors.push(ScopeError {
+                    operation: "arm:read subscription".to_owned(),
+                    message: format!(
+                        "the read of subscription {subscription} stopped before it finished (it {why}); nothing from it is in the snapshot; this is a lapse bug, please report it"
+                    ),
+                    missing_permission: None,
+                });
+                reading
+            })
+        })
+        .collect()
 }
 
 /// The subscriptions to read: the named ones, or every one the caller sees in this tenant.
@@ -1131,6 +1194,58 @@ pub(crate) fn restorable_assignment(assignment: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_subscription_whose_read_panics_stays_in_the_snapshot_as_incomplete() {
+        use crate::fake::{FakeAzure, SECOND_SUBSCRIPTION, SUBSCRIPTION, State, StaticCredential};
+        let fake = FakeAzure::start(State::contoso());
+        let settings = AzureSettings {
+            graph_url: fake.url.clone(),
+            arm_url: fake.url.clone(),
+            ..AzureSettings::default()
+        };
+        let client = Client::new(
+            &settings,
+            StaticCredential::for_caller(
+                "e7c1a5f3-6d9b-4b20-8f4e-1a3c5e7b9d02",
+                crate::fake::TENANT,
+            ),
+            crate::CredentialSource::Injected,
+            Arc::default(),
+        )
+        .expect("client");
+        let roles: Arc<Mutex<HashMap<String, Role>>> = Arc::default();
+        let readings = read_subscriptions(
+            vec![SUBSCRIPTION.to_owned(), SECOND_SUBSCRIPTION.to_owned()],
+            2,
+            None,
+            |subscription| {
+                let client = client.clone();
+                let roles = Arc::clone(&roles);
+                async move {
+                    // A bug in the read of one subscription, as a panic.
+                    assert_ne!(subscription, SECOND_SUBSCRIPTION, "a simulated bug");
+                    scan_subscription(&client, &subscription, None, &roles).await
+                }
+            },
+        )
+        .await;
+        let scopes: Vec<(&str, bool)> = readings
+            .iter()
+            .map(|reading| (reading.status.id.as_str(), reading.status.complete))
+            .collect();
+        assert_eq!(
+            scopes,
+            vec![
+                (subscription_scope_id(SUBSCRIPTION).as_str(), true),
+                (subscription_scope_id(SECOND_SUBSCRIPTION).as_str(), false),
+            ]
+        );
+        assert!(!readings[0].grants.is_empty());
+        let error = &readings[1].status.errors[0];
+        assert!(error.message.contains("panicked"), "{error:?}");
+        assert!(readings[1].grants.is_empty());
+    }
 
     #[test]
     fn a_custom_role_that_can_write_role_assignments_is_privileged() {
