@@ -97,6 +97,59 @@ pub(crate) struct Failure {
     pub(crate) permission: Option<String>,
     /// `Retry-After` in seconds, when sent.
     pub(crate) retry_after: Option<std::time::Duration>,
+    /// Set when the API itself is not enabled for the project billed (`SERVICE_DISABLED`):
+    /// no permission grant helps then.
+    /// Boxed: it is rare, and every `Result` carrying a failure would grow by it.
+    pub(crate) disabled: Option<Box<DisabledApi>>,
+}
+
+/// What a `SERVICE_DISABLED` answer names: a `google.rpc.ErrorInfo` detail's `metadata`
+/// `{"service": "iam.googleapis.com", "consumer": "projects/123"}`, or its message
+/// ("… API has not been used in project 123 before or it is disabled. Enable it by visiting
+/// https://console.developers.google.com/apis/api/iam.googleapis.com/overview?project=123 …").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DisabledApi {
+    /// The API to enable (`iam.googleapis.com`), when the answer says.
+    pub(crate) service: Option<String>,
+    /// The project it must be enabled in (`projects/123`): the one the request was billed to,
+    /// which may be the credentials' quota project rather than the project read.
+    pub(crate) consumer: Option<String>,
+}
+
+impl DisabledApi {
+    fn read(error: &Value, message: &str) -> Option<Self> {
+        let info = error["details"].as_array().and_then(|details| {
+            details
+                .iter()
+                .find(|detail| detail["reason"].as_str() == Some("SERVICE_DISABLED"))
+        });
+        let said = message.contains("has not been used in project")
+            && message.contains("or it is disabled");
+        if info.is_none() && !said {
+            return None;
+        }
+        let metadata = info.map(|info| &info["metadata"]);
+        let field = |name: &str| {
+            metadata
+                .and_then(|metadata| metadata[name].as_str())
+                .filter(|text| !text.is_empty())
+                .map(str::to_owned)
+        };
+        let service = field("service").or_else(|| {
+            // The activation link names it: `…/apis/api/<service>/overview?project=…`.
+            let (_, rest) = message.split_once("/apis/api/")?;
+            let service = rest.split(['/', '?', ' ']).next()?;
+            service
+                .ends_with(".googleapis.com")
+                .then(|| service.to_owned())
+        });
+        let consumer = field("consumer").or_else(|| {
+            let (_, rest) = message.split_once("has not been used in project ")?;
+            let project = rest.split_whitespace().next()?;
+            (!project.is_empty()).then(|| format!("projects/{project}"))
+        });
+        Some(DisabledApi { service, consumer })
+    }
 }
 
 impl Failure {
@@ -144,6 +197,7 @@ impl Failure {
             status,
             code,
             permission: from_details.or_else(|| permission_in(&message)),
+            disabled: DisabledApi::read(error, &message).map(Box::new),
             message,
             retry_after,
         }
@@ -162,6 +216,11 @@ impl Failure {
 
     /// The failure as the engine sees it.
     pub(crate) fn into_provider_error(self, method: Method) -> ProviderError {
+        if self.status == 403
+            && let Some(disabled) = &self.disabled
+        {
+            return self.api_disabled(disabled, method);
+        }
         let kind = match self.status {
             404 => ProviderErrorKind::NotFound,
             401 | 403 => ProviderErrorKind::Denied,
@@ -195,6 +254,40 @@ impl Failure {
             operation: method.name.to_owned(),
             message,
             missing_permission,
+        }
+    }
+}
+
+impl Failure {
+    /// A call refused because its API is not enabled: what to enable, and where. Not a
+    /// missing permission, so none is named.
+    fn api_disabled(&self, disabled: &DisabledApi, method: Method) -> ProviderError {
+        // Without a `service` in the answer, the method's own API (`iam.projects…` is
+        // `iam.googleapis.com`).
+        let service = disabled.service.clone().unwrap_or_else(|| {
+            let api = method.name.split('.').next().unwrap_or(method.name);
+            format!("{api}.googleapis.com")
+        });
+        let advice = match disabled
+            .consumer
+            .as_deref()
+            .map(|consumer| consumer.strip_prefix("projects/").unwrap_or(consumer))
+        {
+            Some(project) => format!(
+                "enable the `{service}` API in project {project} (`gcloud services enable {service} --project={project}`), then run lapse again"
+            ),
+            None => format!(
+                "enable the `{service}` API in the project the request is billed to (`gcloud services enable {service}`), then run lapse again"
+            ),
+        };
+        ProviderError {
+            kind: ProviderErrorKind::Other,
+            operation: method.name.to_owned(),
+            message: format!(
+                "{} {}: {} (the API is not enabled, so no permission grant helps: {advice})",
+                self.status, self.code, self.message
+            ),
+            missing_permission: None,
         }
     }
 }
@@ -271,6 +364,46 @@ mod tests {
         assert_eq!(
             error.missing_permission.as_deref(),
             Some("iam.serviceAccounts.list")
+        );
+    }
+
+    #[test]
+    fn a_disabled_api_names_the_api_and_the_project_not_a_permission() {
+        // The documented ErrorInfo (google.api.ErrorReason.SERVICE_DISABLED).
+        let body = br#"{"error":{"code":403,"message":"Identity and Access Management (IAM) API has not been used in project 123456789012 before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/iam.googleapis.com/overview?project=123456789012 then retry.","status":"PERMISSION_DENIED",
+            "details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"SERVICE_DISABLED","domain":"googleapis.com",
+            "metadata":{"service":"iam.googleapis.com","consumer":"projects/987"}}]}}"#;
+        let error = Failure::parse(403, body, None).into_provider_error(METHOD);
+        assert_eq!(error.missing_permission, None);
+        assert!(!error.message.contains("grant `"), "{}", error.message);
+        assert!(
+            error
+                .message
+                .contains("gcloud services enable iam.googleapis.com --project=987"),
+            "{}",
+            error.message
+        );
+
+        // The message alone says it too: the link names the API, the text the project.
+        let body = br#"{"error":{"code":403,"message":"Cloud Resource Manager API has not been used in project acme-ops before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/cloudresourcemanager.googleapis.com/overview?project=acme-ops then retry.","status":"PERMISSION_DENIED"}}"#;
+        let error = Failure::parse(403, body, None).into_provider_error(METHOD);
+        assert_eq!(error.missing_permission, None);
+        assert!(
+            error.message.contains(
+                "gcloud services enable cloudresourcemanager.googleapis.com --project=acme-ops"
+            ),
+            "{}",
+            error.message
+        );
+
+        // Neither names the API: the method's own.
+        let body = br#"{"error":{"code":403,"status":"PERMISSION_DENIED","message":"denied",
+            "details":[{"reason":"SERVICE_DISABLED"}]}}"#;
+        let error = Failure::parse(403, body, None).into_provider_error(METHOD);
+        assert!(
+            error.message.contains("`iam.googleapis.com`"),
+            "{}",
+            error.message
         );
     }
 

@@ -5,10 +5,10 @@
 //! It listens on 127.0.0.1 on its own thread with its own runtime, so in-process tests and the
 //! `lapse` binary (another process) reach it alike, and stops when dropped. One base URL serves
 //! every endpoint. Bodies follow the documented shapes (cited at each); faults can be injected:
-//! 429, 503 or 404 on demand, 403 for one permission on one project, a concurrent writer between a
-//! read and a write, a pager that repeats its token, a policy answered at version 1 or without
-//! its etag, and a check that the bearer is a JWT signed by a given service-account key. The
-//! OAuth token and token info endpoints and the metadata server's account email are served too,
+//! 429, 503 or 404 on demand, 403 for one permission on one project, 403 `SERVICE_DISABLED` for
+//! an API turned off in a project, a concurrent writer between a read and a write, a pager that
+//! repeats its token, a policy answered at version 1 or without its etag, and a check that the
+//! bearer is a JWT signed by a given service-account key. The OAuth token and token info endpoints and the metadata server's account email are served too,
 //! so the caller of user credentials and on Google Cloud compute can be found.
 
 #![allow(clippy::missing_panics_doc)] // test support: a poisoned lock is a failed test
@@ -84,6 +84,8 @@ struct State {
     /// (project, activity type) → activities.
     activities: HashMap<(String, String), Vec<Value>>,
     analyzer_enabled: HashSet<String>,
+    /// project → APIs turned off (`iam.googleapis.com`, `cloudresourcemanager.googleapis.com`).
+    disabled_apis: HashMap<String, HashSet<String>>,
     /// project → denied permissions.
     denied: HashMap<String, HashSet<String>>,
     /// (substring of the path, remaining answers, status: 429, 503 or 404).
@@ -357,6 +359,16 @@ impl FakeGcp {
             .push(activity);
     }
 
+    /// Turns an API (`iam.googleapis.com`, `cloudresourcemanager.googleapis.com`) off for a
+    /// project: its requests answer 403 `SERVICE_DISABLED`, as an API never enabled does.
+    pub fn disable_api(&self, project: &str, service: &str) {
+        self.lock()
+            .disabled_apis
+            .entry(project.to_owned())
+            .or_default()
+            .insert(service.to_owned());
+    }
+
     /// Every request on this project that needs `permission` answers 403 `PERMISSION_DENIED`.
     pub fn deny(&self, project: &str, permission: &str) {
         self.lock()
@@ -568,6 +580,52 @@ impl TestServiceAccountKey {
 fn error(status: StatusCode, code: &str, message: &str, details: Value) -> Response {
     let body = json!({"error": {"code": status.as_u16(), "message": message, "status": code, "details": details}});
     (status, axum::Json(body)).into_response()
+}
+
+/// The project number disabled-API answers name as the consumer billed.
+const PROJECT_NUMBER: &str = "123456789012";
+
+/// The API a path belongs to (one base URL serves them all here).
+fn api_of(path: &str) -> Option<&'static str> {
+    if path.contains("/activityTypes/") {
+        Some("policyanalyzer.googleapis.com")
+    } else if path.starts_with("/v3/") {
+        Some("cloudresourcemanager.googleapis.com")
+    } else if path.starts_with("/v1/projects/") {
+        Some("iam.googleapis.com")
+    } else {
+        None
+    }
+}
+
+/// A call to an API not enabled for the project billed. Shape: an `ErrorInfo` with reason
+/// `SERVICE_DISABLED`, domain `googleapis.com` and `metadata {service, consumer}`
+/// (google.api.ErrorReason), plus the activation link Google adds.
+fn service_disabled(service: &str) -> Response {
+    let title = match service {
+        "iam.googleapis.com" => "Identity and Access Management (IAM) API",
+        "cloudresourcemanager.googleapis.com" => "Cloud Resource Manager API",
+        "policyanalyzer.googleapis.com" => "Policy Analyzer API",
+        other => other,
+    };
+    let activation = format!(
+        "https://console.developers.google.com/apis/api/{service}/overview?project={PROJECT_NUMBER}"
+    );
+    error(
+        StatusCode::FORBIDDEN,
+        "PERMISSION_DENIED",
+        &format!(
+            "{title} has not been used in project {PROJECT_NUMBER} before or it is disabled. Enable it by visiting {activation} then retry. If you enabled this API recently, wait a few minutes for the action to propagate to our systems and retry."
+        ),
+        json!([
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SERVICE_DISABLED",
+             "domain": "googleapis.com",
+             "metadata": {"service": service, "consumer": format!("projects/{PROJECT_NUMBER}"),
+                          "serviceTitle": title, "activationUrl": activation}},
+            {"@type": "type.googleapis.com/google.rpc.Help",
+             "links": [{"description": "Google developers console API activation", "url": activation}]}
+        ]),
+    )
 }
 
 fn ok(body: Value) -> Response {
@@ -852,6 +910,15 @@ fn answer(
     }
     let (permission, project) = needs(method, path);
     if let Some(project) = &project
+        && let Some(service) = api_of(path)
+        && state
+            .disabled_apis
+            .get(project)
+            .is_some_and(|disabled| disabled.contains(service))
+    {
+        return service_disabled(service);
+    }
+    if let Some(project) = &project
         && state
             .denied
             .get(project)
@@ -1020,13 +1087,7 @@ fn answer(
             return not_found(path);
         };
         if !state.analyzer_enabled.contains(project) {
-            return error(
-                StatusCode::FORBIDDEN,
-                "PERMISSION_DENIED",
-                "Policy Analyzer API has not been used in project before or it is disabled.",
-                json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SERVICE_DISABLED",
-                        "domain": "googleapis.com", "metadata": {"service": "policyanalyzer.googleapis.com"}}]),
-            );
+            return service_disabled("policyanalyzer.googleapis.com");
         }
         let all = state
             .activities

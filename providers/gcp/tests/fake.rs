@@ -349,6 +349,50 @@ async fn a_denied_project_is_incomplete_and_names_the_permission() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_api_names_the_api_to_enable_and_leaves_the_scope_incomplete() {
+    // Policy Analyzer off (the fake's default): last use unknown, and nothing else said.
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    let (_, snapshot) = take(&settings).await;
+    let scope = &snapshot.scopes[0];
+    assert!(
+        scope.complete && scope.errors.is_empty(),
+        "{:?}",
+        scope.errors
+    );
+    assert!(
+        snapshot
+            .credentials
+            .iter()
+            .all(|credential| credential.last_used == Usage::Unknown)
+    );
+
+    // The IAM API off: accounts and keys are unread, and the error says which API to enable.
+    fake.disable_api(PROJECT, "iam.googleapis.com");
+    let (_, snapshot) = take(&settings).await;
+    let scope = &snapshot.scopes[0];
+    assert!(
+        !scope.complete,
+        "an unread account list is never 'no accounts'"
+    );
+    assert_eq!(scope.errors.len(), 1, "{:?}", scope.errors);
+    let error = &scope.errors[0];
+    assert_eq!(error.operation, "iam.projects.serviceAccounts.list");
+    assert_eq!(error.missing_permission, None, "no permission is missing");
+    assert!(!error.message.contains("grant `"), "{}", error.message);
+    assert!(
+        error
+            .message
+            .contains("gcloud services enable iam.googleapis.com --project=123456789012"),
+        "{}",
+        error.message
+    );
+    assert!(snapshot.credentials.is_empty());
+    // Resource Manager is still on: the bindings are read.
+    assert!(!snapshot.grants.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_wildcard_project_is_refused_not_read() {
     let (fake, settings) = signed_fake(&["-"]);
     let (_, snapshot) = take(&settings).await;
