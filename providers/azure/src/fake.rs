@@ -1,7 +1,7 @@
 //! An in-process fake of the Graph and ARM endpoints lapse uses, for tests. No Microsoft
 //! emulator exists for either; this one serves the documented shapes, pages every list,
-//! throttles on demand (429 + `Retry-After`), refuses chosen subscriptions with ARM's 403, and
-//! keeps state that revocations change.
+//! throttles on demand (429 + `Retry-After`), answers chosen errors on demand ([`Fault`]),
+//! refuses chosen subscriptions with ARM's 403, and keeps state that revocations change.
 //!
 //! Shapes follow Microsoft's own examples: ARM role assignments as in the REST API spec's
 //! `Microsoft.Authorization/stable/2022-04-01/examples/RoleAssignments_Get.json` and
@@ -100,6 +100,91 @@ pub struct Throttle {
     pub retry_after: u64,
 }
 
+/// An error answer armed on demand: the next `remaining` requests with this method (any, when
+/// `None`) whose path contains `path` get `status` with Graph's and ARM's error envelope
+/// `{"error": {"code", "message"}}` and these headers.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    /// The method, or `None` for any.
+    pub method: Option<String>,
+    /// A fragment of the request path.
+    pub path: String,
+    /// How many more requests to answer so.
+    pub remaining: usize,
+    /// HTTP status.
+    pub status: u16,
+    /// `error.code`.
+    pub code: String,
+    /// `error.message`.
+    pub message: String,
+    /// Response headers (`Retry-After`, `retry-after-ms`, ...).
+    pub headers: Vec<(String, String)>,
+    /// True: the request is carried out first and the error answered after, as a server that
+    /// fails after acting does.
+    pub after_applying: bool,
+}
+
+impl Fault {
+    /// One error answer to the next matching request, before it is carried out.
+    #[must_use]
+    pub fn new(method: Option<&str>, path: &str, status: u16, code: &str, message: &str) -> Self {
+        Fault {
+            method: method.map(str::to_owned),
+            path: path.to_owned(),
+            remaining: 1,
+            status,
+            code: code.to_owned(),
+            message: message.to_owned(),
+            headers: Vec::new(),
+            after_applying: false,
+        }
+    }
+
+    /// Answers this many matching requests.
+    #[must_use]
+    pub fn times(mut self, remaining: usize) -> Self {
+        self.remaining = remaining;
+        self
+    }
+
+    /// Adds a response header.
+    #[must_use]
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Carries the request out before answering the error.
+    #[must_use]
+    pub fn after_applying(mut self) -> Self {
+        self.after_applying = true;
+        self
+    }
+
+    fn matches(&self, method: &Method, path: &str) -> bool {
+        self.remaining > 0
+            && self
+                .method
+                .as_deref()
+                .is_none_or(|wanted| wanted.eq_ignore_ascii_case(method.as_str()))
+            && path.contains(&self.path)
+    }
+
+    fn response(&self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = error(status, &self.code, &self.message);
+        for (name, value) in &self.headers {
+            if let (Ok(name), Ok(value)) = (
+                axum::http::HeaderName::from_bytes(name.as_bytes()),
+                axum::http::HeaderValue::from_str(value),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
+    }
+}
+
 /// One subscription's RBAC state.
 #[derive(Clone, Debug, Default)]
 pub struct Subscription {
@@ -150,6 +235,8 @@ pub struct State {
     pub denied_subscriptions: BTreeSet<String>,
     /// Armed throttles.
     pub throttles: Vec<Throttle>,
+    /// Armed error answers.
+    pub faults: Vec<Fault>,
     /// Every request seen, as `METHOD /path?query` (decoded).
     pub requests: Vec<String>,
     /// Bearer tokens seen.
@@ -442,6 +529,11 @@ impl FakeAzure {
         });
     }
 
+    /// Arms an error answer.
+    pub fn fault(&self, fault: Fault) {
+        self.state().faults.push(fault);
+    }
+
     /// Requests seen so far.
     #[must_use]
     pub fn request_count(&self) -> usize {
@@ -688,11 +780,28 @@ fn handle(
         );
         return ok(json!({"value": [], "@odata.nextLink": link, "nextLink": link}));
     }
+    let fault = state
+        .faults
+        .iter_mut()
+        .find(|fault| fault.matches(method, &path))
+        .map(|fault| {
+            fault.remaining -= 1;
+            fault.clone()
+        });
+    if let Some(fault) = &fault
+        && !fault.after_applying
+    {
+        return fault.response();
+    }
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    if path.starts_with("/v1.0/") || path.starts_with("/beta/") {
+    let response = if path.starts_with("/v1.0/") || path.starts_with("/beta/") {
         graph(&mut state, base, method, &path, &query, raw_query, &body)
     } else {
         arm(&mut state, base, method, &path, &query, raw_query, &body)
+    };
+    match fault {
+        Some(fault) => fault.response(),
+        None => response,
     }
 }
 

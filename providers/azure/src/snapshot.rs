@@ -177,11 +177,43 @@ fn text(value: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// True when a failure only says the tenant has no licence for the feature (PIM without
-/// Entra ID P2, sign-in activity without P1): the feature cannot hold anything then.
+/// Error codes with which Graph and ARM say the tenant lacks the licence a feature needs: Graph's
+/// sign-in activity and reports answer 403 `Authentication_RequestFromNonPremiumTenantOrB2CTenant`
+/// (Microsoft's support article on "Neither tenant is B2C or tenant doesn't have premium
+/// license"); PIM, in Graph and in ARM, answers 400 `AadPremiumLicenseRequired`.
+const LICENCE_CODES: &[&str] = &[
+    "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+    "AadPremiumLicenseRequired",
+];
+
+/// The messages that come with those codes, for an answer that carries the message alone.
+const LICENCE_MESSAGES: &[&str] = &[
+    "Neither tenant is B2C or tenant doesn't have premium license",
+    "Tenant is not a B2C tenant and doesn't have premium license",
+    "The tenant needs to have Microsoft Entra ID P2 or Microsoft Entra ID Governance license",
+    "The tenant needs an AAD Premium 2 license",
+];
+
+/// True only for the documented answers of a tenant without the licence a feature needs (PIM
+/// without Entra ID P2, sign-in activity and reports without P1): the feature cannot hold
+/// anything then. Any other failure, whatever its text says, leaves what it read unknown.
 fn unlicensed(error: &AzureError) -> bool {
-    let text = format!("{} {error}", error.code()).to_lowercase();
-    text.contains("license") || text.contains("licence")
+    let AzureError::Service {
+        status: 400 | 403,
+        code,
+        message,
+        ..
+    } = error
+    else {
+        return false;
+    };
+    let message = message.trim().trim_end_matches('.');
+    LICENCE_CODES
+        .iter()
+        .any(|known| code.eq_ignore_ascii_case(known))
+        || LICENCE_MESSAGES
+            .iter()
+            .any(|known| message.eq_ignore_ascii_case(known))
 }
 
 /// What a scope's reads produced.
@@ -1257,6 +1289,49 @@ mod tests {
         let owner =
             json!({"properties": {"type": "BuiltInRole", "permissions": [{"actions": ["*"]}]}});
         assert!(!custom_role_privileged(&owner));
+    }
+
+    #[test]
+    fn only_the_documented_answers_say_a_feature_is_unlicensed() {
+        let error = |status: u16, code: &str, message: &str| {
+            crate::error::service_error(
+                "graph:GET /roleManagement/directory/roleEligibilityScheduleInstances",
+                "RoleEligibilitySchedule.Read.Directory",
+                status,
+                &json!({"error": {"code": code, "message": message}}),
+            )
+        };
+        assert!(unlicensed(&error(
+            400,
+            "AadPremiumLicenseRequired",
+            "The tenant needs to have Microsoft Entra ID P2 or Microsoft Entra ID Governance license."
+        )));
+        assert!(unlicensed(&error(
+            403,
+            "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+            "Neither tenant is B2C or tenant doesn't have premium license"
+        )));
+        assert!(unlicensed(&error(
+            400,
+            "",
+            "The tenant needs an AAD Premium 2 license."
+        )));
+        // A missing permission, an outage or a missing object that mention a licence.
+        assert!(!unlicensed(&error(
+            403,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation; check the license and the permissions."
+        )));
+        assert!(!unlicensed(&error(
+            503,
+            "ServiceUnavailable",
+            "The license service is unavailable."
+        )));
+        assert!(!unlicensed(&error(
+            404,
+            "AadPremiumLicenseRequired",
+            "not found"
+        )));
     }
 
     #[test]

@@ -1120,3 +1120,57 @@ async fn an_item_without_an_id_leaves_its_scope_incomplete_instead_of_vanishing(
             .any(|principal| principal.id.as_str() == ids::DEPLOY_SP)
     );
 }
+
+#[tokio::test]
+async fn only_the_documented_missing_licence_answer_makes_pim_empty() {
+    use lapse_provider_azure::fake::Fault;
+    // A tenant without Entra ID P2: Graph and ARM refuse PIM reads with the documented 400.
+    let fake = FakeAzure::start(State::contoso());
+    for path in [
+        "roleAssignmentScheduleInstances",
+        "roleEligibilityScheduleInstances",
+    ] {
+        fake.fault(
+            Fault::new(
+                Some("GET"),
+                path,
+                400,
+                "AadPremiumLicenseRequired",
+                "The tenant needs to have Microsoft Entra ID P2 or Microsoft Entra ID Governance license.",
+            )
+            .times(usize::MAX),
+        );
+    }
+    let unlicensed = snapshot(&provider(&fake, &[SUBSCRIPTION])).await;
+    assert!(unlicensed.is_complete(), "{:?}", unlicensed.scopes);
+    assert!(
+        !unlicensed
+            .grants
+            .iter()
+            .any(|grant| matches!(grant.kind, GrantKind::PimActive | GrantKind::PimEligible))
+    );
+
+    // A refusal for something else that happens to mention a licence is not "nothing there".
+    let fake = FakeAzure::start(State::contoso());
+    fake.fault(
+        Fault::new(
+            Some("GET"),
+            "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances",
+            403,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation; check the license and the permissions.",
+        )
+        .times(usize::MAX),
+    );
+    let refused = snapshot(&provider(&fake, &[SUBSCRIPTION])).await;
+    let tenant = scope_of(&refused, &tenant_scope());
+    assert!(!tenant.complete);
+    assert!(
+        tenant.errors.iter().any(|error| error.operation
+            == "graph:GET /roleManagement/directory/roleEligibilityScheduleInstances"
+            && error.missing_permission.as_deref()
+                == Some("RoleEligibilitySchedule.Read.Directory")),
+        "{:?}",
+        tenant.errors
+    );
+}
