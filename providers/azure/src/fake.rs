@@ -246,6 +246,9 @@ pub struct State {
     /// Path fragments whose lists answer an empty page whose next link is the page itself
     /// (a faulty pager, to test that lapse stops).
     pub looping_pages: Vec<String>,
+    /// `(path fragment, base URL)`: lists whose path contains the fragment put this base in
+    /// their next links instead of the fake's own (a next link to another host).
+    pub next_link_bases: Vec<(String, String)>,
 }
 
 fn role_definition(guid: &str, name: &str) -> Value {
@@ -794,10 +797,15 @@ fn handle(
         return fault.response();
     }
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let base = state
+        .next_link_bases
+        .iter()
+        .find(|(fragment, _)| path.contains(fragment.as_str()))
+        .map_or_else(|| base.to_owned(), |(_, other)| other.clone());
     let response = if path.starts_with("/v1.0/") || path.starts_with("/beta/") {
-        graph(&mut state, base, method, &path, &query, raw_query, &body)
+        graph(&mut state, &base, method, &path, &query, raw_query, &body)
     } else {
-        arm(&mut state, base, method, &path, &query, raw_query, &body)
+        arm(&mut state, &base, method, &path, &query, raw_query, &body)
     };
     match fault {
         Some(fault) => fault.response(),

@@ -36,6 +36,24 @@ pub(crate) struct Response {
     pub(crate) body: Value,
 }
 
+/// Scheme, host and port of a URL: where a request (and the token with it) goes.
+fn origin(url: &str) -> Option<(String, String, u16)> {
+    let url = reqwest::Url::parse(url).ok()?;
+    Some((
+        url.scheme().to_owned(),
+        url.host_str()?.to_ascii_lowercase(),
+        url.port_or_known_default()?,
+    ))
+}
+
+/// An origin for a message: never the path or query, which may hold tokens of their own.
+fn describe_origin(url: &str) -> String {
+    origin(url).map_or_else(
+        || "an address that is not a URL".to_owned(),
+        |(scheme, host, port)| format!("{scheme}://{host}:{port}"),
+    )
+}
+
 /// Who the token says the caller is.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Caller {
@@ -302,8 +320,22 @@ impl Client {
         const MAX_PAGES: usize = 100_000;
         let mut items = Vec::new();
         let mut seen = std::collections::HashSet::new();
+        let first = url;
+        let start = origin(first);
         let mut next = Some(url.to_owned());
         while let Some(url) = next.take() {
+            // A next link elsewhere than where the list started would carry the bearer token
+            // to that host; the list stops there instead, and says so.
+            if start.is_none() || origin(&url) != start {
+                return Err(AzureError::Malformed {
+                    operation: operation.name.to_owned(),
+                    message: format!(
+                        "the next page is at {}, not at {} where the list started; lapse does not send its token there, so the list is incomplete",
+                        describe_origin(&url),
+                        describe_origin(first),
+                    ),
+                });
+            }
             if !seen.insert(url.clone()) || seen.len() > MAX_PAGES {
                 return Err(AzureError::Malformed {
                     operation: operation.name.to_owned(),
@@ -330,5 +362,30 @@ impl Client {
                 .map(str::to_owned);
         }
         Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_origin_is_scheme_host_and_port() {
+        let graph = origin("https://graph.microsoft.com/v1.0/users");
+        assert_eq!(
+            graph,
+            origin("https://GRAPH.microsoft.com:443/v1.0/users?$skiptoken=x")
+        );
+        assert_ne!(graph, origin("http://graph.microsoft.com/v1.0/users"));
+        assert_ne!(graph, origin("https://graph.microsoft.com:8443/v1.0/users"));
+        assert_ne!(
+            graph,
+            origin("https://graph.microsoft.com.evil.example/v1.0/users")
+        );
+        assert_ne!(
+            graph,
+            origin("https://graph.microsoft.com@evil.example/v1.0/users")
+        );
+        assert_eq!(origin("/v1.0/users?$skiptoken=x"), None);
     }
 }

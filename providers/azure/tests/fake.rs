@@ -1174,3 +1174,41 @@ async fn only_the_documented_missing_licence_answer_makes_pim_empty() {
         tenant.errors
     );
 }
+
+#[tokio::test]
+async fn a_next_link_to_another_host_is_not_followed_and_gets_no_token() {
+    let elsewhere = FakeAzure::start(State::contoso());
+    let mut state = State::contoso();
+    state.next_link_bases = vec![
+        ("/v1.0/servicePrincipals".to_owned(), elsewhere.url.clone()),
+        ("/roleAssignments".to_owned(), elsewhere.url.clone()),
+    ];
+    let fake = FakeAzure::start(state);
+    let snapshot = snapshot(&provider(&fake, &[SUBSCRIPTION])).await;
+
+    assert_eq!(
+        elsewhere.request_count(),
+        0,
+        "{:?}",
+        elsewhere.state().requests
+    );
+    assert!(elsewhere.state().tokens.is_empty());
+    let stopped = |scope: &lapse_sdk::ScopeStatus, operation: &str| {
+        !scope.complete
+            && scope.errors.iter().any(|error| {
+                error.operation == operation && error.message.contains("where the list started")
+            })
+    };
+    let tenant = scope_of(&snapshot, &tenant_scope());
+    assert!(
+        stopped(tenant, "graph:GET /servicePrincipals"),
+        "{:?}",
+        tenant.errors
+    );
+    let subscription = scope_of(&snapshot, &format!("azure:/subscriptions/{SUBSCRIPTION}"));
+    assert!(
+        stopped(subscription, "arm:GET roleAssignments"),
+        "{:?}",
+        subscription.errors
+    );
+}
