@@ -1,5 +1,7 @@
 //! The one place Graph and ARM are called: tokens (fetched once per audience and reused until
-//! near expiry), the 429/503 retry loop honouring `Retry-After`, paging, and the request count.
+//! near expiry), the 429/503 retry loop honouring `Retry-After`, `retry-after-ms` and
+//! `x-ms-retry-after-ms` (a POST is sent again only after a 429), paging that stays on the host
+//! it started on, and the request count.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +36,40 @@ pub(crate) struct Operation {
 pub(crate) struct Response {
     pub(crate) status: u16,
     pub(crate) body: Value,
+}
+
+/// The longest wait a server's retry header is believed for.
+const MAX_SERVER_DELAY: Duration = Duration::from_secs(60);
+
+/// How long the server asked to wait, read as azure_core's pipeline reads it and in its order:
+/// `x-ms-retry-after-ms`, `retry-after-ms` (milliseconds), then `Retry-After` (seconds, or an
+/// HTTP date). At most [`MAX_SERVER_DELAY`], so a far date cannot hold the run.
+fn server_delay(
+    headers: &reqwest::header::HeaderMap,
+    now: time::OffsetDateTime,
+) -> Option<Duration> {
+    let value = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+    };
+    let delay = ["x-ms-retry-after-ms", "retry-after-ms"]
+        .into_iter()
+        .find_map(|name| value(name)?.parse::<u64>().ok().map(Duration::from_millis))
+        .or_else(|| {
+            let after = value("retry-after")?;
+            after
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs)
+                .or_else(|| {
+                    let at = azure_core::time::parse_rfc7231(after).ok()?;
+                    // A date already past means "now".
+                    Some(Duration::try_from(at - now).unwrap_or(Duration::ZERO))
+                })
+        })?;
+    Some(delay.min(MAX_SERVER_DELAY))
 }
 
 /// Scheme, host and port of a URL: where a request (and the token with it) goes.
@@ -241,12 +277,7 @@ impl Client {
             retry_after: None,
         })?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = server_delay(response.headers(), time::OffsetDateTime::now_utc());
         let text = response.text().await.unwrap_or_default();
         let body: Value = if text.trim().is_empty() {
             Value::Null
@@ -256,8 +287,13 @@ impl Client {
         if status < 400 {
             return Ok(Response { status, body });
         }
-        let retryable =
-            matches!(status, 429 | 503) || (idempotent && matches!(status, 500 | 502 | 504));
+        // A POST creates something (a PIM removal request, an object put back by undo): after
+        // a 5xx it may have been carried out, and sending it again could act twice, so only a
+        // 429, which says it was refused, is sent again; the caller verifies or reports a 5xx.
+        let repeatable = *method != Method::POST;
+        let retryable = status == 429
+            || (repeatable && status == 503)
+            || (idempotent && matches!(status, 500 | 502 | 504));
         Err(Attempt {
             error: service_error(operation.name, operation.permission, status, &body),
             retryable,
@@ -265,8 +301,9 @@ impl Client {
         })
     }
 
-    /// Sends one request, retrying throttling (429, 503) and, for reads, server errors, with
-    /// exponential backoff that a `Retry-After` overrides. An error status is an `Err`.
+    /// Sends one request, retrying throttling (429; 503 too except for a POST) and, for reads,
+    /// server errors, with exponential backoff that the server's retry headers override. An
+    /// error status is an `Err`.
     pub(crate) async fn send(
         &self,
         api: Api,
@@ -286,11 +323,7 @@ impl Client {
             // A server that says when to come back is believed (up to a minute); `None` means
             // the retries ran out, and stays so.
             .adjust(|attempt: &Attempt, delay| {
-                delay.map(|delay| {
-                    attempt
-                        .retry_after
-                        .map_or(delay, |after| after.min(Duration::from_secs(60)))
-                })
+                delay.map(|delay| attempt.retry_after.unwrap_or(delay))
             })
             .await
             .map_err(|attempt| attempt.error)
@@ -368,6 +401,46 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_retry_header_azure_core_reads_is_honoured_and_bounded() {
+        let now = time::macros::datetime!(2026-11-20 10:00:00 UTC);
+        let delay = |pairs: &[(&'static str, &str)]| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            for (name, value) in pairs {
+                headers.insert(*name, value.parse().expect("header value"));
+            }
+            server_delay(&headers, now)
+        };
+        assert_eq!(delay(&[]), None);
+        assert_eq!(delay(&[("retry-after", "7")]), Some(Duration::from_secs(7)));
+        assert_eq!(
+            delay(&[("retry-after", "Fri, 20 Nov 2026 10:00:30 GMT")]),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            delay(&[("retry-after", "Fri, 20 Nov 2026 09:00:00 GMT")]),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            delay(&[("retry-after-ms", "1500")]),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            delay(&[
+                ("x-ms-retry-after-ms", "250"),
+                ("retry-after-ms", "1500"),
+                ("retry-after", "9")
+            ]),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(delay(&[("retry-after", "86400")]), Some(MAX_SERVER_DELAY));
+        assert_eq!(
+            delay(&[("retry-after", "Sat, 20 Nov 2027 10:00:00 GMT")]),
+            Some(MAX_SERVER_DELAY)
+        );
+        assert_eq!(delay(&[("retry-after", "soon")]), None);
+    }
 
     #[test]
     fn an_origin_is_scheme_host_and_port() {

@@ -1,8 +1,8 @@
 //! The Azure provider: Entra ID (Microsoft Graph) and Azure RBAC (Azure Resource Manager).
 //!
 //! Tokens come from `azure_identity` through lapse's own credential chain ([`credential`]);
-//! Graph and ARM are called over reqwest with paging, `$select` and a 429/`Retry-After` loop
-//! ([`http`]). A tenant is one scope (`azure:/tenants/<id>`: service principals, applications
+//! Graph and ARM are called over reqwest with paging, `$select` and a retry loop that honours the
+//! servers' retry headers ([`http`]). A tenant is one scope (`azure:/tenants/<id>`: service principals, applications
 //! and their credentials, directory roles, users and groups that hold something); each
 //! subscription is another (`azure:/subscriptions/<id>`: role assignments and PIM instances).
 

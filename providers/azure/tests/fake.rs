@@ -1212,3 +1212,112 @@ async fn a_next_link_to_another_host_is_not_followed_and_gets_no_token() {
         subscription.errors
     );
 }
+
+#[tokio::test]
+async fn every_retry_header_the_azure_pipeline_honours_is_honoured() {
+    use lapse_provider_azure::fake::Fault;
+    for (header, value, at_least) in [
+        ("retry-after-ms", None, 1400),
+        ("x-ms-retry-after-ms", None, 1400),
+        // An HTTP date has whole seconds: three seconds from now is at least two away.
+        ("retry-after", Some(3), 1900),
+    ] {
+        let value = value.map_or_else(
+            || "1500".to_owned(),
+            |seconds| {
+                azure_core::time::to_rfc7231(
+                    &(time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds)),
+                )
+            },
+        );
+        let fake = FakeAzure::start(State::contoso());
+        fake.fault(
+            Fault::new(
+                Some("GET"),
+                "/v1.0/applications",
+                429,
+                "TooManyRequests",
+                "Too many requests.",
+            )
+            .header(header, &value),
+        );
+        let started = std::time::Instant::now();
+        let snapshot = snapshot(&provider(&fake, &[])).await;
+        assert!(snapshot.is_complete(), "{header}: {:?}", snapshot.scopes);
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(at_least),
+            "{header}: {value} was honoured, waited {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+fn directory_activation() -> State {
+    let mut state = State::contoso();
+    state.directory_active_instances = vec![json!({
+        "id": "activation-1", "principalId": ids::MKHAN, "roleDefinitionId": fake_global_admin(),
+        "directoryScopeId": "/", "assignmentType": "Activated", "memberType": "Direct",
+        "startDateTime": "2026-11-20T04:30:00Z", "endDateTime": "2026-11-20T12:30:00Z"
+    })];
+    state
+}
+
+async fn revoke_directory_activation(fake: &FakeAzure) -> Result<ActionOutcome, String> {
+    let provider = provider(fake, &[]);
+    let snapshot = snapshot(&provider).await;
+    let action = Action::RevokeGrant {
+        grant: grant(&snapshot, "activation-1")
+            .expect("activation")
+            .clone(),
+    };
+    provider.apply(&action).await.map_err(|error| error.message)
+}
+
+fn posts_to(fake: &FakeAzure, fragment: &str) -> usize {
+    fake.state()
+        .requests
+        .iter()
+        .filter(|request| request.starts_with("POST ") && request.contains(fragment))
+        .count()
+}
+
+#[tokio::test]
+async fn a_pim_removal_that_may_have_landed_is_not_sent_again() {
+    use lapse_provider_azure::fake::Fault;
+    // The service acts on the request, then answers 503: sending it again could act twice.
+    let fake = FakeAzure::start(directory_activation());
+    fake.fault(
+        Fault::new(
+            Some("POST"),
+            "/roleAssignmentScheduleRequests",
+            503,
+            "ServiceUnavailable",
+            "The service is temporarily unavailable.",
+        )
+        .header("retry-after", "0")
+        .after_applying(),
+    );
+    let outcome = revoke_directory_activation(&fake).await;
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert_eq!(posts_to(&fake, "/roleAssignmentScheduleRequests"), 1);
+    assert_eq!(fake.state().schedule_requests.len(), 1);
+
+    // A 429 says the request was refused, not carried out: it is sent again.
+    let fake = FakeAzure::start(directory_activation());
+    fake.fault(
+        Fault::new(
+            Some("POST"),
+            "/roleAssignmentScheduleRequests",
+            429,
+            "TooManyRequests",
+            "Too many requests.",
+        )
+        .header("retry-after-ms", "10"),
+    );
+    assert_eq!(
+        revoke_directory_activation(&fake).await,
+        Ok(ActionOutcome::Done)
+    );
+    assert_eq!(posts_to(&fake, "/roleAssignmentScheduleRequests"), 2);
+    assert_eq!(fake.state().schedule_requests.len(), 1);
+}
