@@ -249,6 +249,8 @@ pub struct State {
     /// `(path fragment, base URL)`: lists whose path contains the fragment put this base in
     /// their next links instead of the fake's own (a next link to another host).
     pub next_link_bases: Vec<(String, String)>,
+    /// True: `$expand` is not carried out, as by a service that ignores it.
+    pub ignores_expand: bool,
 }
 
 fn role_definition(guid: &str, name: &str) -> Value {
@@ -615,14 +617,27 @@ fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// Keeps only `$select`ed fields (and `id`), as Graph does.
-fn project(item: &Value, select: Option<&String>) -> Value {
-    let Some(select) = select else {
+/// True when `$expand` names this relationship.
+fn expands(query: &BTreeMap<String, String>, relationship: &str) -> bool {
+    query
+        .get("$expand")
+        .is_some_and(|expand| expand.split(',').any(|name| name.trim() == relationship))
+}
+
+/// Keeps only `$select`ed fields (and `id`, and what `$expand` brought), as Graph does.
+fn project(item: &Value, query: &BTreeMap<String, String>) -> Value {
+    let Some(select) = query.get("$select") else {
         return item.clone();
     };
+    let expanded = query
+        .get("$expand")
+        .map(String::as_str)
+        .unwrap_or_default()
+        .split(',');
     let mut kept = serde_json::Map::new();
     for field in select
         .split(',')
+        .chain(expanded)
         .map(str::trim)
         .chain(std::iter::once("id"))
     {
@@ -658,7 +673,7 @@ fn page(
         .take(size)
         .map(|item| {
             if graph {
-                project(item, query.get("$select"))
+                project(item, query)
             } else {
                 item.clone()
             }
@@ -828,6 +843,24 @@ fn graph(
     let list = |items: &[Value]| page(items, query, raw_query, base, path, true, page_size);
     match (method.as_str(), &segments[1..]) {
         ("GET", ["servicePrincipals"]) => list(&state.service_principals),
+        // `$expand=federatedIdentityCredentials` puts each application's credentials in it
+        // (application-list.md, "Supports $expand" on the relationship).
+        ("GET", ["applications"]) if expands(query, "federatedIdentityCredentials") => {
+            let items: Vec<Value> = state
+                .applications
+                .iter()
+                .map(|app| {
+                    let mut app = app.clone();
+                    if !state.ignores_expand {
+                        let id = app["id"].as_str().unwrap_or_default();
+                        app["federatedIdentityCredentials"] =
+                            json!(state.federated.get(id).cloned().unwrap_or_default());
+                    }
+                    app
+                })
+                .collect();
+            list(&items)
+        }
         ("GET", ["applications"]) => list(&state.applications),
         (
             "GET",
@@ -837,10 +870,10 @@ fn graph(
             ],
         ) => {
             let items = collection_of(state, collection);
-            items.iter().find(|item| same(&item["id"], id)).map_or_else(
-                || not_found(id),
-                |item| ok(project(item, query.get("$select"))),
-            )
+            items
+                .iter()
+                .find(|item| same(&item["id"], id))
+                .map_or_else(|| not_found(id), |item| ok(project(item, query)))
         }
         ("PATCH", [collection @ ("servicePrincipals" | "users"), id]) => {
             let items = collection_of(state, collection);

@@ -5,6 +5,14 @@
 //! servers' retry headers ([`http`]). A tenant is one scope (`azure:/tenants/<id>`: service principals, applications
 //! and their credentials, directory roles, users and groups that hold something); each
 //! subscription is another (`azure:/subscriptions/<id>`: role assignments and PIM instances).
+//!
+//! Requests per snapshot, without retries: one per page of eight tenant lists (service
+//! principals, applications with their federated credentials `$expand`ed, directory role
+//! definitions, assignments, active and eligible PIM instances, two sign-in reports), one per
+//! page of users and of groups that hold something (fifteen ids a request), one per page of three
+//! lists per subscription (role assignments, active and eligible PIM instances), one per distinct
+//! ARM role definition, and the subscription list's pages when every subscription is asked for.
+//! They grow with pages, not with the number of applications or principals.
 
 mod actions;
 pub mod credential;

@@ -1,10 +1,11 @@
 //! Reading one tenant and its subscriptions into the model.
 //!
 //! Graph: service principals and applications with their password and certificate credentials
-//! (one paged list each, `$select`ed), each application's federated credentials, directory role
-//! definitions, assignments and PIM instances, the beta sign-in activity reports (optional), and
-//! the users and groups that hold something. ARM, per subscription: role assignments at and below
-//! it, PIM schedule instances, and each distinct role definition once.
+//! (one paged list each, `$select`ed; the applications with their federated credentials
+//! `$expand`ed), directory role definitions, assignments and PIM instances, the beta sign-in
+//! activity reports (optional), and the users and groups that hold something. ARM, per
+//! subscription: role assignments at and below it, PIM schedule instances, and each distinct
+//! role definition once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -785,7 +786,11 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
     let sp_url = client.graph(&format!(
         "/v1.0/servicePrincipals?$select={SP_SELECT}&$top=999"
     ));
-    let app_url = client.graph(&format!("/v1.0/applications?$select={APP_SELECT}&$top=999"));
+    // Federated credentials come with their application (at most 20 per application, so the
+    // expansion is whole): requests grow with pages of applications, not with applications.
+    let app_url = client.graph(&format!(
+        "/v1.0/applications?$select={APP_SELECT}&$expand=federatedIdentityCredentials&$top=999"
+    ));
     let definitions_url = client
         .graph("/v1.0/roleManagement/directory/roleDefinitions?$select=id,displayName,templateId");
     let assignments_url = client.graph(
@@ -845,10 +850,24 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
             .unwrap_or_default()
     };
 
-    // Federated credentials, one request per application, a few at a time.
-    let app_ids: Vec<String> = apps.iter().filter_map(|app| text(&app["id"])).collect();
+    // Federated credentials as expanded in the list, with the operation that read them. An
+    // application that came without the expansion is not taken to have none: its own list is
+    // read, a few at a time.
+    let mut federated_by_app: HashMap<String, (Vec<Value>, &str)> = HashMap::new();
+    let mut unexpanded = Vec::new();
+    for app in &apps {
+        let Some(id) = text(&app["id"]) else {
+            continue;
+        };
+        match app["federatedIdentityCredentials"].as_array() {
+            Some(items) => {
+                federated_by_app.insert(id, (items.clone(), APPLICATIONS.name));
+            }
+            None => unexpanded.push(id),
+        }
+    }
     let federated: Vec<(String, Result<Vec<Value>, AzureError>)> =
-        futures_util::stream::iter(app_ids)
+        futures_util::stream::iter(unexpanded)
             .map(|id| async move {
                 let url = client.graph(&format!(
                     "/v1.0/applications/{id}/federatedIdentityCredentials"
@@ -859,10 +878,9 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
             .buffer_unordered(client.concurrency() * 2)
             .collect()
             .await;
-    let mut federated_by_app: HashMap<String, Vec<Value>> = HashMap::new();
     for (id, result) in federated {
         let items = tenant.keep(result);
-        federated_by_app.insert(id, items);
+        federated_by_app.insert(id, (items, FEDERATED.name));
     }
 
     let mut federated_app_ids: HashSet<String> = HashSet::new();
@@ -874,7 +892,9 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
         // The appId only joins the application to its service principal and sign-in reports;
         // an application without one is still reported.
         let app_id = text(&app["appId"]);
-        let federated = federated_by_app.remove(&id).unwrap_or_default();
+        let (federated, federated_operation) = federated_by_app
+            .remove(&id)
+            .unwrap_or((Vec::new(), FEDERATED.name));
         if let Some(app_id) = &app_id {
             if !federated.is_empty() {
                 federated_app_ids.insert(app_id.clone());
@@ -905,7 +925,7 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
         });
         push_secrets(tenant, &id, app, &key_usage, APPLICATIONS.name);
         for credential in &federated {
-            let Some(credential_id) = tenant.id_of(credential, "id", FEDERATED.name) else {
+            let Some(credential_id) = tenant.id_of(credential, "id", federated_operation) else {
                 continue;
             };
             tenant.credentials.push(Credential {

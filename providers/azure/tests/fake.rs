@@ -1321,3 +1321,72 @@ async fn a_pim_removal_that_may_have_landed_is_not_sent_again() {
     assert_eq!(posts_to(&fake, "/roleAssignmentScheduleRequests"), 2);
     assert_eq!(fake.state().schedule_requests.len(), 1);
 }
+
+fn federated_reads(fake: &FakeAzure) -> usize {
+    fake.state()
+        .requests
+        .iter()
+        .filter(|request| request.contains("/federatedIdentityCredentials"))
+        .count()
+}
+
+#[tokio::test]
+async fn the_sample_snapshot_takes_one_request_per_page() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[SUBSCRIPTION]);
+    let snapshot = snapshot(&provider).await;
+    assert!(snapshot.is_complete(), "{:?}", snapshot.scopes);
+    // Two per page. Graph: service principals 3 pages (5), applications with their federated
+    // credentials 1 (2), role definitions, role assignments, PIM active, PIM eligible and the
+    // two sign-in reports 1 each, users 2 (3 of 4 holders), groups 1 (the rest). ARM: role
+    // assignments 3 (5), PIM active and eligible 1 each, 4 distinct role definitions.
+    assert_eq!(
+        provider.request_count(),
+        3 + 1 + 6 + 2 + 1 + 3 + 2 + 4,
+        "{:#?}",
+        fake.state().requests
+    );
+    assert_eq!(federated_reads(&fake), 0);
+}
+
+#[tokio::test]
+async fn federated_credentials_come_with_their_applications_in_pages() {
+    let mut state = State::contoso();
+    for index in 0..10 {
+        let id = format!("aaaaaaaa-0000-4000-8000-{index:012}");
+        state.applications.push(json!({"id": id, "appId": format!("bbbbbbbb-0000-4000-8000-{index:012}"), "displayName": format!("app-{index}"), "createdDateTime": "2025-01-01T00:00:00Z", "passwordCredentials": [], "keyCredentials": []}));
+        state.federated.insert(id, vec![json!({"id": format!("cccccccc-0000-4000-8000-{index:012}"), "name": "ci", "issuer": "https://token.actions.githubusercontent.com", "subject": format!("repo:contoso/app-{index}:ref:refs/heads/main"), "description": null, "audiences": ["api://AzureADTokenExchange"]})]);
+    }
+    let fake = FakeAzure::start(state);
+    let expanded = snapshot(&provider(&fake, &[])).await;
+    assert!(expanded.is_complete(), "{:?}", expanded.scopes);
+    let federated = expanded
+        .credentials
+        .iter()
+        .filter(|credential| credential.kind == CredentialKind::AzureFederated)
+        .count();
+    assert_eq!(federated, 11);
+    let application_pages = fake
+        .state()
+        .requests
+        .iter()
+        .filter(|request| request.starts_with("GET /v1.0/applications?"))
+        .count();
+    assert_eq!(application_pages, 6, "twelve applications, two per page");
+    assert_eq!(federated_reads(&fake), 0);
+
+    // A service that leaves the expansion out: each application's own list is read instead,
+    // not taken as "no federated credentials".
+    let mut state = State::contoso();
+    state.ignores_expand = true;
+    let fake = FakeAzure::start(state);
+    let fallback = snapshot(&provider(&fake, &[])).await;
+    assert!(fallback.is_complete(), "{:?}", fallback.scopes);
+    assert!(
+        fallback
+            .credentials
+            .iter()
+            .any(|credential| credential.id.as_str() == ids::BILLING_FEDERATED)
+    );
+    assert_eq!(federated_reads(&fake), 2);
+}
