@@ -1,7 +1,9 @@
 //! Revocations, each on one exact target: one key, one service account, one member of one
-//! binding (exact role, member and condition).
+//! binding (exact role, member and condition) in the policy of a project, folder,
+//! organization or service account.
 //!
-//! A binding member is removed by read-modify-write: `getIamPolicy` at version 3, the one edit
+//! A binding member is removed by read-modify-write (Resource Manager v3 for containers, IAM v1
+//! for a service account's own policy; the same loop): `getIamPolicy` at version 3, the one edit
 //! on the live policy, `setIamPolicy` with the etag just read and `updateMask: bindings,etag`;
 //! on 409 `ABORTED` (another writer came between) the whole cycle is repeated from the read.
 //! A policy rebuilt from the snapshot is never written: the snapshot is only used to name
@@ -20,7 +22,7 @@ use crate::GcpSettings;
 use crate::client::{CallError, Client};
 use crate::error::{GcpError, Method};
 use crate::policy::{Binding, Expr, Policy};
-use crate::snapshot::{self, Container, Key};
+use crate::snapshot::{self, Key, PolicyHolder};
 
 const GET_KEY: Method = Method {
     name: "iam.projects.serviceAccounts.keys.get",
@@ -65,6 +67,8 @@ pub(crate) fn permissions(kind: ActionKind) -> &'static [&'static str] {
             "resourcemanager.folders.setIamPolicy",
             "resourcemanager.organizations.getIamPolicy",
             "resourcemanager.organizations.setIamPolicy",
+            "iam.serviceAccounts.getIamPolicy",
+            "iam.serviceAccounts.setIamPolicy",
         ],
         ActionKind::DeactivateCredential => &[
             "iam.serviceAccountKeys.get",
@@ -104,10 +108,6 @@ fn gone() -> TargetState {
 
 fn iam(settings: &GcpSettings) -> &str {
     settings.iam_url.trim_end_matches('/')
-}
-
-fn resource_manager(settings: &GcpSettings) -> &str {
-    settings.resource_manager_url.trim_end_matches('/')
 }
 
 /// The key's resource name, checked to be one explicit key of one explicit project.
@@ -304,8 +304,9 @@ async fn read_account(
     }
 }
 
-/// The container a grant's resource names, refusing wildcards and inherited grants.
-fn grant_container(grant: &Grant) -> Result<Container, ProviderError> {
+/// The kind of resource whose policy holds a grant, refusing wildcards, names a URL would read
+/// as another object, and inherited grants.
+fn grant_holder(grant: &Grant) -> Result<PolicyHolder, ProviderError> {
     if grant.kind != GrantKind::IamBinding {
         return Err(refuse(
             "setIamPolicy",
@@ -318,17 +319,15 @@ fn grant_container(grant: &Grant) -> Result<Container, ProviderError> {
             "an inherited grant is changed at its source: revoke it on the folder or organization that grants it",
         ));
     }
-    Container::of(&grant.resource)
-        .map(|(container, _)| container)
-        .ok_or_else(|| {
-            refuse(
-                "setIamPolicy",
-                format!(
-                    "{} is not an explicit project, folder or organization (projects/<id>)",
-                    grant.resource
-                ),
-            )
-        })
+    PolicyHolder::of(&grant.resource).ok_or_else(|| {
+        refuse(
+            "setIamPolicy",
+            format!(
+                "{} is not an explicit project, folder, organization or service account (projects/<id>, folders/<id>, organizations/<id>, projects/<id>/serviceAccounts/<email>)",
+                grant.resource
+            ),
+        )
+    })
 }
 
 /// Indices of the live bindings with the grant's role and exact condition that hold `member`.
@@ -379,10 +378,10 @@ async fn read_grant(
     settings: &GcpSettings,
     grant: &Grant,
 ) -> Result<TargetState, ProviderError> {
-    let container = grant_container(grant)?;
-    let policy = snapshot::get_policy(client, settings, container, &grant.resource)
+    let holder = grant_holder(grant)?;
+    let policy = snapshot::get_policy(client, settings, holder, &grant.resource)
         .await
-        .map_err(|error| error.into_provider_error(container.get_policy()))?;
+        .map_err(|error| error.into_provider_error(holder.get_policy()))?;
     let member = grant.principal.as_str();
     let found = holding(&policy, &grant.entitlement, grant_condition(grant), member);
     match found.as_slice() {
@@ -403,7 +402,7 @@ async fn read_grant(
                 ..TargetState::default()
             })
         }
-        _ => Err(ambiguous(grant, container.get_policy())),
+        _ => Err(ambiguous(grant, holder.get_policy())),
     }
 }
 
@@ -415,10 +414,10 @@ pub(crate) async fn apply(
 ) -> Result<ActionOutcome, ProviderError> {
     match action {
         Action::RevokeGrant { grant } => {
-            let container = grant_container(grant)?;
+            let holder = grant_holder(grant)?;
             let member = grant.principal.as_str();
             let condition = grant_condition(grant);
-            read_modify_write(client, settings, container, &grant.resource, |policy| {
+            read_modify_write(client, settings, holder, &grant.resource, |policy| {
                 let found = holding(policy, &grant.entitlement, condition, member);
                 match found.as_slice() {
                     [] => Ok(false),
@@ -430,7 +429,7 @@ pub(crate) async fn apply(
                         }
                         Ok(true)
                     }
-                    _ => Err(ambiguous(grant, container.set_policy())),
+                    _ => Err(ambiguous(grant, holder.set_policy())),
                 }
             })
             .await
@@ -569,7 +568,7 @@ fn done(result: Result<(), CallError>, method: Method) -> Result<ActionOutcome, 
 async fn read_modify_write(
     client: &Client,
     settings: &GcpSettings,
-    container: Container,
+    holder: PolicyHolder,
     resource: &str,
     edit: impl Fn(&mut Policy) -> Result<bool, ProviderError>,
 ) -> Result<ActionOutcome, ProviderError> {
@@ -580,11 +579,11 @@ async fn read_modify_write(
         .with_max_times(attempts as usize)
         .with_jitter()
         .build();
-    let url = format!("{}/v3/{resource}:setIamPolicy", resource_manager(settings));
+    let url = holder.url(settings, resource, "setIamPolicy");
     for attempt in 1..=attempts {
-        let mut policy = snapshot::get_policy(client, settings, container, resource)
+        let mut policy = snapshot::get_policy(client, settings, holder, resource)
             .await
-            .map_err(|error| error.into_provider_error(container.get_policy()))?;
+            .map_err(|error| error.into_provider_error(holder.get_policy()))?;
         if !edit(&mut policy)? {
             return Ok(ActionOutcome::AlreadyDone);
         }
@@ -594,7 +593,7 @@ async fn read_modify_write(
         let body = json!({"policy": policy, "updateMask": "bindings,etag"});
         match client
             .call::<Value>(
-                container.set_policy(),
+                holder.set_policy(),
                 reqwest::Method::POST,
                 &url,
                 &[],
@@ -611,14 +610,14 @@ async fn read_modify_write(
                     tokio::time::sleep(delay).await;
                 }
             }
-            Err(error) => return Err(error.into_provider_error(container.set_policy())),
+            Err(error) => return Err(error.into_provider_error(holder.set_policy())),
         }
     }
     Err(GcpError::Contention {
         resource: resource.to_owned(),
         attempts,
     }
-    .into_provider_error(container.set_policy().name))
+    .into_provider_error(holder.set_policy().name))
 }
 
 /// Puts a target back as the journaled before-state had it.
@@ -633,12 +632,12 @@ pub(crate) async fn undo(
     }
     match action {
         Action::RevokeGrant { grant } => {
-            let container = grant_container(grant)?;
+            let holder = grant_holder(grant)?;
             let restore = &before.restore;
             let (Some(role), Some(member)) = (restore["role"].as_str(), restore["member"].as_str())
             else {
                 return Err(refuse(
-                    container.set_policy().name,
+                    holder.set_policy().name,
                     "the journal holds no binding to restore",
                 ));
             };
@@ -646,7 +645,7 @@ pub(crate) async fn undo(
                 Value::Null => None,
                 value => Some(serde_json::from_value(value.clone()).map_err(|error| {
                     refuse(
-                        container.set_policy().name,
+                        holder.set_policy().name,
                         format!("the journaled condition cannot be read: {error}"),
                     )
                 })?),
@@ -662,7 +661,7 @@ pub(crate) async fn undo(
                         _ => false,
                     }
             };
-            read_modify_write(client, settings, container, &grant.resource, |policy| {
+            read_modify_write(client, settings, holder, &grant.resource, |policy| {
                 if policy.bindings.iter().any(|binding| {
                     exact(binding) && binding.members.iter().any(|held| held == member)
                 }) {
@@ -818,7 +817,11 @@ pub(crate) fn describe_undo(
 }
 
 fn describe_policy_edit(settings: &GcpSettings, grant: &Grant, undo: bool) -> Vec<String> {
-    let base = resource_manager(settings);
+    // Same refusals as `apply`/`undo`: nothing is shown that would not be sent.
+    let holder = match grant_holder(grant) {
+        Ok(holder) => holder,
+        Err(error) => return vec![format!("none: {}", error.message)],
+    };
     let resource = &grant.resource;
     let condition = grant.condition.as_ref().map_or_else(
         || "no condition".to_owned(),
@@ -841,12 +844,22 @@ fn describe_policy_edit(settings: &GcpSettings, grant: &Grant, undo: bool) -> Ve
             grant.principal, grant.entitlement
         )
     };
+    let get = holder.url(settings, resource, "getIamPolicy");
+    let get = match holder.version_3() {
+        (_, Some(body)) => format!("POST {get} {body}"),
+        (query, None) => {
+            let query: Vec<String> = query
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            format!("POST {get}?{}", query.join("&"))
+        }
+    };
     vec![
+        get,
         format!(
-            "POST {base}/v3/{resource}:getIamPolicy {{\"options\":{{\"requestedPolicyVersion\":3}}}}"
-        ),
-        format!(
-            "POST {base}/v3/{resource}:setIamPolicy {{\"policy\": <{edit}, \"version\":3, \"etag\": <the etag just read>>, \"updateMask\":\"bindings,etag\"}} (the whole read-modify-write repeated on 409 ABORTED)"
+            "POST {} {{\"policy\": <{edit}, \"version\":3, \"etag\": <the etag just read>>, \"updateMask\":\"bindings,etag\"}} (the whole read-modify-write repeated on 409 ABORTED)",
+            holder.url(settings, resource, "setIamPolicy")
         ),
     ]
 }

@@ -1,6 +1,8 @@
-//! An in-repo fake of the Google Cloud REST endpoints lapse calls: IAM service accounts and keys,
-//! Resource Manager `getIamPolicy`/`setIamPolicy` (v3), and Policy Analyzer
-//! `activities:query`. No Google emulator exists for these APIs.
+//! An in-repo fake of the Google Cloud REST endpoints lapse calls: IAM service accounts, their
+//! keys and their own `getIamPolicy`/`setIamPolicy` (v1), Resource Manager
+//! `getIamPolicy`/`setIamPolicy` (v3), and Policy Analyzer `activities:query`. No Google
+//! emulator exists for these APIs. Every IAM policy, a container's or an account's, is served
+//! by the same code: etags, 409 on a stale one, version-1 flattening, and the injected faults.
 //!
 //! It listens on 127.0.0.1 on its own thread with its own runtime, so in-process tests and the
 //! `lapse` binary (another process) reach it alike, and stops when dropped. One base URL serves
@@ -244,10 +246,22 @@ impl FakeGcp {
         email
     }
 
-    /// Creates a service account with any email (a Google service agent, say).
+    /// Creates a service account with any email (a Google service agent, say), with an empty
+    /// IAM policy of its own.
     pub fn add_account_email(&self, project: &str, email: &str, display_name: &str) {
         self.add_project(project);
         let mut state = self.lock();
+        let resource = format!("projects/{project}/serviceAccounts/{email}");
+        if !state.policies.contains_key(&resource) {
+            let etag = state.next_etag();
+            state.policies.insert(
+                resource,
+                StoredPolicy {
+                    body: json!({"bindings": []}),
+                    etag,
+                },
+            );
+        }
         state.next_unique_id += 1;
         let unique_id = state.next_unique_id.to_string();
         state
@@ -278,7 +292,8 @@ impl FakeGcp {
         name
     }
 
-    /// Replaces a resource's (`projects/p`, `folders/1`) bindings, as another tool would.
+    /// Replaces a resource's (`projects/p`, `folders/1`, `projects/p/serviceAccounts/<email>`)
+    /// bindings, as another tool would.
     pub fn set_bindings(&self, resource: &str, bindings: Value) {
         let mut state = self.lock();
         let etag = state.next_etag();
@@ -289,6 +304,14 @@ impl FakeGcp {
                 etag,
             },
         );
+    }
+
+    /// Replaces a service account's own bindings (who may act as it), as another tool would;
+    /// returns the account's resource name, which [`FakeGcp::policy`] takes.
+    pub fn set_account_bindings(&self, project: &str, email: &str, bindings: Value) -> String {
+        let resource = format!("projects/{project}/serviceAccounts/{email}");
+        self.set_bindings(&resource, bindings);
+        resource
     }
 
     /// The stored policy body (bindings) and its etag.
@@ -729,6 +752,10 @@ fn needs(method: &Method, path: &str) -> (&'static str, Option<String>) {
         } else {
             "iam.serviceAccountKeys.get"
         }
+    } else if path.ends_with(":getIamPolicy") {
+        "iam.serviceAccounts.getIamPolicy"
+    } else if path.ends_with(":setIamPolicy") {
+        "iam.serviceAccounts.setIamPolicy"
     } else if path.ends_with(":disable") {
         "iam.serviceAccounts.disable"
     } else if path.ends_with(":enable") {
@@ -970,113 +997,12 @@ fn answer(
                 json!([]),
             );
         };
-        return match (method, verb) {
-            (&Method::POST, "getIamPolicy") => {
-                let requested = if state.policies_at_version_1 {
-                    1
-                } else {
-                    request["options"]["requestedPolicyVersion"]
-                        .as_i64()
-                        .unwrap_or(1)
-                };
-                let mut policy = stored.body.clone();
-                let conditional = policy["bindings"].as_array().is_some_and(|bindings| {
-                    bindings
-                        .iter()
-                        .any(|binding| binding.get("condition").is_some())
-                });
-                // Documented shape: https://cloud.google.com/iam/docs/reference/rest/v1/Policy
-                // ({"version": 3, "etag": "BwWWja0YfJA=", "bindings": [{"role", "members",
-                // "condition": {"title", "description", "expression"}}]}).
-                let version = if conditional && requested < 3 {
-                    // A version-1 reader of a conditional policy gets bindings it cannot
-                    // write back safely: roles marked `_withcond_`.
-                    if let Some(bindings) = policy["bindings"].as_array_mut() {
-                        for binding in bindings {
-                            if let Some(condition) =
-                                binding.as_object_mut().and_then(|b| b.remove("condition"))
-                            {
-                                let role = binding["role"].as_str().unwrap_or_default().to_owned();
-                                binding["role"] = json!(format!(
-                                    "{role}_withcond_{}",
-                                    crate::policy::expression_digest(
-                                        condition["expression"].as_str().unwrap_or_default()
-                                    )
-                                ));
-                            }
-                        }
-                    }
-                    1
-                } else if conditional {
-                    3
-                } else {
-                    1
-                };
-                policy["version"] = json!(version);
-                if !state.omit_policy_etag {
-                    policy["etag"] = json!(stored.etag);
-                }
-                if policy["bindings"].as_array().is_some_and(Vec::is_empty) {
-                    policy
-                        .as_object_mut()
-                        .map(|object| object.remove("bindings"));
-                }
-                if let Some(edit) = state.after_read.remove(resource) {
-                    *hook = Some((edit, resource.to_owned()));
-                }
-                ok(policy)
-            }
-            (&Method::POST, "setIamPolicy") => {
-                let policy = &request["policy"];
-                if let Some(etag) = policy["etag"].as_str()
-                    && etag != stored.etag
-                {
-                    return error(
-                        StatusCode::CONFLICT,
-                        "ABORTED",
-                        "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
-                        json!([]),
-                    );
-                }
-                let bindings = policy["bindings"].as_array().cloned().unwrap_or_default();
-                let conditional = bindings
-                    .iter()
-                    .any(|binding| binding.get("condition").is_some());
-                if conditional && policy["version"].as_i64().unwrap_or(1) < 3 {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "INVALID_ARGUMENT",
-                        "Policy with conditions must be version 3 or higher.",
-                        json!([]),
-                    );
-                }
-                if bindings.iter().any(|binding| {
-                    binding["members"].as_array().is_none_or(Vec::is_empty)
-                        || binding["role"].as_str().is_none()
-                }) {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "INVALID_ARGUMENT",
-                        "A binding has no role or no members.",
-                        json!([]),
-                    );
-                }
-                let mut body = stored.body.clone();
-                body["bindings"] = json!(bindings);
-                let etag = state.next_etag();
-                state.policies.insert(
-                    resource.to_owned(),
-                    StoredPolicy {
-                        body: body.clone(),
-                        etag: etag.clone(),
-                    },
-                );
-                body["version"] = json!(if conditional { 3 } else { 1 });
-                body["etag"] = json!(etag);
-                ok(body)
-            }
-            _ => not_found(path),
-        };
+        let requested = request["options"]["requestedPolicyVersion"]
+            .as_i64()
+            .unwrap_or(1);
+        return policy_call(
+            state, method, verb, resource, &stored, requested, &request, hook,
+        );
     }
 
     // Policy Analyzer: GET /v1/projects/{p}/locations/global/activityTypes/{type}/activities:query
@@ -1141,6 +1067,36 @@ fn answer(
                 .collect();
             let max = state.page_size_max;
             page(&list, uri, max, "accounts", state.loop_pages)
+        }
+        // Shape: the Policy resource (https://cloud.google.com/iam/docs/reference/rest/v1/Policy),
+        // as projects.serviceAccounts.getIamPolicy documents it: `POST …:getIamPolicy` with
+        // `options.requestedPolicyVersion` in the query and an empty body.
+        (&Method::POST, [_, "serviceAccounts", account_part])
+            if account_part.ends_with(":getIamPolicy")
+                || account_part.ends_with(":setIamPolicy") =>
+        {
+            let (email, verb) = account_part.split_once(':').unwrap_or((account_part, ""));
+            let resource = format!("projects/{project}/serviceAccounts/{email}");
+            // gcloud documents PERMISSION_DENIED, not NOT_FOUND, for a missing account here.
+            let stored = accounts
+                .contains_key(email)
+                .then(|| state.policies.get(&resource).cloned())
+                .flatten();
+            let Some(stored) = stored else {
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "PERMISSION_DENIED",
+                    &format!("Permission '{permission}' denied on resource (or it may not exist)."),
+                    json!([]),
+                );
+            };
+            // Only the query says which version: a body is not where IAM v1 reads it.
+            let requested = query_param(uri, "options.requestedPolicyVersion")
+                .and_then(|version| version.parse::<i64>().ok())
+                .unwrap_or(1);
+            policy_call(
+                state, method, verb, &resource, &stored, requested, &request, hook,
+            )
         }
         (_, [_, "serviceAccounts", account_part]) => {
             let (email, verb) = account_part.split_once(':').unwrap_or((account_part, ""));
@@ -1214,6 +1170,127 @@ fn answer(
             }
         }
         _ => not_found(path),
+    }
+}
+
+/// `getIamPolicy`/`setIamPolicy` on one stored policy, whichever API serves it (Resource
+/// Manager v3 for containers, IAM v1 for a service account): version-3 reads, etags that
+/// change on every write, 409 on a stale etag, and the faults injected for policies.
+#[allow(clippy::too_many_arguments)]
+fn policy_call(
+    state: &mut State,
+    method: &Method,
+    verb: &str,
+    resource: &str,
+    stored: &StoredPolicy,
+    requested: i64,
+    request: &Value,
+    hook: &mut Option<(Hook, String)>,
+) -> Response {
+    match (method, verb) {
+        (&Method::POST, "getIamPolicy") => {
+            let requested = if state.policies_at_version_1 {
+                1
+            } else {
+                requested
+            };
+            let mut policy = stored.body.clone();
+            let conditional = policy["bindings"].as_array().is_some_and(|bindings| {
+                bindings
+                    .iter()
+                    .any(|binding| binding.get("condition").is_some())
+            });
+            // Documented shape: https://cloud.google.com/iam/docs/reference/rest/v1/Policy
+            // ({"version": 3, "etag": "BwWWja0YfJA=", "bindings": [{"role", "members",
+            // "condition": {"title", "description", "expression"}}]}).
+            let version = if conditional && requested < 3 {
+                // A version-1 reader of a conditional policy gets bindings it cannot
+                // write back safely: roles marked `_withcond_`.
+                if let Some(bindings) = policy["bindings"].as_array_mut() {
+                    for binding in bindings {
+                        if let Some(condition) =
+                            binding.as_object_mut().and_then(|b| b.remove("condition"))
+                        {
+                            let role = binding["role"].as_str().unwrap_or_default().to_owned();
+                            binding["role"] = json!(format!(
+                                "{role}_withcond_{}",
+                                crate::policy::expression_digest(
+                                    condition["expression"].as_str().unwrap_or_default()
+                                )
+                            ));
+                        }
+                    }
+                }
+                1
+            } else if conditional {
+                3
+            } else {
+                1
+            };
+            policy["version"] = json!(version);
+            if !state.omit_policy_etag {
+                policy["etag"] = json!(stored.etag);
+            }
+            if policy["bindings"].as_array().is_some_and(Vec::is_empty) {
+                policy
+                    .as_object_mut()
+                    .map(|object| object.remove("bindings"));
+            }
+            if let Some(edit) = state.after_read.remove(resource) {
+                *hook = Some((edit, resource.to_owned()));
+            }
+            ok(policy)
+        }
+        (&Method::POST, "setIamPolicy") => {
+            let policy = &request["policy"];
+            if let Some(etag) = policy["etag"].as_str()
+                && etag != stored.etag
+            {
+                return error(
+                    StatusCode::CONFLICT,
+                    "ABORTED",
+                    "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
+                    json!([]),
+                );
+            }
+            let bindings = policy["bindings"].as_array().cloned().unwrap_or_default();
+            let conditional = bindings
+                .iter()
+                .any(|binding| binding.get("condition").is_some());
+            if conditional && policy["version"].as_i64().unwrap_or(1) < 3 {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_ARGUMENT",
+                    "Policy with conditions must be version 3 or higher.",
+                    json!([]),
+                );
+            }
+            if bindings.iter().any(|binding| {
+                binding["members"].as_array().is_none_or(Vec::is_empty)
+                    || binding["role"].as_str().is_none()
+            }) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_ARGUMENT",
+                    "A binding has no role or no members.",
+                    json!([]),
+                );
+            }
+            let mut body = stored.body.clone();
+            body["bindings"] = json!(bindings);
+            let etag = state.next_etag();
+            state.policies.insert(
+                resource.to_owned(),
+                StoredPolicy {
+                    body: body.clone(),
+                    etag: etag.clone(),
+                },
+            );
+            body["version"] = json!(if conditional { 3 } else { 1 });
+            body["etag"] = json!(etag);
+            ok(body)
+        }
+        _ => not_found(&format!("{resource}:{verb}")),
     }
 }
 

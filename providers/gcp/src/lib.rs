@@ -11,8 +11,22 @@
 //! info or the metadata server by credential type (see `caller.rs`); left empty, never guessed,
 //! when none of them says.
 //!
+//! Grants are read from the IAM policy of each project, folder and organization, and from each
+//! service account's own policy (who may impersonate it: `roles/iam.serviceAccountTokenCreator`,
+//! `roles/iam.serviceAccountUser`, …), whose grants have the account as their resource. A
+//! `roles/iam.workloadIdentityUser` grant on an account to a workload identity pool
+//! (`principal://`, `principalSet://`, or GKE's `<project>.svc.id.goog[…]` member) marks the
+//! account `federation_available`.
+//!
+//! Requests per project: ⌈accounts/100⌉ account pages + one key list and one `getIamPolicy` per
+//! account + the project's `getIamPolicy` + two Policy Analyzer queries, so
+//! ⌈accounts/100⌉ + 2 × accounts + 3 (more when Policy Analyzer answers span pages); one per
+//! folder or organization.
+//!
 //! Ids follow the demo estate: scope `gcp:projects/<id>`; principal = the IAM member string;
-//! credential = the key's resource name; grant = `<resource>|<role>|<member>[|<condition title>]`.
+//! credential = the key's resource name; grant = `<resource>|<role>|<member>[|<condition title>]`,
+//! where the resource is `projects/<id>`, `folders/<id>`, `organizations/<id>` or
+//! `projects/<id>/serviceAccounts/<email>`.
 //! When a conditional binding's title is empty, or another binding of the same role has the same
 //! title with another expression, `#<first 8 hex digits of SHA-256(expression)>` follows the
 //! title, so ids stay unique (and change if such a collision appears later).

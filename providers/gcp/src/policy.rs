@@ -137,6 +137,30 @@ pub(crate) fn grant_id(policy: &Policy, resource: &str, binding: &Binding, membe
     id
 }
 
+/// The role that lets a federated identity act as a service account.
+pub(crate) const WORKLOAD_IDENTITY_USER: &str = "roles/iam.workloadIdentityUser";
+
+/// Whether a service account's own policy lets workloads authenticate as it by federation at
+/// `at`: `roles/iam.workloadIdentityUser` granted to a workload identity pool member
+/// (`principal://…`, `principalSet://…`) or to a GKE workload identity member
+/// (`serviceAccount:<project>.svc.id.goog[<namespace>/<account>]`, the older form of the same
+/// thing), under no condition that has already ended. Such a workload needs no key.
+pub(crate) fn federates(policy: &Policy, at: Timestamp) -> bool {
+    policy.bindings.iter().any(|binding| {
+        binding.role == WORKLOAD_IDENTITY_USER
+            && binding.condition.as_ref().is_none_or(|condition| {
+                condition_expiry(&condition.expression).is_none_or(|end| end > at)
+            })
+            && binding.members.iter().any(|member| {
+                member.starts_with("principal://")
+                    || member.starts_with("principalSet://")
+                    || member
+                        .strip_prefix("serviceAccount:")
+                        .is_some_and(|name| name.contains(".svc.id.goog["))
+            })
+    })
+}
+
 /// The instant a condition ends the grant, when it says so natively: the expression is
 /// `request.time < timestamp("RFC 3339")` (whitespace aside), or a conjunction (`&&`) with such
 /// clauses, whose earliest bound wins. Any disjunction (`||`) means the grant may hold by

@@ -1,9 +1,12 @@
-//! Reading one project (or folder, or organization): service accounts, their keys, the IAM
-//! policy at version 3, and last authentication from Policy Analyzer.
+//! Reading one project (or folder, or organization): service accounts, their keys, each
+//! account's own IAM policy (who may act as it), the container's IAM policy at version 3, and
+//! last authentication from Policy Analyzer.
 //!
-//! Requests per project: the service-account pages, one key list per account (the keys API is
-//! not paginated and has no bulk form), one `getIamPolicy`, and one paged Policy Analyzer query
-//! per activity type (never per key).
+//! Requests per project: ⌈accounts/100⌉ service-account pages, one key list per account (the
+//! keys API is not paginated and has no bulk form), one `getIamPolicy` per account (IAM has no
+//! bulk read of account policies either), one project `getIamPolicy`, and one paged Policy
+//! Analyzer query per activity type (never per key): ⌈accounts/100⌉ + 2 × accounts + 3 when
+//! every answer fits one page. Folders and organizations: one `getIamPolicy` each.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,8 +28,10 @@ use crate::policy::{self, Policy};
 const ACCOUNT_PAGE: &str = "100";
 /// Activities read per Policy Analyzer page (the API's maximum).
 const ACTIVITY_PAGE: &str = "1000";
-/// Key lists read at once within a project.
-const KEY_LISTS_AT_ONCE: usize = 8;
+/// IAM calls per account (key list, then the account's policy) in flight at once within a
+/// project: IAM allows 6,000 reads per project per minute, and two reads per account would
+/// reach it on a large project if each account ran its own in parallel.
+const ACCOUNT_READS_AT_ONCE: usize = 8;
 
 pub(crate) const LIST_ACCOUNTS: Method = Method {
     name: "iam.projects.serviceAccounts.list",
@@ -35,6 +40,14 @@ pub(crate) const LIST_ACCOUNTS: Method = Method {
 pub(crate) const LIST_KEYS: Method = Method {
     name: "iam.projects.serviceAccounts.keys.list",
     permission: "iam.serviceAccountKeys.list",
+};
+pub(crate) const GET_ACCOUNT_POLICY: Method = Method {
+    name: "iam.projects.serviceAccounts.getIamPolicy",
+    permission: "iam.serviceAccounts.getIamPolicy",
+};
+pub(crate) const SET_ACCOUNT_POLICY: Method = Method {
+    name: "iam.projects.serviceAccounts.setIamPolicy",
+    permission: "iam.serviceAccounts.setIamPolicy",
 };
 const KEY_ACTIVITY: Method = Method {
     name: "policyanalyzer.projects.locations.activityTypes.activities.query(serviceAccountKeyLastAuthentication)",
@@ -123,6 +136,76 @@ impl Container {
                 name: "cloudresourcemanager.organizations.setIamPolicy",
                 permission: "resourcemanager.organizations.setIamPolicy",
             },
+        }
+    }
+}
+
+/// A resource with an IAM policy of its own that lapse reads and edits: a container, or a
+/// service account (whose policy says who may act as it). The endpoint, the methods and how
+/// version 3 is asked for follow from the kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PolicyHolder {
+    /// A project, folder or organization (Resource Manager v3).
+    Container(Container),
+    /// `projects/<id>/serviceAccounts/<email>` (IAM v1).
+    ServiceAccount,
+}
+
+impl PolicyHolder {
+    /// The kind of resource a name (`folders/123`, `projects/p/serviceAccounts/a@p.iam…`)
+    /// names, every segment checked: `None` for anything a URL could read as another object.
+    pub(crate) fn of(resource: &str) -> Option<PolicyHolder> {
+        if let Some((container, _)) = Container::of(resource) {
+            return Some(PolicyHolder::Container(container));
+        }
+        let parts: Vec<&str> = resource.split('/').collect();
+        let account = parts.len() == 4
+            && parts[0] == "projects"
+            && is_project_id(parts[1])
+            && parts[2] == "serviceAccounts"
+            && is_account_email(parts[3]);
+        account.then_some(PolicyHolder::ServiceAccount)
+    }
+
+    /// `getIamPolicy` on this kind of resource.
+    pub(crate) fn get_policy(self) -> Method {
+        match self {
+            PolicyHolder::Container(container) => container.get_policy(),
+            PolicyHolder::ServiceAccount => GET_ACCOUNT_POLICY,
+        }
+    }
+
+    /// `setIamPolicy` on this kind of resource.
+    pub(crate) fn set_policy(self) -> Method {
+        match self {
+            PolicyHolder::Container(container) => container.set_policy(),
+            PolicyHolder::ServiceAccount => SET_ACCOUNT_POLICY,
+        }
+    }
+
+    /// `<API>/<version>/<resource>:<verb>` (`getIamPolicy`, `setIamPolicy`).
+    pub(crate) fn url(self, settings: &GcpSettings, resource: &str, verb: &str) -> String {
+        match self {
+            PolicyHolder::Container(_) => format!(
+                "{}/v3/{resource}:{verb}",
+                settings.resource_manager_url.trim_end_matches('/')
+            ),
+            PolicyHolder::ServiceAccount => format!(
+                "{}/v1/{resource}:{verb}",
+                settings.iam_url.trim_end_matches('/')
+            ),
+        }
+    }
+
+    /// How `getIamPolicy` asks for version 3: Resource Manager v3 takes `options` in the body;
+    /// IAM v1 documents `options.requestedPolicyVersion` as a query parameter and an empty
+    /// body for service accounts.
+    pub(crate) fn version_3(self) -> (&'static [(&'static str, &'static str)], Option<Value>) {
+        match self {
+            PolicyHolder::Container(_) => {
+                (&[], Some(json!({"options": {"requestedPolicyVersion": 3}})))
+            }
+            PolicyHolder::ServiceAccount => (&[("options.requestedPolicyVersion", "3")], None),
         }
     }
 }
@@ -240,31 +323,29 @@ pub(crate) async fn list_keys(
         .map(|list| list.keys)
 }
 
-/// Reads a container's IAM policy at version 3.
+/// Reads a container's or service account's IAM policy at version 3; an answer that cannot
+/// stand for the live policy (no etag, flattened to version 1) is an error.
 pub(crate) async fn get_policy(
     client: &Client,
     settings: &GcpSettings,
-    container: Container,
+    holder: PolicyHolder,
     resource: &str,
 ) -> Result<Policy, CallError> {
-    let url = format!(
-        "{}/v3/{resource}:getIamPolicy",
-        settings.resource_manager_url.trim_end_matches('/')
-    );
-    let body = json!({"options": {"requestedPolicyVersion": 3}});
+    let url = holder.url(settings, resource, "getIamPolicy");
+    let (query, body) = holder.version_3();
     let policy: Policy = client
         .call(
-            container.get_policy(),
+            holder.get_policy(),
             reqwest::Method::POST,
             &url,
-            &[],
-            Some(&body),
+            query,
+            body.as_ref(),
         )
         .await?;
     match policy.unusable() {
         None => Ok(policy),
         Some(problem) => Err(CallError::Local(GcpError::Malformed {
-            operation: container.get_policy().name.to_owned(),
+            operation: holder.get_policy().name.to_owned(),
             message: problem,
         })),
     }
@@ -329,9 +410,10 @@ pub(crate) async fn scan(
     if container == Container::Project {
         scan_accounts(client, settings, id, &mut reading).await;
     }
-    match get_policy(client, settings, container, &resource).await {
+    let holder = PolicyHolder::Container(container);
+    match get_policy(client, settings, holder, &resource).await {
         Ok(policy) => read_policy(&policy, &resource, &mut reading),
-        Err(error) => reading.fail(container.get_policy(), error),
+        Err(error) => reading.fail(holder.get_policy(), error),
     }
     let mut snapshot = Snapshot::empty(taken_at);
     let fullness = reading
@@ -420,16 +502,20 @@ async fn scan_accounts(
         }
     };
     let scope = reading.scope.id.clone();
-    let lists: Vec<(ServiceAccount, Result<Vec<Key>, CallError>)> =
+    let taken_at = reading.scope.taken_at;
+    // One account's two reads run one after the other, so at most ACCOUNT_READS_AT_ONCE IAM
+    // calls are in flight.
+    let lists: Vec<AccountReads> =
         futures_util::stream::iter(accounts.into_iter().map(|account| async move {
             let name = format!("projects/{project}/serviceAccounts/{}", account.email);
             let keys = list_keys(client, iam_url, &name).await;
-            (account, keys)
+            let policy = get_policy(client, settings, PolicyHolder::ServiceAccount, &name).await;
+            (account, name, keys, policy)
         }))
-        .buffered(KEY_LISTS_AT_ONCE)
+        .buffered(ACCOUNT_READS_AT_ONCE)
         .collect()
         .await;
-    for (account, keys) in lists {
+    for (account, name, keys, policy) in lists {
         let principal_id = format!("serviceAccount:{}", account.email);
         let last_activity = account_activity.as_ref().map_or(Usage::Unknown, |found| {
             found.usage(&[&account.email, &account.unique_id])
@@ -453,6 +539,18 @@ async fn scan_accounts(
             },
             true,
         );
+        // Who may act as the account: grants on the account itself, like any binding.
+        match policy {
+            Ok(policy) => {
+                read_policy(&policy, &name, reading);
+                if policy::federates(&policy, taken_at)
+                    && let Some((principal, _)) = reading.principals.get_mut(&principal_id)
+                {
+                    principal.federation_available = true;
+                }
+            }
+            Err(error) => reading.fail(GET_ACCOUNT_POLICY, error),
+        }
         let keys = match keys {
             Ok(keys) => keys,
             // A 404 too: IAM reads are eventually consistent, so "not found" for an account
@@ -491,6 +589,14 @@ async fn scan_accounts(
         }
     }
 }
+
+/// One account as listed, its resource name, its key list and its own IAM policy.
+type AccountReads = (
+    ServiceAccount,
+    String,
+    Result<Vec<Key>, CallError>,
+    Result<Policy, CallError>,
+);
 
 /// Records a page token; a token that came back before means the pager would never end.
 fn next_page(

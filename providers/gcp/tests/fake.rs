@@ -5,8 +5,8 @@
 use lapse_provider_gcp::fake::{FakeGcp, FakeKey, NO_EXPIRY, TestServiceAccountKey};
 use lapse_provider_gcp::{GcpProvider, GcpSettings};
 use lapse_sdk::{
-    Action, ActionOutcome, CredentialStatus, ExpirySource, Grant, PrincipalKind, Provider,
-    ProviderErrorKind, Snapshot, SnapshotRequest, Timestamp, Usage,
+    Action, ActionKind, ActionOutcome, CredentialStatus, ExpirySource, Grant, PrincipalKind,
+    Provider, ProviderErrorKind, Snapshot, SnapshotRequest, Timestamp, Usage,
 };
 use serde_json::{Value, json};
 
@@ -246,7 +246,7 @@ async fn the_snapshot_reads_accounts_keys_and_conditional_bindings() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn accounts_are_read_over_every_page_with_one_key_list_each() {
+async fn accounts_are_read_over_every_page_with_one_key_list_and_one_policy_each() {
     let (fake, settings) = signed_fake(&[PROJECT]);
     fake.limit_page_size(10);
     for index in 0..45 {
@@ -267,9 +267,19 @@ async fn accounts_are_read_over_every_page_with_one_key_list_each() {
         .filter(|request| request.ends_with("/serviceAccounts"))
         .count();
     assert_eq!(pages, 5, "45 accounts at 10 a page");
-    // 5 pages + 45 key lists + 1 policy + 2 Policy Analyzer queries (one per activity type).
-    assert_eq!(provider.request_count(), 53);
-    assert_eq!(fake.request_count(), 53);
+    let account_policies = fake
+        .requests()
+        .iter()
+        .filter(|request| {
+            request.starts_with("POST /v1/projects/acme-prod/serviceAccounts/")
+                && request.ends_with(":getIamPolicy")
+        })
+        .count();
+    assert_eq!(account_policies, 45, "one policy read per account");
+    // 5 pages + 45 key lists + 45 account policies + 1 project policy + 2 Policy Analyzer
+    // queries (one per activity type): ⌈45/10⌉ + 2 × 45 + 3.
+    assert_eq!(provider.request_count(), 98);
+    assert_eq!(fake.request_count(), 98);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -285,9 +295,10 @@ async fn throttling_is_retried_and_only_then_reported() {
     assert_eq!(provider.request_count() as usize, retried);
 
     // Past the retry budget: the scope is incomplete and says it was throttled.
+    let project_policy = "/v3/projects/acme-prod:getIamPolicy";
     let (fake, settings) = signed_fake(&[PROJECT]);
     seed(&fake);
-    fake.throttle(":getIamPolicy", 100);
+    fake.throttle(project_policy, 100);
     let settings = GcpSettings {
         retries: 2,
         ..settings
@@ -304,11 +315,18 @@ async fn throttling_is_retried_and_only_then_reported() {
         "{}",
         scope.errors[0].message
     );
-    assert!(snapshot.grants.is_empty());
+    assert_eq!(scope.errors.len(), 1, "{:?}", scope.errors);
+    assert!(
+        snapshot
+            .grants
+            .iter()
+            .all(|grant| grant.resource.contains("/serviceAccounts/")),
+        "no project grant from an unread policy"
+    );
     let attempts = fake
         .requests()
         .iter()
-        .filter(|request| request.ends_with(":getIamPolicy"))
+        .filter(|request| request.ends_with(project_policy))
         .count();
     assert_eq!(attempts, 3, "one call and two retries");
 }
@@ -1037,6 +1055,47 @@ async fn the_fake_answers_in_the_documented_shapes() {
     assert_eq!(policy["version"], 3);
     assert!(policy["etag"].is_string());
 
+    // A service account's own policy is the same Policy resource, through IAM v1:
+    // https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/getIamPolicy
+    // (`options.requestedPolicyVersion` is a query parameter; the request body must be empty).
+    let account_policy = format!(
+        "{}/v1/projects/my-project/serviceAccounts/{account}:getIamPolicy",
+        fake.url()
+    );
+    fake.set_account_bindings(
+        "my-project",
+        &account,
+        documented_policy["bindings"].clone(),
+    );
+    let policy = http
+        .post(format!("{account_policy}?options.requestedPolicyVersion=3"))
+        .send()
+        .await
+        .expect("send")
+        .json::<Value>()
+        .await
+        .expect("json");
+    assert_eq!(keys(&policy), keys(&documented_policy));
+    assert_eq!(policy["bindings"], documented_policy["bindings"]);
+    assert_eq!(policy["version"], 3);
+    assert!(policy["etag"].is_string());
+    // Without the version, conditional bindings come flattened, as the docs warn.
+    let flattened = http
+        .post(&account_policy)
+        .send()
+        .await
+        .expect("send")
+        .json::<Value>()
+        .await
+        .expect("json");
+    assert_eq!(flattened["version"], 1);
+    assert!(
+        flattened["bindings"][1]["role"]
+            .as_str()
+            .is_some_and(|role| role.contains("_withcond_")),
+        "{flattened}"
+    );
+
     // Errors: https://cloud.google.com/apis/design/errors#http_mapping
     let missing = http
         .get(format!(
@@ -1486,4 +1545,403 @@ async fn undo_restores_the_member_under_its_exact_condition_description_included
     };
     assert_eq!(holder("user:a@x.example"), vec![json!("ticket SEC-1")]);
     assert_eq!(holder("user:b@x.example"), vec![json!("ticket SEC-2")]);
+}
+
+/// A service account's own IAM policy: the grants on the account (who may act as it).
+fn account_policy(account: &str) -> String {
+    format!("projects/{PROJECT}/serviceAccounts/{}", email(account))
+}
+
+fn account_bindings(fake: &FakeGcp, account: &str) -> Vec<Value> {
+    fake.policy(&account_policy(account)).expect("policy").0["bindings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+const POOL_REPOSITORY: &str = "principalSet://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/github/attribute.repository/acme/deploy";
+const BREAK_GLASS: &str = r#"request.time < timestamp("2027-06-30T00:00:00Z")"#;
+
+/// Seeds the accounts' own policies: a user who can mint tokens as the exporter (plainly, and
+/// again under a break-glass condition), and a GitHub repository that can act as the deployer
+/// through a workload identity pool.
+fn seed_account_policies(fake: &FakeGcp) {
+    fake.set_account_bindings(
+        PROJECT,
+        &email("legacy-exporter"),
+        json!([
+            {"role": "roles/iam.serviceAccountTokenCreator",
+             "members": ["user:ana@acme.example", "user:bo@acme.example"]},
+            {"role": "roles/iam.serviceAccountTokenCreator", "members": ["user:ana@acme.example"],
+             "condition": {"title": "break-glass", "description": "SEC-3001 on-call", "expression": BREAK_GLASS}}
+        ]),
+    );
+    fake.set_account_bindings(
+        PROJECT,
+        &email("ci-deployer"),
+        json!([{"role": "roles/iam.workloadIdentityUser", "members": [POOL_REPOSITORY]}]),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_accounts_own_policy_becomes_grants_on_the_account() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    seed_account_policies(&fake);
+    let (_, snapshot) = take(&settings).await;
+    // Complete: the conditional binding came at version 3 (the version is asked for in the
+    // query, where IAM v1 reads it; asked anywhere else, the fake flattens it).
+    assert!(snapshot.is_complete(), "{:?}", snapshot.scopes);
+
+    let exporter = account_policy("legacy-exporter");
+    let minter = grant(
+        &snapshot,
+        &format!("{exporter}|roles/iam.serviceAccountTokenCreator|user:ana@acme.example"),
+    );
+    assert_eq!(minter.resource, exporter);
+    assert_eq!(minter.scope.as_str(), "gcp:projects/acme-prod");
+    assert_eq!(minter.entitlement, "roles/iam.serviceAccountTokenCreator");
+    assert_eq!(minter.principal.as_str(), "user:ana@acme.example");
+    assert_eq!(minter.condition, None);
+    assert!(
+        !minter.privileged,
+        "the engine's catalog judges roles, not the provider"
+    );
+    let break_glass = grant(
+        &snapshot,
+        &format!(
+            "{exporter}|roles/iam.serviceAccountTokenCreator|user:ana@acme.example|break-glass"
+        ),
+    );
+    assert_eq!(break_glass.expires_at, Some(at("2027-06-30T00:00:00Z")));
+    grant(
+        &snapshot,
+        &format!("{exporter}|roles/iam.serviceAccountTokenCreator|user:bo@acme.example"),
+    );
+    // Every member is a principal, the pool set too.
+    let principal = |id: &str| {
+        snapshot
+            .principals
+            .iter()
+            .find(|principal| principal.id.as_str() == id)
+            .unwrap_or_else(|| panic!("principal {id}"))
+    };
+    assert_eq!(principal("user:bo@acme.example").kind, PrincipalKind::Human);
+    assert_eq!(
+        principal(POOL_REPOSITORY).native_type.as_deref(),
+        Some("principalSet")
+    );
+    // The project's 8 grants, 3 on the exporter, 1 on the deployer.
+    assert_eq!(snapshot.grants.len(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workload_identity_pool_on_an_account_makes_federation_available() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    seed_account_policies(&fake);
+    // A pool binding whose condition has ended federates no more; a GKE workload identity
+    // member is the same thing in its older form.
+    fake.set_account_bindings(
+        PROJECT,
+        &email("old-batch"),
+        json!([{"role": "roles/iam.workloadIdentityUser",
+                "members": ["principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/batch/subject/job-1"],
+                "condition": {"title": "until-migration", "expression": EXPIRED}}]),
+    );
+    let gke = fake.add_service_account(PROJECT, "gke-reader", "GKE reader");
+    fake.set_account_bindings(
+        PROJECT,
+        &gke,
+        json!([{"role": "roles/iam.workloadIdentityUser",
+                "members": [format!("serviceAccount:{PROJECT}.svc.id.goog[reports/reader]")]}]),
+    );
+    let (_, snapshot) = take(&settings).await;
+    assert!(snapshot.is_complete(), "{:?}", snapshot.scopes);
+    let federates = |account: &str| {
+        snapshot
+            .principals
+            .iter()
+            .find(|principal| principal.id.as_str() == format!("serviceAccount:{}", email(account)))
+            .unwrap_or_else(|| panic!("{account}"))
+            .federation_available
+    };
+    assert!(federates("ci-deployer"), "a principalSet:// pool member");
+    assert!(federates("gke-reader"), "a GKE workload identity member");
+    assert!(!federates("old-batch"), "its pool binding has ended");
+    assert!(
+        !federates("legacy-exporter"),
+        "token creators are people, not federation"
+    );
+    // The pool binding is a grant like any other.
+    let binding = grant(
+        &snapshot,
+        &format!(
+            "{}|roles/iam.workloadIdentityUser|{POOL_REPOSITORY}",
+            account_policy("ci-deployer")
+        ),
+    );
+    assert_eq!(binding.principal.as_str(), POOL_REPOSITORY);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_policy_lapse_may_not_read_leaves_the_scope_incomplete() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    seed_account_policies(&fake);
+    fake.deny(PROJECT, "iam.serviceAccounts.getIamPolicy");
+    let (_, snapshot) = take(&settings).await;
+    let scope = &snapshot.scopes[0];
+    assert!(
+        !scope.complete,
+        "an unread account policy is never 'nobody can act as it'"
+    );
+    let error = &scope.errors[0];
+    assert_eq!(error.operation, "iam.projects.serviceAccounts.getIamPolicy");
+    assert_eq!(
+        error.missing_permission.as_deref(),
+        Some("iam.serviceAccounts.getIamPolicy")
+    );
+    assert!(
+        error
+            .message
+            .contains("grant `iam.serviceAccounts.getIamPolicy`"),
+        "{}",
+        error.message
+    );
+    // The rest was read: keys and the project's bindings.
+    assert_eq!(snapshot.credentials.len(), 4);
+    grant(
+        &snapshot,
+        "projects/acme-prod|roles/owner|group:sre@acme.example",
+    );
+    assert!(
+        !snapshot
+            .grants
+            .iter()
+            .any(|grant| grant.resource.contains("/serviceAccounts/"))
+    );
+
+    // Throttled past the retry budget: incomplete too, and says so.
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    fake.throttle("iam.gserviceaccount.com:getIamPolicy", 1000);
+    let settings = GcpSettings {
+        retries: 1,
+        ..settings
+    };
+    let (_, snapshot) = take(&settings).await;
+    let scope = &snapshot.scopes[0];
+    assert!(!scope.complete);
+    assert!(
+        scope.errors.iter().all(|error| {
+            error.operation == "iam.projects.serviceAccounts.getIamPolicy"
+                && error.message.contains("429 RESOURCE_EXHAUSTED")
+        }),
+        "{:?}",
+        scope.errors
+    );
+    grant(
+        &snapshot,
+        "projects/acme-prod|roles/owner|group:sre@acme.example",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_level_member_is_revoked_and_restored_beside_a_conditional_binding() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    seed_account_policies(&fake);
+    let (provider, snapshot) = take(&settings).await;
+    let exporter = account_policy("legacy-exporter");
+    let action = revoke(
+        &snapshot,
+        &format!("{exporter}|roles/iam.serviceAccountTokenCreator|user:ana@acme.example"),
+    );
+    assert!(
+        provider
+            .permissions(ActionKind::RevokeGrant)
+            .contains(&"iam.serviceAccounts.setIamPolicy")
+    );
+    let project_before = bindings(&fake);
+    let before = provider.read_target(&action).await.expect("read");
+    assert!(before.present && !before.revoked);
+    let described = provider.describe_apply(&action, &before);
+    assert_eq!(
+        described[0],
+        format!(
+            "POST {}/v1/{exporter}:getIamPolicy?options.requestedPolicyVersion=3",
+            fake.url()
+        )
+    );
+    assert!(
+        described[1].starts_with(&format!("POST {}/v1/{exporter}:setIamPolicy ", fake.url())),
+        "{described:?}"
+    );
+    let (_, etag_before) = fake.policy(&exporter).expect("policy");
+    let earlier = fake.request_count();
+
+    assert_eq!(
+        provider.apply(&action).await.expect("apply"),
+        ActionOutcome::Done
+    );
+    let requests = fake.requests().split_off(earlier);
+    assert_eq!(
+        requests,
+        vec![
+            format!("POST /v1/{exporter}:getIamPolicy"),
+            format!("POST /v1/{exporter}:setIamPolicy"),
+        ],
+        "the account's own policy, through IAM v1"
+    );
+    let (_, etag_after) = fake.policy(&exporter).expect("policy");
+    assert_ne!(etag_before, etag_after);
+    // Bo keeps the plain binding; Ana keeps her break-glass binding, condition and all.
+    assert_eq!(
+        account_bindings(&fake, "legacy-exporter"),
+        vec![
+            json!({"role": "roles/iam.serviceAccountTokenCreator", "members": ["user:bo@acme.example"]}),
+            json!({"role": "roles/iam.serviceAccountTokenCreator", "members": ["user:ana@acme.example"],
+                   "condition": {"title": "break-glass", "description": "SEC-3001 on-call", "expression": BREAK_GLASS}}),
+        ]
+    );
+    assert_eq!(bindings(&fake), project_before, "the project is untouched");
+    assert!(provider.read_target(&action).await.expect("read").revoked);
+    assert_eq!(
+        provider.apply(&action).await.expect("again"),
+        ActionOutcome::AlreadyDone
+    );
+
+    assert_eq!(
+        provider.undo(&action, &before).await.expect("undo"),
+        ActionOutcome::Done
+    );
+    let mut members: Vec<Value> = account_bindings(&fake, "legacy-exporter")
+        .into_iter()
+        .filter(|binding| binding.get("condition").is_none())
+        .flat_map(|binding| binding["members"].as_array().cloned().unwrap_or_default())
+        .collect();
+    members.sort_by_key(Value::to_string);
+    assert_eq!(
+        members,
+        vec![
+            json!("user:ana@acme.example"),
+            json!("user:bo@acme.example")
+        ]
+    );
+
+    // The conditional one: removed alone, and restored under its exact condition.
+    let conditional = revoke(
+        &snapshot,
+        &format!(
+            "{exporter}|roles/iam.serviceAccountTokenCreator|user:ana@acme.example|break-glass"
+        ),
+    );
+    let before = provider.read_target(&conditional).await.expect("read");
+    provider.apply(&conditional).await.expect("apply");
+    assert!(
+        !account_bindings(&fake, "legacy-exporter")
+            .iter()
+            .any(|binding| binding.get("condition").is_some())
+    );
+    provider.undo(&conditional, &before).await.expect("undo");
+    let restored = account_bindings(&fake, "legacy-exporter")
+        .into_iter()
+        .find(|binding| binding.get("condition").is_some())
+        .expect("restored");
+    assert_eq!(
+        restored["condition"],
+        json!({"title": "break-glass", "description": "SEC-3001 on-call", "expression": BREAK_GLASS})
+    );
+    assert_eq!(restored["members"], json!(["user:ana@acme.example"]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_writer_on_an_account_policy_keeps_its_change() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    seed_account_policies(&fake);
+    let (provider, snapshot) = take(&settings).await;
+    let exporter = account_policy("legacy-exporter");
+    let action = revoke(
+        &snapshot,
+        &format!("{exporter}|roles/iam.serviceAccountTokenCreator|user:bo@acme.example"),
+    );
+    // Right after lapse reads the account's policy, someone lets a pipeline act as it.
+    fake.write_after_next_read(&exporter, |policy| {
+        policy["bindings"]
+            .as_array_mut()
+            .expect("bindings")
+            .push(json!({"role": "roles/iam.serviceAccountUser", "members": ["serviceAccount:deploy@acme-ops.iam.gserviceaccount.com"]}));
+    });
+    let earlier = fake.request_count();
+    assert_eq!(
+        provider.apply(&action).await.expect("apply"),
+        ActionOutcome::Done
+    );
+    let requests = fake.requests().split_off(earlier);
+    let count = |suffix: &str| {
+        requests
+            .iter()
+            .filter(|request| request.ends_with(&format!("{exporter}{suffix}")))
+            .count()
+    };
+    assert_eq!(count(":getIamPolicy"), 2, "{requests:?}");
+    assert_eq!(
+        count(":setIamPolicy"),
+        2,
+        "the first write met 409 and the cycle was redone"
+    );
+    let bindings = account_bindings(&fake, "legacy-exporter");
+    assert!(
+        bindings
+            .iter()
+            .any(|binding| binding["role"] == "roles/iam.serviceAccountUser"),
+        "{bindings:?}"
+    );
+    assert!(
+        !bindings.iter().any(|binding| binding["members"]
+            .as_array()
+            .is_some_and(|members| members.contains(&json!("user:bo@acme.example")))),
+        "{bindings:?}"
+    );
+    assert!(
+        bindings
+            .iter()
+            .any(|binding| binding["condition"]["title"] == "break-glass"),
+        "{bindings:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_policy_names_that_would_reach_another_object_are_refused() {
+    let (fake, settings) = signed_fake(&[PROJECT]);
+    seed(&fake);
+    seed_account_policies(&fake);
+    let (provider, snapshot) = take(&settings).await;
+    let exporter = account_policy("legacy-exporter");
+    let planned = grant(
+        &snapshot,
+        &format!("{exporter}|roles/iam.serviceAccountTokenCreator|user:bo@acme.example"),
+    )
+    .clone();
+    let earlier = fake.request_count();
+    for bad in [
+        format!("{exporter}/keys/aaaa1111"),
+        format!("{exporter}:undelete"),
+        format!("projects/{PROJECT}/serviceAccounts/.."),
+        format!("projects/-/serviceAccounts/{}", email("legacy-exporter")),
+        format!("projects/{PROJECT}/serviceAccounts/x%40y.example"),
+    ] {
+        let mut grant = planned.clone();
+        grant.resource = bad.clone();
+        let action = Action::RevokeGrant { grant };
+        let error = provider.apply(&action).await.expect_err(&bad);
+        assert_eq!(error.kind, ProviderErrorKind::Unsupported, "{bad}");
+        assert!(
+            provider.describe_apply(&action, &Default::default())[0].starts_with("none:"),
+            "{bad}"
+        );
+    }
+    assert_eq!(fake.request_count(), earlier, "{:?}", fake.requests());
 }
