@@ -345,3 +345,40 @@ fn plan_apply_re_snapshot_and_undo_through_the_binary() {
     was.sort();
     assert_eq!(now, was, "the policy holds the same bindings as before");
 }
+
+#[test]
+fn grants_on_a_service_account_are_judged_by_the_catalog_and_federation_flags_its_keys() {
+    let world = World::new();
+    let account = format!("projects/{PROJECT}/serviceAccounts/{}", exporter());
+    let pool = "principalSet://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/github/attribute.repository/acme/exports";
+    world.fake.set_account_bindings(
+        PROJECT,
+        &exporter(),
+        json!([
+            {"role": "roles/iam.serviceAccountTokenCreator", "members": ["user:li.wei@partner.example"]},
+            {"role": "roles/iam.workloadIdentityUser", "members": [pool]}
+        ]),
+    );
+    let plan = world.plan();
+    let found = findings(&plan);
+    // Who can mint the account's tokens holds a privileged role on it, by the engine's catalog.
+    let minter =
+        format!("{account}|roles/iam.serviceAccountTokenCreator|user:li.wei@partner.example");
+    assert!(
+        found.contains(&("standing-privilege".to_owned(), minter.clone())),
+        "{found:#?}"
+    );
+    // The account can authenticate by federation, so its keys are avoidable secrets.
+    assert!(
+        found.contains(&("static-credential".to_owned(), old_key())),
+        "{found:#?}"
+    );
+    // The dry run edits the account's own policy through IAM v1.
+    let dry = world.apply(&[]);
+    assert_eq!(dry.status.code(), Some(0), "{}", output_text(&dry));
+    let shown = String::from_utf8_lossy(&dry.stdout).into_owned();
+    assert!(
+        shown.contains(&format!("/v1/{account}:setIamPolicy")),
+        "{shown}"
+    );
+}
