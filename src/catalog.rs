@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use lapse_sdk::{Cloud, Grant, Principal, ScopeId};
+use lapse_sdk::{Cloud, Grant, GrantKind, Principal, ScopeId};
 
 use crate::policy::{Pattern, Patterns, Policy};
 
@@ -41,6 +41,37 @@ const AZURE_ROLES: &[&str] = &[
     "194ae4cb-b126-40b2-bd5b-6091b380977d",
     "User Administrator",
     "fe930be7-5e62-47db-91af-98c3a49a38b1",
+];
+
+/// Microsoft Graph application permissions (app roles held by a service principal) that reach
+/// tenant-wide control, by `<resource>/<value>` as the Azure provider names them and by app
+/// role id (the same in every tenant). Graph's permissions reference warns of each: the first
+/// two grant authorization ("allow an application to grant additional privileges to itself"),
+/// so an app can assign itself Global Administrator or any other permission; the next two
+/// manage every application's credentials ("allow an application to act as other entities");
+/// `RoleAssignmentSchedule.ReadWrite.Directory` manages active directory role membership
+/// through PIM, so it too can make its holder Global Administrator.
+const GRAPH_APP_ROLES: &[(&str, &str)] = &[
+    (
+        "Microsoft Graph/RoleManagement.ReadWrite.Directory",
+        "9e3f62cf-ca93-4989-b6ce-bf83c28f9fe8",
+    ),
+    (
+        "Microsoft Graph/AppRoleAssignment.ReadWrite.All",
+        "06b708a9-e830-4db3-a914-8e69da51d44f",
+    ),
+    (
+        "Microsoft Graph/Application.ReadWrite.All",
+        "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9",
+    ),
+    (
+        "Microsoft Graph/Directory.ReadWrite.All",
+        "19dbc75e-c2e2-444c-a770-ec69d8559fc7",
+    ),
+    (
+        "Microsoft Graph/RoleAssignmentSchedule.ReadWrite.Directory",
+        "dd199f4a-f148-40a4-a2ec-f0069cc799ec",
+    ),
 ];
 
 /// Google Cloud roles that own a resource or can change who has access to it.
@@ -128,6 +159,17 @@ impl<'a> Classifier<'a> {
                     let name = name.rsplit('/').next().unwrap_or(name);
                     AWS_MANAGED_POLICIES.contains(&name)
                 }),
+            // An app role is named `<resource>/<value>`, and any application may define a
+            // role called "Owner": only the Graph permissions above count.
+            Cloud::Azure if grant.kind == GrantKind::AppRole => {
+                GRAPH_APP_ROLES.iter().any(|(name, id)| {
+                    grant.entitlement == *name
+                        || grant
+                            .entitlement_id
+                            .as_deref()
+                            .is_some_and(|role| role.eq_ignore_ascii_case(id))
+                })
+            }
             Cloud::Azure => names
                 .map(|name| name.rsplit('/').next().unwrap_or(name))
                 .any(|name| self.azure_roles.contains(name)),
@@ -257,6 +299,35 @@ mod tests {
         )));
         assert!(classifier.is_privileged(&grant(Cloud::Gcp, "roles/owner")));
         assert!(!classifier.is_privileged(&grant(Cloud::Gcp, "roles/viewer")));
+    }
+
+    #[test]
+    fn graph_permissions_that_reach_tenant_wide_control_are_privileged_app_roles() {
+        let policy = Policy::default();
+        let classifier = Classifier::new(&policy);
+        let app_role = |entitlement: &str, id: &str| Grant {
+            kind: GrantKind::AppRole,
+            entitlement_id: Some(id.to_owned()),
+            ..grant(Cloud::Azure, entitlement)
+        };
+        assert!(classifier.is_privileged(&app_role(
+            "Microsoft Graph/RoleManagement.ReadWrite.Directory",
+            "9e3f62cf-ca93-4989-b6ce-bf83c28f9fe8"
+        )));
+        // By id alone: a role whose name could not be resolved keeps its id.
+        assert!(classifier.is_privileged(&app_role(
+            "Microsoft Graph/06B708A9-E830-4DB3-A914-8E69DA51D44F",
+            "06B708A9-E830-4DB3-A914-8E69DA51D44F"
+        )));
+        assert!(!classifier.is_privileged(&app_role(
+            "Microsoft Graph/User.Read.All",
+            "df021288-bdef-4463-88db-98f22de89214"
+        )));
+        // Another application's role that borrows an Azure role's name is not that role.
+        assert!(!classifier.is_privileged(&app_role(
+            "contoso-billing-api/Owner",
+            "5a1f7d3c-2b4e-4c6a-8d9f-0e1b2c3d4e5f"
+        )));
     }
 
     #[test]
