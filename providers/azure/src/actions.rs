@@ -1,6 +1,7 @@
 //! Revocations, each on one exact target: one role assignment, one PIM instance, one directory
-//! role assignment, one service principal, one federated credential, one secret by `keyId`
-//! (never a rewrite of a whole credential array). "Already gone" is success only after a read
+//! role assignment, one app role assignment (application permission), one service principal,
+//! one federated credential, one secret by `keyId` (never a rewrite of a whole credential
+//! array). "Already gone" is success only after a read
 //! shows the target gone.
 
 use lapse_sdk::{
@@ -31,6 +32,8 @@ pub(crate) fn permissions(kind: ActionKind) -> &'static [&'static str] {
             "RoleManagement.ReadWrite.Directory",
             "RoleAssignmentSchedule.ReadWrite.Directory",
             "RoleEligibilitySchedule.ReadWrite.Directory",
+            "Application.Read.All",
+            "AppRoleAssignment.ReadWrite.All",
         ],
         ActionKind::DeactivateCredential | ActionKind::DeleteCredential => {
             &["Application.ReadWrite.All"]
@@ -162,10 +165,25 @@ const CERTIFICATE_HELP: &str = "Entra removes a certificate only with a proof si
 
 /// What a grant's revocation calls, by kind and scope.
 enum GrantTarget<'a> {
-    Assignment { id: &'a str },
-    ArmPim { id: &'a str, eligible: bool },
-    DirectoryPim { id: &'a str, eligible: bool },
-    DirectoryRole { id: &'a str },
+    Assignment {
+        id: &'a str,
+    },
+    ArmPim {
+        id: &'a str,
+        eligible: bool,
+    },
+    DirectoryPim {
+        id: &'a str,
+        eligible: bool,
+    },
+    DirectoryRole {
+        id: &'a str,
+    },
+    /// An app role assignment, addressed under the service principal that holds it.
+    AppRole {
+        principal: &'a str,
+        id: &'a str,
+    },
 }
 
 fn grant_target(grant: &Grant) -> Result<GrantTarget<'_>, ProviderError> {
@@ -206,6 +224,10 @@ fn grant_target(grant: &Grant) -> Result<GrantTarget<'_>, ProviderError> {
             eligible: grant.kind == GrantKind::PimEligible,
         }),
         (GrantKind::DirectoryRole, true) => Ok(GrantTarget::DirectoryRole { id }),
+        (GrantKind::AppRole, true) => Ok(GrantTarget::AppRole {
+            principal: grant.principal.as_str(),
+            id,
+        }),
         (kind, _) => Err(unsupported(
             "RevokeGrant",
             format!(
@@ -232,7 +254,7 @@ const CONTAINER_NOT_FOUND: &[&str] = &[
 
 /// True when a 404 is the service saying the object itself does not exist. A 404 without the
 /// service's error code (a proxy, a wrong base URL) proves nothing.
-fn object_missing(error: &AzureError) -> bool {
+pub(crate) fn object_missing(error: &AzureError) -> bool {
     error.status() == Some(404)
         && !error.code().is_empty()
         && !CONTAINER_NOT_FOUND
@@ -269,6 +291,8 @@ struct LiveGrant<'a> {
     role: &'a Value,
     scope: &'a Value,
     member_type: &'a Value,
+    /// What `scope` is called in a refusal: a scope, or an app role's resource.
+    scope_name: &'static str,
 }
 
 /// The live object must still be the planned grant: same principal, role and scope, held
@@ -294,7 +318,8 @@ fn check_live(grant: &Grant, live: &LiveGrant<'_>) -> Result<(), ProviderError> 
     }
     if !same_text(live.scope, &grant.resource) {
         differences.push(format!(
-            "scope {} (planned {})",
+            "{} {} (planned {})",
+            live.scope_name,
             shown(live.scope),
             grant.resource
         ));
@@ -383,6 +408,22 @@ const DIRECTORY_ACTIVE_REQUEST: Operation = Operation {
 const DIRECTORY_ELIGIBLE_REQUEST: Operation = Operation {
     name: "graph:POST /roleManagement/directory/roleEligibilityScheduleRequests",
     permission: "RoleEligibilitySchedule.ReadWrite.Directory",
+};
+const READ_APP_ROLE: Operation = Operation {
+    name: "graph:GET /servicePrincipals/{id}/appRoleAssignments/{id}",
+    permission: "Application.Read.All",
+};
+const READ_APP_ROLES: Operation = Operation {
+    name: "graph:GET /servicePrincipals/{id}/appRoleAssignments",
+    permission: "Application.Read.All",
+};
+const DELETE_APP_ROLE: Operation = Operation {
+    name: "graph:DELETE /servicePrincipals/{id}/appRoleAssignments/{id}",
+    permission: "AppRoleAssignment.ReadWrite.All",
+};
+const CREATE_APP_ROLE: Operation = Operation {
+    name: "graph:POST /servicePrincipals/{id}/appRoleAssignments",
+    permission: "AppRoleAssignment.ReadWrite.All",
 };
 const READ_ACCOUNT: Operation = Operation {
     name: "graph:GET accountEnabled",
@@ -540,6 +581,7 @@ async fn read_grant(client: &Client, grant: &Grant) -> Result<TargetState, Provi
                     role: &properties["roleDefinitionId"],
                     scope: &properties["scope"],
                     member_type: &null,
+                    scope_name: "scope",
                 },
             )?;
             Ok(present(restorable_assignment(&body)))
@@ -558,6 +600,7 @@ async fn read_grant(client: &Client, grant: &Grant) -> Result<TargetState, Provi
                     role: &properties["roleDefinitionId"],
                     scope: &properties["scope"],
                     member_type: &properties["memberType"],
+                    scope_name: "scope",
                 },
             )?;
             if !properties["scope"].as_str().is_some_and(plain_arm_path) {
@@ -585,6 +628,7 @@ async fn read_grant(client: &Client, grant: &Grant) -> Result<TargetState, Provi
                     role: &body["roleDefinitionId"],
                     scope: &body["directoryScopeId"],
                     member_type: &body["memberType"],
+                    scope_name: "scope",
                 },
             )?;
             Ok(present(directory_restore(&body)))
@@ -605,11 +649,82 @@ async fn read_grant(client: &Client, grant: &Grant) -> Result<TargetState, Provi
                     role: &body["roleDefinitionId"],
                     scope: &body["directoryScopeId"],
                     member_type: &null,
+                    scope_name: "scope",
                 },
             )?;
             Ok(present(directory_restore(&body)))
         }
+        GrantTarget::AppRole { principal, id } => {
+            let url = client.graph(&app_role_path(principal, id)?);
+            let Some(body) = read_or_gone(client, Api::Graph, &url, READ_APP_ROLE).await? else {
+                return same_app_role_held(client, grant, principal).await;
+            };
+            check_live(
+                grant,
+                &LiveGrant {
+                    principal: &body["principalId"],
+                    role: &body["appRoleId"],
+                    scope: &body["resourceId"],
+                    member_type: &null,
+                    scope_name: "resource",
+                },
+            )?;
+            // What a POST re-creates it from (the id is the service's to give).
+            Ok(present(json!({
+                "principalId": body["principalId"],
+                "resourceId": body["resourceId"],
+                "appRoleId": body["appRoleId"],
+            })))
+        }
     }
+}
+
+/// When the planned assignment id is gone: the same permission (principal, resource, app role)
+/// held under another id, as undo re-creates it (Graph gives a new id), so a restore shows as
+/// restored. Its id is kept apart in the state so a revocation never deletes it in the
+/// planned one's place.
+async fn same_app_role_held(
+    client: &Client,
+    grant: &Grant,
+    principal: &str,
+) -> Result<TargetState, ProviderError> {
+    let Some(role) = grant.entitlement_id.as_deref() else {
+        return Ok(gone());
+    };
+    let url = client.graph(&app_roles_path(principal)?);
+    let held = match client.list(Api::Graph, &url, READ_APP_ROLES).await {
+        Ok(held) => held,
+        Err(error) if object_missing(&error) => return Ok(gone()),
+        Err(error) => return Err(failed(error)),
+    };
+    Ok(held
+        .iter()
+        .find(|item| {
+            same_text(&item["principalId"], grant.principal.as_str())
+                && same_text(&item["resourceId"], &grant.resource)
+                && same_text(&item["appRoleId"], role)
+        })
+        .map_or_else(gone, |item| {
+            present(json!({
+                "principalId": item["principalId"],
+                "resourceId": item["resourceId"],
+                "appRoleId": item["appRoleId"],
+                "heldAs": item["id"],
+            }))
+        }))
+}
+
+/// One app role assignment of a service principal, both ids encoded.
+fn app_role_path(principal: &str, id: &str) -> Result<String, ProviderError> {
+    Ok(format!("{}/{}", app_roles_path(principal)?, segment(id)?))
+}
+
+/// The app role assignments a service principal holds.
+fn app_roles_path(principal: &str) -> Result<String, ProviderError> {
+    Ok(format!(
+        "/v1.0/servicePrincipals/{}/appRoleAssignments",
+        segment(principal)?
+    ))
 }
 
 /// Checked by [`check_live`] to be present: a missing scope is never taken as the tenant's `/`.
@@ -905,6 +1020,28 @@ async fn revoke(
                 Err(error) => Err(failed(error)),
             }
         }
+        GrantTarget::AppRole { principal, id } => {
+            let url = client.graph(&app_role_path(principal, id)?);
+            match client
+                .send(Api::Graph, Method::DELETE, &url, None, DELETE_APP_ROLE)
+                .await
+            {
+                Ok(_) => Ok(ActionOutcome::Done),
+                Err(error) if error.status() == Some(404) => {
+                    let live = read_target(client, action).await?;
+                    if let Some(other) = live.restore["heldAs"].as_str() {
+                        return Err(refused(
+                            "RevokeGrant",
+                            format!(
+                                "{id} is gone, but {principal} holds the same permission as assignment {other}; lapse deletes only the assignment it planned: take a new snapshot and plan again"
+                            ),
+                        ));
+                    }
+                    confirm_gone(client, action).await
+                }
+                Err(error) => Err(failed(error)),
+            }
+        }
     }
 }
 
@@ -954,6 +1091,37 @@ fn cannot_restore(action: &Action, why: &str) -> ProviderError {
         "undo",
         format!("{} cannot be restored by lapse: {why}", action.target_id()),
     )
+}
+
+/// The body an app role assignment is re-created from: the journal's principal, resource and
+/// app role, each an id, the principal the grant's own. Anything less is refused, not guessed.
+fn app_role_restore(
+    action: &Action,
+    grant: &Grant,
+    restore: &Value,
+) -> Result<Value, ProviderError> {
+    for field in ["principalId", "resourceId", "appRoleId"] {
+        if restore[field]
+            .as_str()
+            .is_none_or(|id| uuid::Uuid::parse_str(id).is_err())
+        {
+            return Err(cannot_restore(
+                action,
+                &format!("the journal's {field} is not an id"),
+            ));
+        }
+    }
+    if !same_text(&restore["principalId"], grant.principal.as_str()) {
+        return Err(cannot_restore(
+            action,
+            "the journal names another service principal than the grant",
+        ));
+    }
+    Ok(json!({
+        "principalId": restore["principalId"],
+        "resourceId": restore["resourceId"],
+        "appRoleId": restore["appRoleId"],
+    }))
 }
 
 /// Restores what a reversible action changed, from the state journaled before it.
@@ -1032,6 +1200,28 @@ pub(crate) async fn undo(
                         Some(restore),
                         CREATE_DIRECTORY_ROLE,
                     )
+                    .await
+                    .map_err(failed)?;
+                Ok(ActionOutcome::Done)
+            }
+            GrantTarget::AppRole { principal, .. } => {
+                let body = app_role_restore(action, grant, &before.restore)?;
+                let url = client.graph(&app_roles_path(principal)?);
+                let held = client
+                    .list(Api::Graph, &url, READ_APP_ROLES)
+                    .await
+                    .map_err(failed)?;
+                // Graph refuses a second identical assignment; one already there is the
+                // permission back (put back by someone, or by an earlier undo).
+                if held.iter().any(|item| {
+                    ["resourceId", "appRoleId"]
+                        .iter()
+                        .all(|field| same_text(&item[*field], body[*field].as_str().unwrap_or("")))
+                }) {
+                    return Ok(ActionOutcome::AlreadyDone);
+                }
+                client
+                    .send(Api::Graph, Method::POST, &url, Some(&body), CREATE_APP_ROLE)
                     .await
                     .map_err(failed)?;
                 Ok(ActionOutcome::Done)
@@ -1148,6 +1338,21 @@ fn describe(action: &Action, state: &TargetState, undo: bool) -> Vec<String> {
             Ok(GrantTarget::DirectoryRole { id }) => {
                 format!("Graph DELETE /v1.0/roleManagement/directory/roleAssignments/{id}")
             }
+            Ok(GrantTarget::AppRole { principal, .. }) if undo => {
+                match (
+                    app_roles_path(principal),
+                    app_role_restore(action, grant, &state.restore),
+                ) {
+                    (Ok(path), Ok(body)) => format!(
+                        "Graph POST {path} {body} (the permission comes back under a new assignment id)"
+                    ),
+                    (Err(error), _) | (_, Err(error)) => format!("none: {}", error.message),
+                }
+            }
+            Ok(GrantTarget::AppRole { principal, id }) => match app_role_path(principal, id) {
+                Ok(path) => format!("Graph DELETE {path}"),
+                Err(error) => format!("none: {}", error.message),
+            },
         },
         Action::DisablePrincipal { principal } => match account_path(principal) {
             Err(error) => format!("none: {}", error.message),
@@ -1222,7 +1427,7 @@ mod tests {
     }
 
     #[test]
-    fn inherited_and_app_role_grants_are_not_revoked_here() {
+    fn inherited_grants_and_app_roles_outside_a_tenant_are_not_revoked_here() {
         let mut inherited = grant(GrantKind::RoleAssignment, "azure:/subscriptions/s", "x");
         inherited.via =
             Via::Inherited("/providers/Microsoft.Management/managementGroups/m".to_owned());
@@ -1233,8 +1438,17 @@ mod tests {
             "{}",
             error.message
         );
+        // App role assignments live in the tenant; one filed under a subscription is not one.
+        let misplaced = grant(GrantKind::AppRole, "azure:/subscriptions/s", "x");
+        assert!(grant_target(&misplaced).is_err());
         let app_role = grant(GrantKind::AppRole, "azure:/tenants/t", "x");
-        assert!(grant_target(&app_role).is_err());
+        assert!(matches!(
+            grant_target(&app_role),
+            Ok(GrantTarget::AppRole {
+                principal: "p",
+                id: "x"
+            })
+        ));
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! `RoleAssignments_ListForScope.json`, PIM instances as in `2020-10-01` `RoleAssignmentScheduleInstances_Get.json`;
 //! Graph objects as in the v1.0 reference pages (`rbacapplication-list-roleassignments.md`,
 //! `serviceprincipal-list.md`, `application-list-federatedidentitycredentials.md`,
-//! `serviceprincipal-removepassword.md`) and the beta `reports` pages for sign-in activity.
+//! `serviceprincipal-removepassword.md`, `serviceprincipal-list-approleassignments.md` and
+//! `serviceprincipal-post-approleassignments.md` with the `appRoleAssignment` and `appRole`
+//! resources) and the beta `reports` pages for sign-in activity. An `$expand`ed relationship
+//! holds at most 20 items and no next link, as Graph's known issues say of directory objects.
 //! Errors use both services' `{"error": {"code", "message"}}` envelope.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +38,18 @@ pub const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
 pub const USER_ACCESS_ADMINISTRATOR: &str = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9";
 /// Global Administrator's directory role template id.
 pub const GLOBAL_ADMINISTRATOR: &str = "62e90394-69f5-4237-9190-012177145e10";
+/// Microsoft Graph's appId (the same in every tenant).
+pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+/// Microsoft Graph application permissions (app role ids, the same in every tenant).
+pub const ROLE_MANAGEMENT_READ_WRITE_DIRECTORY: &str = "9e3f62cf-ca93-4989-b6ce-bf83c28f9fe8";
+/// `AppRoleAssignment.ReadWrite.All`.
+pub const APP_ROLE_ASSIGNMENT_READ_WRITE_ALL: &str = "06b708a9-e830-4db3-a914-8e69da51d44f";
+/// `Application.ReadWrite.All`.
+pub const APPLICATION_READ_WRITE_ALL: &str = "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9";
+/// `Directory.ReadWrite.All`.
+pub const DIRECTORY_READ_WRITE_ALL: &str = "19dbc75e-c2e2-444c-a770-ec69d8559fc7";
+/// `User.Read.All`.
+pub const USER_READ_ALL: &str = "df021288-bdef-4463-88db-98f22de89214";
 
 /// Objects of [`State::contoso`].
 pub mod ids {
@@ -86,6 +101,11 @@ pub mod ids {
     pub const DWHITFIELD_GLOBAL_ADMIN: &str = "lAPpYvVpN0KRkAEhdxReEE8dIXfDKoxJqeuvD0GrjeU-1";
     /// The second subscription's Reader assignment.
     pub const SECOND_READER: &str = "2b2b2b2b-3c3c-4d4d-8e5e-6f6f6f6f6f6f";
+    /// The deploy SP's Microsoft Graph `RoleManagement.ReadWrite.Directory` (app role
+    /// assignment id).
+    pub const DEPLOY_ROLE_MANAGEMENT: &str = "cV03m0oshk-g2W4bjD9aQm1ndw8uUHdOnGMK5z3fU2Q";
+    /// The deploy SP's Microsoft Graph `User.Read.All`.
+    pub const DEPLOY_USER_READ: &str = "cV03m0oshk-g2W4bjD9aQpK3xV1dTqJAu2nJ7WcYk0E";
 }
 
 /// A throttle armed on demand: the next `remaining` requests whose path contains `path`
@@ -211,6 +231,9 @@ pub struct State {
     pub users: Vec<Value>,
     /// `group` objects.
     pub groups: Vec<Value>,
+    /// `appRoleAssignment` objects granted to service principals (each names its holder in
+    /// `principalId`).
+    pub app_role_assignments: Vec<Value>,
     /// `unifiedRoleDefinition` objects.
     pub directory_role_definitions: Vec<Value>,
     /// `unifiedRoleAssignment` objects.
@@ -306,6 +329,67 @@ fn subscription_of(path: &str) -> Option<String> {
     Some(rest.split('/').next().unwrap_or(rest).to_ascii_lowercase())
 }
 
+/// An app role assignment to a service principal, in the documented shape (the
+/// `appRoleAssignment` resource; `serviceprincipal-list-approleassignments.md`).
+#[must_use]
+pub fn app_role_assignment(
+    id: &str,
+    principal: (&str, &str),
+    resource: (&str, &str),
+    role: &str,
+    created: &str,
+) -> Value {
+    json!({
+        "id": id,
+        "deletedDateTime": null,
+        "appRoleId": role,
+        "createdDateTime": created,
+        "principalDisplayName": principal.1,
+        "principalId": principal.0,
+        "principalType": "ServicePrincipal",
+        "resourceDisplayName": resource.1,
+        "resourceId": resource.0,
+    })
+}
+
+/// Microsoft Graph's own application permissions, as its service principal lists them in
+/// `appRoles` (the `appRole` resource; values, ids and texts from the permissions reference).
+fn graph_app_roles() -> Value {
+    let role = |id: &str, value: &str, name: &str, description: &str| json!({"allowedMemberTypes": ["Application"], "description": description, "displayName": name, "id": id, "isEnabled": true, "origin": "Application", "value": value});
+    json!([
+        role(
+            ROLE_MANAGEMENT_READ_WRITE_DIRECTORY,
+            "RoleManagement.ReadWrite.Directory",
+            "Read and write all directory RBAC settings",
+            "Allows the app to read and manage the role-based access control (RBAC) settings for your company's directory, without a signed-in user. This includes instantiating directory roles and managing directory role membership, and reading directory role templates, directory roles and memberships."
+        ),
+        role(
+            APP_ROLE_ASSIGNMENT_READ_WRITE_ALL,
+            "AppRoleAssignment.ReadWrite.All",
+            "Manage app permission grants and app role assignments",
+            "Allows the app to manage permission grants for application permissions to any API (including Microsoft Graph) and application assignments for any app, without a signed-in user."
+        ),
+        role(
+            APPLICATION_READ_WRITE_ALL,
+            "Application.ReadWrite.All",
+            "Read and write all applications",
+            "Allows the app to create, read, update and delete applications and service principals without a signed-in user. Does not allow management of consent grants."
+        ),
+        role(
+            DIRECTORY_READ_WRITE_ALL,
+            "Directory.ReadWrite.All",
+            "Read and write directory data",
+            "Allows the app to read and write data in your organization's directory, such as users, and groups, without a signed-in user. Does not allow user or group deletion."
+        ),
+        role(
+            USER_READ_ALL,
+            "User.Read.All",
+            "Read all users' full profiles",
+            "Allows the app to read user profiles without a signed-in user."
+        ),
+    ])
+}
+
 fn password(key: &str, name: &str, start: &str, end: &str) -> Value {
     // Shape: passwordCredential resource (v1.0); `secretText` is never returned on reads.
     json!({"customKeyIdentifier": null, "displayName": name, "endDateTime": end, "hint": "abc", "keyId": key, "secretText": null, "startDateTime": start})
@@ -355,9 +439,27 @@ impl State {
         state.service_principals = vec![
             json!({"id": BILLING_SP, "appId": BILLING_APP_ID, "displayName": "contoso-billing-api", "servicePrincipalType": "Application", "accountEnabled": true, "appOwnerOrganizationId": TENANT, "passwordCredentials": [], "keyCredentials": [], "tags": []}),
             json!({"id": DEPLOY_SP, "appId": DEPLOY_APP_ID, "displayName": "deploy-pipeline", "servicePrincipalType": "Application", "accountEnabled": true, "appOwnerOrganizationId": TENANT, "passwordCredentials": [], "keyCredentials": [], "tags": ["owner:platform-team"]}),
-            json!({"id": GRAPH_SP, "appId": "00000003-0000-0000-c000-000000000000", "displayName": "Microsoft Graph", "servicePrincipalType": "Application", "accountEnabled": true, "appOwnerOrganizationId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a", "passwordCredentials": [], "keyCredentials": [], "tags": []}),
+            json!({"id": GRAPH_SP, "appId": GRAPH_APP_ID, "displayName": "Microsoft Graph", "servicePrincipalType": "Application", "accountEnabled": true, "appOwnerOrganizationId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a", "passwordCredentials": [], "keyCredentials": [], "tags": [], "appRoles": graph_app_roles()}),
             json!({"id": VENDOR_SP, "appId": "33333333-4444-4555-8666-777777777777", "displayName": "vendor-backup", "servicePrincipalType": "Application", "accountEnabled": true, "appOwnerOrganizationId": "abcdefab-cdef-4abc-8def-abcdefabcdef", "passwordCredentials": [], "keyCredentials": [], "tags": []}),
             json!({"id": MANAGED_IDENTITY, "appId": "44444444-5555-4666-8777-888888888888", "displayName": "id-billing-worker", "servicePrincipalType": "ManagedIdentity", "accountEnabled": true, "appOwnerOrganizationId": null, "passwordCredentials": [], "keyCredentials": [], "tags": []}),
+        ];
+        // The deploy pipeline holds one application permission that reaches tenant-wide
+        // control (it can assign itself Global Administrator) and one that only reads.
+        state.app_role_assignments = vec![
+            app_role_assignment(
+                DEPLOY_ROLE_MANAGEMENT,
+                (DEPLOY_SP, "deploy-pipeline"),
+                (GRAPH_SP, "Microsoft Graph"),
+                ROLE_MANAGEMENT_READ_WRITE_DIRECTORY,
+                "2024-03-18T10:40:00Z",
+            ),
+            app_role_assignment(
+                DEPLOY_USER_READ,
+                (DEPLOY_SP, "deploy-pipeline"),
+                (GRAPH_SP, "Microsoft Graph"),
+                USER_READ_ALL,
+                "2024-03-18T10:41:00Z",
+            ),
         ];
         state.service_principal_sign_ins = Some(vec![
             json!({"id": "ZGVwbG95", "appId": DEPLOY_APP_ID, "lastSignInActivity": {"lastSignInDateTime": "2026-11-20T05:48:03Z", "lastSignInRequestId": "r1"}, "applicationAuthenticationClientSignInActivity": {"lastSignInDateTime": "2026-11-20T05:48:03Z"}}),
@@ -842,7 +944,132 @@ fn graph(
     let page_size = state.page_size;
     let list = |items: &[Value]| page(items, query, raw_query, base, path, true, page_size);
     match (method.as_str(), &segments[1..]) {
+        // `$expand=appRoleAssignments` (the servicePrincipal resource: "Supports $expand"),
+        // at most 20 each with no next link, as Graph expands directory relationships.
+        ("GET", ["servicePrincipals"]) if expands(query, "appRoleAssignments") => {
+            let items: Vec<Value> = state
+                .service_principals
+                .iter()
+                .map(|sp| {
+                    let mut sp = sp.clone();
+                    if !state.ignores_expand {
+                        let held: Vec<Value> = state
+                            .app_role_assignments
+                            .iter()
+                            .filter(|item| {
+                                same(&item["principalId"], sp["id"].as_str().unwrap_or_default())
+                            })
+                            .take(20)
+                            .cloned()
+                            .collect();
+                        sp["appRoleAssignments"] = json!(held);
+                    }
+                    sp
+                })
+                .collect();
+            list(&items)
+        }
         ("GET", ["servicePrincipals"]) => list(&state.service_principals),
+        ("GET", ["servicePrincipals", id, "appRoleAssignments"]) => {
+            if !state
+                .service_principals
+                .iter()
+                .any(|sp| same(&sp["id"], id))
+            {
+                return not_found(id);
+            }
+            let items: Vec<Value> = state
+                .app_role_assignments
+                .iter()
+                .filter(|item| same(&item["principalId"], id))
+                .cloned()
+                .collect();
+            list(&items)
+        }
+        // serviceprincipal-post-approleassignments.md: 201 with the assignment, under a new id.
+        ("POST", ["servicePrincipals", id, "appRoleAssignments"]) => {
+            let Some(holder) = state
+                .service_principals
+                .iter()
+                .find(|sp| same(&sp["id"], id))
+            else {
+                return not_found(id);
+            };
+            let field = |name: &str| body[name].as_str().unwrap_or_default().to_owned();
+            let (principal, resource_id, role) = (
+                field("principalId"),
+                field("resourceId"),
+                field("appRoleId"),
+            );
+            if !principal.eq_ignore_ascii_case(id) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_BadRequest",
+                    "The principalId must be the service principal in the request path.",
+                );
+            }
+            let Some(resource) = state
+                .service_principals
+                .iter()
+                .find(|sp| same(&sp["id"], &resource_id))
+            else {
+                return not_found(&resource_id);
+            };
+            let defined = resource["appRoles"]
+                .as_array()
+                .is_some_and(|roles| roles.iter().any(|item| same(&item["id"], &role)));
+            if !defined {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_BadRequest",
+                    &format!(
+                        "Permission being assigned was not found on application '{resource_id}'."
+                    ),
+                );
+            }
+            let exists = state.app_role_assignments.iter().any(|item| {
+                same(&item["principalId"], &principal)
+                    && same(&item["resourceId"], &resource_id)
+                    && same(&item["appRoleId"], &role)
+            });
+            if exists {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_BadRequest",
+                    "Permission being assigned already exists on the object",
+                );
+            }
+            let created = app_role_assignment(
+                &uuid::Uuid::new_v4().simple().to_string(),
+                (
+                    &principal,
+                    holder["displayName"].as_str().unwrap_or_default(),
+                ),
+                (
+                    &resource_id,
+                    resource["displayName"].as_str().unwrap_or_default(),
+                ),
+                &role,
+                "2026-11-21T00:00:00Z",
+            );
+            state.app_role_assignments.push(created.clone());
+            (StatusCode::CREATED, axum::Json(created)).into_response()
+        }
+        ("GET" | "DELETE", ["servicePrincipals", holder, "appRoleAssignments", id]) => {
+            let items = &mut state.app_role_assignments;
+            let Some(position) = items
+                .iter()
+                .position(|item| same(&item["id"], id) && same(&item["principalId"], holder))
+            else {
+                return not_found(id);
+            };
+            if method == Method::GET {
+                ok(items[position].clone())
+            } else {
+                items.remove(position);
+                no_content()
+            }
+        }
         // `$expand=federatedIdentityCredentials` puts each application's credentials in it
         // (application-list.md, "Supports $expand" on the relationship).
         ("GET", ["applications"]) if expands(query, "federatedIdentityCredentials") => {

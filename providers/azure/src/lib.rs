@@ -7,12 +7,25 @@
 //! subscription is another (`azure:/subscriptions/<id>`: role assignments and PIM instances).
 //!
 //! Requests per snapshot, without retries: one per page of eight tenant lists (service
-//! principals, applications with their federated credentials `$expand`ed, directory role
-//! definitions, assignments, active and eligible PIM instances, two sign-in reports), one per
-//! page of users and of groups that hold something (fifteen ids a request), one per page of three
-//! lists per subscription (role assignments, active and eligible PIM instances), one per distinct
-//! ARM role definition, and the subscription list's pages when every subscription is asked for.
-//! They grow with pages, not with the number of applications or principals.
+//! principals with their app role assignments `$expand`ed, applications with their federated
+//! credentials `$expand`ed, directory role definitions, assignments, active and eligible PIM
+//! instances, two sign-in reports), one per page of users and of groups that hold something
+//! (fifteen ids a request), one per page of three lists per subscription (role assignments,
+//! active and eligible PIM instances), one per distinct ARM role definition, and the
+//! subscription list's pages when every subscription is asked for. They grow with pages, not
+//! with the number of applications or principals, with two exceptions that cost a request
+//! each: a service principal whose expansion came back with 20 or more assignments (Graph
+//! expands at most 20, with no next link, so its own `appRoleAssignments` list is read) or
+//! without the expansion, and a resource service principal an assignment names that the list
+//! did not hold.
+//!
+//! App role assignments (application permissions held by service principals) are `app-role`
+//! grants named `<resource>/<permission value>` (`Microsoft Graph/User.Read.All`), the value
+//! resolved through the resource's `appRoles`, which the list `$select`s; a role that cannot
+//! be resolved keeps its app role id. The expansion was chosen over a read per service
+//! principal because Graph documents `appRoleAssignments` as supporting `$expand`, which
+//! keeps requests per page in tenants with thousands of service principals. Assignments to
+//! users and groups are not read.
 
 mod actions;
 pub mod credential;

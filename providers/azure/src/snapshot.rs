@@ -1,8 +1,9 @@
 //! Reading one tenant and its subscriptions into the model.
 //!
 //! Graph: service principals and applications with their password and certificate credentials
-//! (one paged list each, `$select`ed; the applications with their federated credentials
-//! `$expand`ed), directory role definitions, assignments and PIM instances, the beta sign-in
+//! (one paged list each, `$select`ed; the service principals with their app role assignments
+//! and the applications with their federated credentials `$expand`ed), directory role
+//! definitions, assignments and PIM instances, the beta sign-in
 //! activity reports (optional), and the users and groups that hold something. ARM, per
 //! subscription: role assignments at and below it, PIM schedule instances, and each distinct
 //! role definition once.
@@ -46,6 +47,19 @@ const FEDERATED: Operation = Operation {
     name: "graph:GET /applications/{id}/federatedIdentityCredentials",
     permission: "Application.Read.All",
 };
+const APP_ROLE_ASSIGNMENTS: Operation = Operation {
+    name: "graph:GET /servicePrincipals/{id}/appRoleAssignments",
+    permission: "Application.Read.All",
+};
+const RESOURCE_SERVICE_PRINCIPAL: Operation = Operation {
+    name: "graph:GET /servicePrincipals/{id}",
+    permission: "Application.Read.All",
+};
+
+/// Graph returns at most this many items of an `$expand`ed directory relationship, with no
+/// next link ("Known issues with Microsoft Graph": query parameter limitations; the
+/// `query-parameters` page says the same): a list this long may be cut short.
+const EXPAND_LIMIT: usize = 20;
 const DIRECTORY_ROLE_DEFINITIONS: Operation = Operation {
     name: "graph:GET /roleManagement/directory/roleDefinitions",
     permission: "RoleManagement.Read.Directory",
@@ -776,15 +790,17 @@ fn last_sign_in(activity: &Value) -> Usage {
 }
 
 /// Graph `$select` lists: only what the model uses, to keep pages small.
-const SP_SELECT: &str = "id,appId,displayName,servicePrincipalType,accountEnabled,appOwnerOrganizationId,passwordCredentials,keyCredentials,tags";
+const SP_SELECT: &str = "id,appId,displayName,servicePrincipalType,accountEnabled,appOwnerOrganizationId,passwordCredentials,keyCredentials,tags,appRoles";
 const APP_SELECT: &str =
     "id,appId,displayName,createdDateTime,passwordCredentials,keyCredentials,tags";
 
 /// Reads the tenant's own objects into `tenant`.
 async fn read_directory(client: &Client, tenant: &mut Reading) {
     let scope = tenant.status.id.clone();
+    // App role assignments (application permissions) come with their service principal:
+    // requests grow with pages of service principals, not with service principals.
     let sp_url = client.graph(&format!(
-        "/v1.0/servicePrincipals?$select={SP_SELECT}&$top=999"
+        "/v1.0/servicePrincipals?$select={SP_SELECT}&$expand=appRoleAssignments&$top=999"
     ));
     // Federated credentials come with their application (at most 20 per application, so the
     // expansion is whole): requests grow with pages of applications, not with applications.
@@ -994,6 +1010,8 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
         push_secrets(tenant, &id, sp, &key_usage, SERVICE_PRINCIPALS.name);
     }
 
+    app_role_grants(client, &sps, tenant).await;
+
     directory_grants(
         &scope,
         &definitions,
@@ -1002,6 +1020,147 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
         &eligible,
         tenant,
     );
+}
+
+/// A resource service principal as far as app role assignments need it: its name and its app
+/// roles' values by id.
+struct Resource {
+    name: Option<String>,
+    roles: HashMap<String, String>,
+}
+
+fn resource_of(sp: &Value) -> Resource {
+    Resource {
+        name: text(&sp["displayName"]),
+        roles: sp["appRoles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|role| {
+                Some((
+                    text(&role["id"])?.to_ascii_lowercase(),
+                    text(&role["value"])?,
+                ))
+            })
+            .collect(),
+    }
+}
+
+/// Application permissions held by service principals: one `app-role` grant per app role
+/// assignment, named `<resource>/<permission value>`. The assignments come `$expand`ed in the
+/// service-principal list; a service principal returned without the expansion, or with a
+/// full one (which Graph may have cut at [`EXPAND_LIMIT`]), has its own list read. Each role
+/// is resolved through its resource's `appRoles`, from the list, or read once per resource
+/// outside it. Whether a permission is privileged is the engine's catalog's call, not set here.
+async fn app_role_grants(client: &Client, sps: &[Value], tenant: &mut Reading) {
+    let mut resources: HashMap<String, Option<Resource>> = HashMap::new();
+    let mut holders: Vec<(String, Vec<Value>, &str)> = Vec::new();
+    let mut unexpanded = Vec::new();
+    for sp in sps {
+        let Some(id) = text(&sp["id"]) else {
+            continue;
+        };
+        resources.insert(id.to_ascii_lowercase(), Some(resource_of(sp)));
+        match sp["appRoleAssignments"].as_array() {
+            Some(items) if items.len() < EXPAND_LIMIT => {
+                holders.push((id, items.clone(), SERVICE_PRINCIPALS.name));
+            }
+            _ => unexpanded.push(id),
+        }
+    }
+    let listed: Vec<(String, Result<Vec<Value>, AzureError>)> =
+        futures_util::stream::iter(unexpanded)
+            .map(|id| async move {
+                let url = client.graph(&format!(
+                    "/v1.0/servicePrincipals/{}/appRoleAssignments",
+                    crate::actions::segment(&id).unwrap_or_default()
+                ));
+                let result = client.list(Api::Graph, &url, APP_ROLE_ASSIGNMENTS).await;
+                (id, result)
+            })
+            .buffer_unordered(client.concurrency() * 2)
+            .collect()
+            .await;
+    for (id, result) in listed {
+        let items = tenant.keep(result);
+        holders.push((id, items, APP_ROLE_ASSIGNMENTS.name));
+    }
+
+    // Resources the list did not hold (it failed part way, or the resource lives elsewhere).
+    let mut outside: Vec<String> = holders
+        .iter()
+        .flat_map(|(_, items, _)| items.iter())
+        .filter_map(|item| text(&item["resourceId"]))
+        .filter(|id| is_guid(id) && !resources.contains_key(&id.to_ascii_lowercase()))
+        .map(|id| id.to_ascii_lowercase())
+        .collect();
+    outside.sort();
+    outside.dedup();
+    let read: Vec<(String, Result<Value, AzureError>)> = futures_util::stream::iter(outside)
+        .map(|id| async move {
+            let url = client.graph(&format!(
+                "/v1.0/servicePrincipals/{id}?$select=id,displayName,appRoles"
+            ));
+            let result = client
+                .get(Api::Graph, &url, RESOURCE_SERVICE_PRINCIPAL)
+                .await;
+            (id, result)
+        })
+        .buffer_unordered(client.concurrency() * 2)
+        .collect()
+        .await;
+    for (id, result) in read {
+        let resource = match result {
+            Ok(body) => Some(resource_of(&body)),
+            // Deleted: its roles keep their ids, and the scope is still complete.
+            Err(error) if crate::actions::object_missing(&error) => None,
+            // Unknown names would make declared permissions look undeclared.
+            Err(error) => {
+                tenant.fail(error);
+                None
+            }
+        };
+        resources.insert(id, resource);
+    }
+
+    let scope = tenant.status.id.clone();
+    for (holder, items, operation) in holders {
+        for item in &items {
+            let Some(id) = tenant.id_of(item, "id", operation) else {
+                continue;
+            };
+            let role_id = text(&item["appRoleId"]).unwrap_or_default();
+            let resource_id = text(&item["resourceId"]).unwrap_or_default();
+            let resource = resources
+                .get(&resource_id.to_ascii_lowercase())
+                .and_then(Option::as_ref);
+            let resource_name = resource
+                .and_then(|resource| resource.name.clone())
+                .or_else(|| text(&item["resourceDisplayName"]))
+                .unwrap_or_else(|| resource_id.clone());
+            // A role the resource no longer defines (or an unreadable resource) keeps its id.
+            let permission = resource
+                .and_then(|resource| resource.roles.get(&role_id.to_ascii_lowercase()))
+                .cloned()
+                .unwrap_or_else(|| role_id.clone());
+            tenant.grants.push(Grant {
+                id: id.into(),
+                cloud: Cloud::Azure,
+                scope: scope.clone(),
+                principal: holder.clone().into(),
+                entitlement: format!("{resource_name}/{permission}"),
+                entitlement_id: Some(role_id),
+                resource: resource_id,
+                kind: GrantKind::AppRole,
+                via: Via::Direct,
+                created_at: time_of(&item["createdDateTime"]),
+                expires_at: None,
+                expiry_source: None,
+                condition: None,
+                privileged: false,
+            });
+        }
+    }
 }
 
 /// Password and certificate credentials of an application or service principal.

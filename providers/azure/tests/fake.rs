@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use lapse_provider_azure::fake::{
-    FakeAzure, OWNER, SECOND_SUBSCRIPTION, SUBSCRIPTION, State, StaticCredential, TENANT, ids,
+    DIRECTORY_READ_WRITE_ALL, FakeAzure, OWNER, ROLE_MANAGEMENT_READ_WRITE_DIRECTORY,
+    SECOND_SUBSCRIPTION, SUBSCRIPTION, State, StaticCredential, TENANT, USER_READ_ALL,
+    app_role_assignment, ids,
 };
 use lapse_provider_azure::{AzureProvider, AzureSettings, TenantScope};
 use lapse_sdk::{
@@ -1347,6 +1349,8 @@ async fn the_sample_snapshot_takes_one_request_per_page() {
         fake.state().requests
     );
     assert_eq!(federated_reads(&fake), 0);
+    // App role assignments come in the service-principal pages, their roles from the list.
+    assert_eq!(app_role_reads(&fake), 0, "{:#?}", fake.state().requests);
 }
 
 #[tokio::test]
@@ -1389,4 +1393,384 @@ async fn federated_credentials_come_with_their_applications_in_pages() {
             .any(|credential| credential.id.as_str() == ids::BILLING_FEDERATED)
     );
     assert_eq!(federated_reads(&fake), 2);
+}
+
+fn app_role_reads(fake: &FakeAzure) -> usize {
+    fake.state()
+        .requests
+        .iter()
+        .filter(|request| {
+            request.contains("/appRoleAssignments")
+                || request.starts_with("GET /v1.0/servicePrincipals/")
+        })
+        .count()
+}
+
+fn app_role_grants(snapshot: &Snapshot) -> Vec<&Grant> {
+    snapshot
+        .grants
+        .iter()
+        .filter(|grant| grant.kind == GrantKind::AppRole)
+        .collect()
+}
+
+#[tokio::test]
+async fn application_permissions_are_read_with_their_service_principals_and_named_by_value() {
+    let fake = FakeAzure::start(State::contoso());
+    let snapshot = snapshot(&provider(&fake, &[])).await;
+    assert!(snapshot.is_complete(), "{:?}", snapshot.scopes);
+    assert_eq!(app_role_grants(&snapshot).len(), 2);
+    for (id, role, value, created) in [
+        (
+            ids::DEPLOY_ROLE_MANAGEMENT,
+            ROLE_MANAGEMENT_READ_WRITE_DIRECTORY,
+            "RoleManagement.ReadWrite.Directory",
+            "2024-03-18T10:40:00Z",
+        ),
+        (
+            ids::DEPLOY_USER_READ,
+            USER_READ_ALL,
+            "User.Read.All",
+            "2024-03-18T10:41:00Z",
+        ),
+    ] {
+        let held = grant(&snapshot, id).unwrap_or_else(|| panic!("app role {id}"));
+        assert_eq!(held.kind, GrantKind::AppRole);
+        assert_eq!(held.principal.as_str(), ids::DEPLOY_SP);
+        assert_eq!(held.entitlement, format!("Microsoft Graph/{value}"));
+        assert_eq!(held.entitlement_id.as_deref(), Some(role));
+        assert_eq!(held.resource, ids::GRAPH_SP);
+        assert_eq!(held.created_at, Some(at(created)));
+        assert_eq!(held.scope.as_str(), tenant_scope());
+        assert_eq!(held.via, Via::Direct);
+        // Whether a permission is privileged is the engine's catalog's call.
+        assert!(!held.privileged, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn a_service_principal_whose_expansion_may_be_cut_short_has_its_own_list_read() {
+    let mut state = State::contoso();
+    // 25 permissions: Graph expands at most 20, with no next link.
+    for index in 0..25 {
+        state.app_role_assignments.push(app_role_assignment(
+            &format!("dmVuZG9y-{index:02}"),
+            (ids::VENDOR_SP, "vendor-backup"),
+            (ids::GRAPH_SP, "Microsoft Graph"),
+            USER_READ_ALL,
+            "2025-01-01T00:00:00Z",
+        ));
+    }
+    // Pages large enough that one list is one request.
+    state.page_size = 100;
+    let fake = FakeAzure::start(state);
+    let full = snapshot(&provider(&fake, &[])).await;
+    assert!(full.is_complete(), "{:?}", full.scopes);
+    assert_eq!(app_role_grants(&full).len(), 27);
+    assert_eq!(app_role_reads(&fake), 1, "{:#?}", fake.state().requests);
+
+    // A service that leaves the expansion out: each service principal's own list is read,
+    // not taken as "no permissions".
+    let mut state = State::contoso();
+    state.ignores_expand = true;
+    let fake = FakeAzure::start(state);
+    let fallback = snapshot(&provider(&fake, &[])).await;
+    assert!(fallback.is_complete(), "{:?}", fallback.scopes);
+    assert_eq!(app_role_grants(&fallback).len(), 2);
+    assert_eq!(
+        grant(&fallback, ids::DEPLOY_ROLE_MANAGEMENT).map(|grant| grant.entitlement.as_str()),
+        Some("Microsoft Graph/RoleManagement.ReadWrite.Directory")
+    );
+    assert_eq!(app_role_reads(&fake), 5, "one list per service principal");
+}
+
+#[tokio::test]
+async fn an_app_role_that_cannot_be_resolved_keeps_its_id() {
+    use lapse_provider_azure::fake::Fault;
+    const RETIRED_ROLE: &str = "7b7b7b7b-8c8c-4d9d-8eae-9f9f9f9f9f9f";
+    const DELETED_RESOURCE: &str = "6a6a6a6a-7b7b-4c8c-9d9d-0e0e0e0e0e0e";
+    let seeded = || {
+        let mut state = State::contoso();
+        state.app_role_assignments.extend([
+            // A role the resource no longer defines.
+            app_role_assignment(
+                "dmVuZG9y-retired",
+                (ids::VENDOR_SP, "vendor-backup"),
+                (ids::GRAPH_SP, "Microsoft Graph"),
+                RETIRED_ROLE,
+                "2025-01-01T00:00:00Z",
+            ),
+            // Two roles of a resource outside the list: it is read once.
+            app_role_assignment(
+                "dmVuZG9y-gone-1",
+                (ids::VENDOR_SP, "vendor-backup"),
+                (DELETED_RESOURCE, "legacy-api"),
+                RETIRED_ROLE,
+                "2025-01-01T00:00:00Z",
+            ),
+            app_role_assignment(
+                "dmVuZG9y-gone-2",
+                (ids::MANAGED_IDENTITY, "id-billing-worker"),
+                (DELETED_RESOURCE, "legacy-api"),
+                USER_READ_ALL,
+                "2025-01-01T00:00:00Z",
+            ),
+        ]);
+        state
+    };
+    let fake = FakeAzure::start(seeded());
+    let snapshot = snapshot(&provider(&fake, &[])).await;
+    assert!(snapshot.is_complete(), "{:?}", snapshot.scopes);
+    assert_eq!(app_role_grants(&snapshot).len(), 5, "none dropped");
+    let named = |id: &str| grant(&snapshot, id).map(|grant| grant.entitlement.clone());
+    assert_eq!(
+        named("dmVuZG9y-retired"),
+        Some(format!("Microsoft Graph/{RETIRED_ROLE}"))
+    );
+    assert_eq!(
+        named("dmVuZG9y-gone-1"),
+        Some(format!("legacy-api/{RETIRED_ROLE}"))
+    );
+    assert_eq!(
+        named("dmVuZG9y-gone-2"),
+        Some(format!("legacy-api/{USER_READ_ALL}"))
+    );
+    let resource_reads = fake
+        .state()
+        .requests
+        .iter()
+        .filter(|request| {
+            request.starts_with(&format!("GET /v1.0/servicePrincipals/{DELETED_RESOURCE}?"))
+        })
+        .count();
+    assert_eq!(resource_reads, 1);
+
+    // A resource that could not be read (not "does not exist") leaves the names unknown and
+    // says so: a declared permission must not pass for an undeclared one unnoticed.
+    let fake = FakeAzure::start(seeded());
+    fake.fault(
+        Fault::new(
+            Some("GET"),
+            &format!("/v1.0/servicePrincipals/{DELETED_RESOURCE}"),
+            500,
+            "InternalServerError",
+            "Something went wrong.",
+        )
+        .times(usize::MAX),
+    );
+    let unreadable = super_snapshot(&fake).await;
+    let tenant = scope_of(&unreadable, &tenant_scope());
+    assert!(!tenant.complete);
+    assert!(
+        tenant
+            .errors
+            .iter()
+            .any(|error| error.operation == "graph:GET /servicePrincipals/{id}"),
+        "{:?}",
+        tenant.errors
+    );
+    assert_eq!(app_role_grants(&unreadable).len(), 5);
+}
+
+async fn super_snapshot(fake: &FakeAzure) -> Snapshot {
+    snapshot(&provider(fake, &[])).await
+}
+
+fn deploy_role_management(snapshot: &Snapshot) -> Action {
+    Action::RevokeGrant {
+        grant: grant(snapshot, ids::DEPLOY_ROLE_MANAGEMENT)
+            .expect("app role")
+            .clone(),
+    }
+}
+
+fn held_by_deploy(fake: &FakeAzure) -> Vec<Value> {
+    fake.state()
+        .app_role_assignments
+        .iter()
+        .filter(|item| item["principalId"] == ids::DEPLOY_SP)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_revoked_app_role_is_that_assignment_deleted_and_undo_grants_it_again() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[]);
+    let action = deploy_role_management(&snapshot(&provider).await);
+    let path = format!(
+        "/v1.0/servicePrincipals/{}/appRoleAssignments",
+        ids::DEPLOY_SP
+    );
+
+    let before = provider.read_target(&action).await.expect("read");
+    assert!(before.present && !before.revoked);
+    let body = json!({"principalId": ids::DEPLOY_SP, "resourceId": ids::GRAPH_SP, "appRoleId": ROLE_MANAGEMENT_READ_WRITE_DIRECTORY});
+    assert_eq!(before.restore, body);
+    assert_eq!(
+        provider.describe_apply(&action, &before),
+        vec![format!(
+            "Graph DELETE {path}/{}",
+            ids::DEPLOY_ROLE_MANAGEMENT
+        )]
+    );
+    assert_eq!(
+        provider.apply(&action).await.expect("delete"),
+        ActionOutcome::Done
+    );
+    let left = held_by_deploy(&fake);
+    assert_eq!(left.len(), 1, "only that assignment went");
+    assert_eq!(left[0]["id"], ids::DEPLOY_USER_READ);
+    assert!(!provider.read_target(&action).await.expect("read").present);
+    // Graph's 404 Request_ResourceNotFound, and a read that agrees: already done.
+    assert_eq!(
+        provider.apply(&action).await.expect("again"),
+        ActionOutcome::AlreadyDone
+    );
+
+    assert_eq!(
+        provider.describe_undo(&action, &before),
+        vec![format!(
+            "Graph POST {path} {body} (the permission comes back under a new assignment id)"
+        )]
+    );
+    assert_eq!(
+        provider.undo(&action, &before).await.expect("undo"),
+        ActionOutcome::Done
+    );
+    let again = held_by_deploy(&fake);
+    let restored = again
+        .iter()
+        .find(|item| item["appRoleId"] == ROLE_MANAGEMENT_READ_WRITE_DIRECTORY)
+        .expect("granted again");
+    assert_eq!(restored["resourceId"], ids::GRAPH_SP);
+    assert_ne!(restored["id"], ids::DEPLOY_ROLE_MANAGEMENT, "a new id");
+    // The engine verifies an undo by reading the target: the permission held again, under
+    // its new id, shows as restored.
+    let after = provider
+        .read_target(&action)
+        .await
+        .expect("read after undo");
+    assert!(after.present && !after.revoked, "{after:?}");
+    assert_eq!(after.restore["heldAs"], restored["id"]);
+    assert_eq!(
+        provider.undo(&action, &before).await.expect("undo again"),
+        ActionOutcome::AlreadyDone
+    );
+    assert_eq!(held_by_deploy(&fake).len(), 2);
+    // The old plan never deletes the new assignment in the planned one's place.
+    let error = provider.apply(&action).await.expect_err("another id");
+    assert!(error.message.contains("plan again"), "{error:?}");
+    assert_eq!(held_by_deploy(&fake).len(), 2);
+}
+
+#[tokio::test]
+async fn an_app_role_assignment_that_no_longer_matches_the_plan_is_refused() {
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[]);
+    let action = deploy_role_management(&snapshot(&provider).await);
+    let set = |fake: &FakeAzure, field: &str, value: &str| {
+        let mut state = fake.state();
+        let item = state
+            .app_role_assignments
+            .iter_mut()
+            .find(|item| item["id"] == ids::DEPLOY_ROLE_MANAGEMENT)
+            .expect("assignment");
+        item[field] = json!(value);
+    };
+    for (field, other, word) in [
+        ("appRoleId", DIRECTORY_READ_WRITE_ALL, "role"),
+        ("resourceId", ids::VENDOR_SP, "resource"),
+    ] {
+        set(&fake, field, other);
+        // The engine reads every target right before acting on it; this read refuses.
+        let error = provider
+            .read_target(&action)
+            .await
+            .expect_err("not the plan");
+        assert!(
+            error.message.contains("no longer matches") && error.message.contains(word),
+            "{error:?}"
+        );
+    }
+    assert!(
+        fake.state()
+            .requests
+            .iter()
+            .all(|request| !request.starts_with("DELETE ")),
+        "nothing deleted"
+    );
+    assert_eq!(held_by_deploy(&fake).len(), 2);
+}
+
+#[tokio::test]
+async fn an_app_role_is_not_gone_on_a_404_that_the_service_did_not_give() {
+    use lapse_provider_azure::fake::Fault;
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[]);
+    let action = deploy_role_management(&snapshot(&provider).await);
+    // A proxy's 404 (no Graph error code) on the DELETE: the verifying read finds it there.
+    fake.fault(Fault::new(
+        Some("DELETE"),
+        "/appRoleAssignments/",
+        404,
+        "",
+        "Not Found",
+    ));
+    let error = provider
+        .apply(&action)
+        .await
+        .expect_err("not known to be gone");
+    assert!(error.message.contains("still there"), "{error:?}");
+    assert_eq!(held_by_deploy(&fake).len(), 2);
+    // The service itself answering: the deletion goes through.
+    assert_eq!(
+        provider.apply(&action).await.expect("delete"),
+        ActionOutcome::Done
+    );
+    assert_eq!(held_by_deploy(&fake).len(), 1);
+}
+
+#[tokio::test]
+async fn undo_of_an_app_role_needs_its_principal_resource_and_role_and_posts_once() {
+    use lapse_provider_azure::fake::Fault;
+    let fake = FakeAzure::start(State::contoso());
+    let provider = provider(&fake, &[]);
+    let action = deploy_role_management(&snapshot(&provider).await);
+    let before = provider.read_target(&action).await.expect("read");
+    provider.apply(&action).await.expect("delete");
+    for field in ["principalId", "resourceId", "appRoleId"] {
+        let mut partial = before.clone();
+        partial
+            .restore
+            .as_object_mut()
+            .expect("restore")
+            .remove(field);
+        let error = provider
+            .undo(&action, &partial)
+            .await
+            .expect_err("incomplete journal");
+        assert_eq!(error.kind, ProviderErrorKind::Unsupported);
+        assert!(error.message.contains(field), "{error:?}");
+    }
+    assert_eq!(posts_to(&fake, "/appRoleAssignments"), 0);
+
+    // The POST is carried out, then answered 503: it is not sent again.
+    fake.fault(
+        Fault::new(
+            Some("POST"),
+            "/appRoleAssignments",
+            503,
+            "ServiceUnavailable",
+            "The service is temporarily unavailable.",
+        )
+        .header("retry-after", "0")
+        .after_applying(),
+    );
+    provider
+        .undo(&action, &before)
+        .await
+        .expect_err("the caller verifies");
+    assert_eq!(posts_to(&fake, "/appRoleAssignments"), 1);
+    assert_eq!(held_by_deploy(&fake).len(), 2);
 }
