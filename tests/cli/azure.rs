@@ -91,9 +91,11 @@ grants:
   - {{principal: '*', entitlement: Reader, owner: platform, expires: 2099-01-01}}
   - {{principal: '*', entitlement: User Access Administrator, owner: platform, expires: 2099-01-01}}
   - {{principal: '*', entitlement: Global Administrator, owner: security, expires: 2099-01-01}}
+  - {{principal: '{deploy}', entitlement: 'Microsoft Graph/*', owner: platform, expires: 2099-01-01}}
 ",
                 dwhitfield = ids::DWHITFIELD,
                 mkhan = ids::MKHAN,
+                deploy = ids::DEPLOY_SP,
             ),
         )
         .expect("policy");
