@@ -162,7 +162,7 @@ fn several_formats_go_to_their_files_in_one_run() {
         "plan.json",
     ]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(stdout(&output).starts_with("## lapse: 24 open finding(s)"));
+    assert!(stdout(&output).starts_with("## lapse: 26 open finding(s)"));
     let sarif: serde_json::Value =
         serde_json::from_slice(&std::fs::read(estate.path("drift.sarif")).expect("sarif"))
             .expect("json");
