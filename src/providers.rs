@@ -65,6 +65,30 @@ impl GcpOptions {
     fn names_scopes(&self) -> bool {
         !(self.projects.is_empty() && self.folders.is_empty() && self.organizations.is_empty())
     }
+
+    /// Projects, folders and organizations to read: the flags' when any is given, else the
+    /// policy's.
+    fn containers(&self, scopes: &ScopesDocument) -> (Vec<String>, Vec<String>, Vec<String>) {
+        if self.names_scopes() {
+            return (
+                self.projects.clone(),
+                self.folders.clone(),
+                self.organizations.clone(),
+            );
+        }
+        let pick = |field: fn(&crate::policy::GcpScopeDocument) -> &Option<String>| {
+            scopes
+                .gcp
+                .iter()
+                .filter_map(|scope| field(scope).clone())
+                .collect()
+        };
+        (
+            pick(|scope| &scope.project),
+            pick(|scope| &scope.folder),
+            pick(|scope| &scope.organization),
+        )
+    }
 }
 
 /// What to scan.
@@ -253,46 +277,22 @@ fn named_scopes(
             );
         }
     }
-    let gcp = if options.gcp.names_scopes() {
-        (
-            options.gcp.projects.clone(),
-            options.gcp.folders.clone(),
-            options.gcp.organizations.clone(),
-        )
-    } else {
-        (
-            scopes
-                .gcp
-                .iter()
-                .filter_map(|scope| scope.project.clone())
-                .collect(),
-            scopes
-                .gcp
-                .iter()
-                .filter_map(|scope| scope.folder.clone())
-                .collect(),
-            scopes
-                .gcp
-                .iter()
-                .filter_map(|scope| scope.organization.clone())
-                .collect(),
-        )
-    };
-    for project in gcp.0 {
+    let (projects, folders, organizations) = options.gcp.containers(scopes);
+    for project in projects {
         add(
             Cloud::Gcp,
             format!("gcp:projects/{project}"),
             ScopeKind::Project,
         );
     }
-    for folder in gcp.1 {
+    for folder in folders {
         add(
             Cloud::Gcp,
             format!("gcp:folders/{folder}"),
             ScopeKind::Folder,
         );
     }
-    for organization in gcp.2 {
+    for organization in organizations {
         add(
             Cloud::Gcp,
             format!("gcp:organizations/{organization}"),
@@ -439,26 +439,7 @@ pub fn gcp_provider(
 ) -> lapse_provider_gcp::GcpProvider {
     use lapse_provider_gcp::{GcpProvider, GcpSettings};
 
-    let (projects, folders, organizations) = if options.names_scopes() {
-        (
-            options.projects.clone(),
-            options.folders.clone(),
-            options.organizations.clone(),
-        )
-    } else {
-        let pick = |field: fn(&crate::policy::GcpScopeDocument) -> &Option<String>| {
-            scopes
-                .gcp
-                .iter()
-                .filter_map(|scope| field(scope).clone())
-                .collect()
-        };
-        (
-            pick(|scope| &scope.project),
-            pick(|scope| &scope.folder),
-            pick(|scope| &scope.organization),
-        )
-    };
+    let (projects, folders, organizations) = options.containers(scopes);
     let defaults = GcpSettings::default();
     GcpProvider::new(GcpSettings {
         projects,

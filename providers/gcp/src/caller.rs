@@ -239,7 +239,7 @@ mod tests {
     #[test]
     fn a_key_file_names_its_account() {
         let text = r#"{"type": "service_account", "project_id": "acme-ops",
-            "private_key_id": "x", "private_key": "-----BEGIN PRIVATE KEY-----\n",
+            "private_key_id": "x", "private_key": "(not read: the email names the account)",
             "client_email": "lapse@acme-ops.iam.gserviceaccount.com", "client_id": "1",
             "token_uri": "https://oauth2.googleapis.com/token"}"#;
         assert_eq!(

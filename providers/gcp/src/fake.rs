@@ -550,6 +550,7 @@ impl TestServiceAccountKey {
             .expect("RSA key generation");
         let pkcs8 = pair.as_der().expect("PKCS#8");
         let encoded = STANDARD.encode(pkcs8.as_ref());
+        // PEM armour around the key generated just above: no key is stored in the repository.
         let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
         for line in encoded.as_bytes().chunks(64) {
             pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
