@@ -608,6 +608,7 @@ fn ts(seconds: i64) -> Timestamp {
 
 fn base_principal(scope: &ScopeDef, id: String, kind: PrincipalKind, native: &str) -> Principal {
     Principal {
+        unique_id: None,
         id: PrincipalId(id),
         cloud: scope.cloud,
         scope: scope.id.clone(),
@@ -2186,6 +2187,7 @@ fn write_file(
     let statuses: Vec<ScopeStatus> = scopes
         .iter()
         .map(|scope| ScopeStatus {
+            caller_identities: Vec::new(),
             id: scope.id.clone(),
             cloud: scope.cloud,
             kind: scope.kind,

@@ -407,6 +407,22 @@ pub(crate) struct LiveArgs {
     /// Google OAuth 2.0 base URL (token info: who the caller is, for user credentials).
     #[arg(long, value_name = "URL", env = "LAPSE_GCP_OAUTH2_URL")]
     pub(crate) gcp_oauth2_url: Option<String>,
+    /// Longest one cloud operation may take with all its retries (30s, 2m, 5m). A scope whose
+    /// operation runs out of time is reported incomplete (exit 3), so a hung or throttled
+    /// endpoint ends the run within about this long.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_timeout)]
+    pub(crate) timeout: std::time::Duration,
+}
+
+/// A `--timeout` value: a lapse duration of at least one second.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let duration = lapse::policy::Duration::parse(text)?;
+    match u64::try_from(duration.seconds()) {
+        Ok(seconds) if seconds > 0 => Ok(std::time::Duration::from_secs(seconds)),
+        _ => Err(format!(
+            "`{text}` is not a usable timeout: give at least 1s"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -153,6 +153,7 @@ fn policy_spec() -> impl Strategy<Value = PolicySpec> {
 fn build_snapshot(estate: &Estate) -> Snapshot {
     let mut snapshot = Snapshot::empty(instant(0));
     snapshot.scopes.push(ScopeStatus {
+        caller_identities: Vec::new(),
         id: "aws:111122223333".into(),
         cloud: Cloud::Aws,
         kind: ScopeKind::Account,
@@ -167,6 +168,7 @@ fn build_snapshot(estate: &Estate) -> Snapshot {
             tags.insert("break-glass".to_owned(), "true".to_owned());
         }
         snapshot.principals.push(Principal {
+            unique_id: None,
             id: (*id).into(),
             cloud: Cloud::Aws,
             scope: "aws:111122223333".into(),

@@ -102,6 +102,8 @@ pub struct LiveOptions {
     pub azure: AzureOptions,
     /// Google Cloud settings.
     pub gcp: GcpOptions,
+    /// Time and attempt limits of every call, for every provider.
+    pub bounds: lapse_sdk::CallBounds,
 }
 
 /// The clouds a live run reads: those asked for, else those the policy names scopes in or the
@@ -154,11 +156,11 @@ impl Configured {
         Configured {
             named: named_scopes(options, scopes),
             #[cfg(feature = "aws")]
-            aws: aws_provider(&options.aws, scopes),
+            aws: aws_provider(&options.aws, scopes, options.bounds),
             #[cfg(feature = "azure")]
-            azure: azure_provider(&options.azure, scopes),
+            azure: azure_provider(&options.azure, scopes, options.bounds),
             #[cfg(feature = "gcp")]
-            gcp: gcp_provider(&options.gcp, scopes),
+            gcp: gcp_provider(&options.gcp, scopes, options.bounds),
         }
     }
 
@@ -315,6 +317,7 @@ fn account_for_every_scope(mut snapshot: Snapshot, named: &[(ScopeId, ScopeKind)
             _ => Cloud::Gcp,
         };
         snapshot.scopes.push(ScopeStatus {
+caller_identities: Vec::new(),
             id: id.clone(),
             cloud,
             kind: *kind,
@@ -341,6 +344,7 @@ fn account_for_every_scope(mut snapshot: Snapshot, named: &[(ScopeId, ScopeKind)
 pub fn aws_provider(
     options: &AwsOptions,
     scopes: &ScopesDocument,
+    bounds: lapse_sdk::CallBounds,
 ) -> lapse_provider_aws::AwsProvider {
     use lapse_provider_aws::{AccountScope, AwsProvider, AwsSettings};
 
@@ -379,6 +383,7 @@ pub fn aws_provider(
         exact: options.exact,
         concurrency: defaults.concurrency,
         credentials: None,
+        bounds,
     })
 }
 
@@ -389,6 +394,7 @@ pub fn aws_provider(
 pub fn azure_provider(
     options: &AzureOptions,
     scopes: &ScopesDocument,
+    bounds: lapse_sdk::CallBounds,
 ) -> lapse_provider_azure::AzureProvider {
     use lapse_provider_azure::{AzureProvider, AzureSettings, TenantScope};
 
@@ -425,6 +431,7 @@ pub fn azure_provider(
         tenants,
         graph_url: options.graph_url.clone().unwrap_or(defaults.graph_url),
         arm_url: options.arm_url.clone().unwrap_or(defaults.arm_url),
+        bounds,
         ..AzureSettings::default()
     })
 }
@@ -436,6 +443,7 @@ pub fn azure_provider(
 pub fn gcp_provider(
     options: &GcpOptions,
     scopes: &ScopesDocument,
+    bounds: lapse_sdk::CallBounds,
 ) -> lapse_provider_gcp::GcpProvider {
     use lapse_provider_gcp::{GcpProvider, GcpSettings};
 
@@ -455,6 +463,7 @@ pub fn gcp_provider(
             .clone()
             .unwrap_or(defaults.policy_analyzer_url),
         oauth2_url: options.oauth2_url.clone().unwrap_or(defaults.oauth2_url),
+        bounds,
         ..GcpSettings::default()
     })
 }

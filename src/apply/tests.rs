@@ -58,6 +58,7 @@ fn principal(name: &str, kind: PrincipalKind) -> Principal {
         "user"
     };
     Principal {
+        unique_id: None,
         id: arn(kind_name, name).into(),
         cloud: Cloud::Aws,
         scope: format!("aws:{ACCOUNT}").into(),
@@ -117,6 +118,7 @@ const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 fn snapshot() -> Snapshot {
     let mut snapshot = Snapshot::empty(at(NOW));
     snapshot.scopes.push(ScopeStatus {
+        caller_identities: Vec::new(),
         id: format!("aws:{ACCOUNT}").into(),
         cloud: Cloud::Aws,
         kind: ScopeKind::Account,

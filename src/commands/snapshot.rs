@@ -115,6 +115,7 @@ pub(crate) fn options(args: &LiveArgs) -> LiveOptions {
             policy_analyzer_url: args.gcp_policy_analyzer_url.clone(),
             oauth2_url: args.gcp_oauth2_url.clone(),
         },
+        bounds: lapse_sdk::CallBounds::default().with_operation(args.timeout),
     }
 }
 

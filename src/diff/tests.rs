@@ -28,6 +28,7 @@ fn policy(yaml: &str) -> Policy {
 
 fn principal(id: &str, kind: PrincipalKind) -> Principal {
     Principal {
+        unique_id: None,
         id: id.into(),
         cloud: Cloud::Aws,
         scope: "aws:111122223333".into(),
@@ -86,6 +87,7 @@ fn snapshot(
 ) -> Snapshot {
     let mut snapshot = Snapshot::empty(at(NOW));
     snapshot.scopes.push(ScopeStatus {
+        caller_identities: Vec::new(),
         id: "aws:111122223333".into(),
         cloud: Cloud::Aws,
         kind: ScopeKind::Account,

@@ -61,6 +61,8 @@ pub struct AwsSettings {
     /// Fixed credentials instead of the default chain: for emulators and tests. (Its `Debug`
     /// redacts the secret.)
     pub credentials: Option<aws_credential_types::Credentials>,
+    /// Time and attempt limits of every call ([`lapse_sdk::CallBounds`]).
+    pub bounds: lapse_sdk::CallBounds,
 }
 
 impl Default for AwsSettings {
@@ -73,6 +75,7 @@ impl Default for AwsSettings {
             exact: false,
             concurrency: 4,
             credentials: None,
+            bounds: lapse_sdk::CallBounds::default(),
         }
     }
 }

@@ -71,6 +71,7 @@ pub(crate) fn failed_scan(account: &str, message: &str) -> Snapshot {
     let taken_at = now();
     let mut snapshot = Snapshot::empty(taken_at);
     snapshot.scopes.push(ScopeStatus {
+        caller_identities: Vec::new(),
         id: lapse_sdk::ScopeId::from(format!(
             "aws:{}",
             if account.is_empty() {
@@ -108,6 +109,7 @@ pub(crate) async fn scan_account(
             // Without knowing who we are, nothing else can be trusted.
             let mut snapshot = Snapshot::empty(taken_at);
             snapshot.scopes.push(ScopeStatus {
+                caller_identities: Vec::new(),
                 id: scope_id(if named.is_empty() { "unknown" } else { &named }),
                 cloud: Cloud::Aws,
                 kind: ScopeKind::Account,
@@ -166,6 +168,7 @@ pub(crate) async fn scan_account(
     let caller = caller_principal(&identity.arn, &scan.principals);
     let mut snapshot = Snapshot::empty(taken_at);
     snapshot.scopes.push(ScopeStatus {
+        caller_identities: Vec::new(),
         id: scan.scope.clone(),
         cloud: Cloud::Aws,
         kind: ScopeKind::Account,
@@ -359,6 +362,7 @@ fn map_details(scan: &mut Scan, details: &Details, federation: bool) {
     for group in &details.groups {
         let Some(arn) = group.arn() else { continue };
         scan.principals.push(Principal {
+            unique_id: None,
             id: arn.into(),
             cloud: Cloud::Aws,
             scope: scan.scope.clone(),
@@ -389,6 +393,7 @@ fn map_details(scan: &mut Scan, details: &Details, federation: bool) {
         let created_at = timestamp(role.create_date());
         let last_used = timestamp(role.role_last_used().and_then(|used| used.last_used_date()));
         scan.principals.push(Principal {
+            unique_id: None,
             id: arn.into(),
             cloud: Cloud::Aws,
             scope: scan.scope.clone(),
@@ -445,6 +450,7 @@ fn map_details(scan: &mut Scan, details: &Details, federation: bool) {
         let Some(arn) = user.arn() else { continue };
         let user_tags = tags(user.tags());
         scan.principals.push(Principal {
+            unique_id: None,
             id: arn.into(),
             cloud: Cloud::Aws,
             scope: scan.scope.clone(),

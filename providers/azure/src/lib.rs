@@ -73,6 +73,8 @@ pub struct AzureSettings {
     /// A credential to use instead of lapse's chain (tests inject one); `None` picks one from
     /// the environment (see [`credential::choose`]).
     pub credential: Option<Arc<dyn TokenCredential>>,
+    /// Time and attempt limits of every call ([`lapse_sdk::CallBounds`]).
+    pub bounds: lapse_sdk::CallBounds,
 }
 
 impl fmt::Debug for AzureSettings {
@@ -91,6 +93,7 @@ impl fmt::Debug for AzureSettings {
 impl Default for AzureSettings {
     fn default() -> Self {
         AzureSettings {
+            bounds: lapse_sdk::CallBounds::default(),
             tenants: Vec::new(),
             graph_url: "https://graph.microsoft.com".to_owned(),
             arm_url: "https://management.azure.com".to_owned(),

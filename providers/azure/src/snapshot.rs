@@ -246,6 +246,7 @@ impl Reading {
     fn new(id: ScopeId, kind: ScopeKind, caller: Option<String>) -> Self {
         Reading {
             status: ScopeStatus {
+                caller_identities: Vec::new(),
                 id,
                 cloud: Cloud::Azure,
                 kind,
@@ -344,6 +345,7 @@ fn unreadable(scope: &TenantScope, error: &ProviderError) -> Snapshot {
     );
     for (id, kind) in ids {
         snapshot.scopes.push(ScopeStatus {
+            caller_identities: Vec::new(),
             id,
             cloud: Cloud::Azure,
             kind,
@@ -921,6 +923,7 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
         }
         let tags = tags_of(app);
         tenant.principals.push(Principal {
+            unique_id: None,
             id: id.clone().into(),
             cloud: Cloud::Azure,
             scope: scope.clone(),
@@ -983,6 +986,7 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
         }
         let managed_identity = sp["servicePrincipalType"].as_str() == Some("ManagedIdentity");
         tenant.principals.push(Principal {
+            unique_id: None,
             id: id.clone().into(),
             cloud: Cloud::Azure,
             scope: scope.clone(),
@@ -1325,6 +1329,7 @@ async fn resolve_principals(client: &Client, ids: &[String], tenant: &mut Readin
             };
             found.insert(id.clone());
             tenant.principals.push(Principal {
+                unique_id: None,
                 id: id.into(),
                 cloud: Cloud::Azure,
                 scope: scope.clone(),
@@ -1358,6 +1363,7 @@ async fn resolve_principals(client: &Client, ids: &[String], tenant: &mut Readin
                 continue;
             };
             tenant.principals.push(Principal {
+                unique_id: None,
                 id: PrincipalId(id),
                 cloud: Cloud::Azure,
                 scope: scope.clone(),

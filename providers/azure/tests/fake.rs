@@ -27,6 +27,7 @@ fn provider(fake: &FakeAzure, subscriptions: &[&str]) -> AzureProvider {
         arm_url: fake.url.clone(),
         concurrency: 2,
         credential: Some(StaticCredential::for_caller(CALLER, TENANT)),
+        bounds: lapse_sdk::CallBounds::default(),
     })
 }
 
@@ -738,6 +739,7 @@ async fn the_injected_credential_is_asked_for_graph_and_arm_tokens() {
         arm_url: fake.url.clone(),
         concurrency: 2,
         credential: Some(Arc::clone(&credential) as _),
+        bounds: lapse_sdk::CallBounds::default(),
     });
     assert_eq!(
         provider.credential_source(),

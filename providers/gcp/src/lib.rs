@@ -86,6 +86,8 @@ pub struct GcpSettings {
     /// Full read-modify-write cycles of an IAM policy tried when another writer keeps
     /// changing it (409 `ABORTED`).
     pub policy_write_attempts: u32,
+    /// Time and attempt limits of every call ([`lapse_sdk::CallBounds`]).
+    pub bounds: lapse_sdk::CallBounds,
 }
 
 impl std::fmt::Debug for GcpSettings {
@@ -115,6 +117,7 @@ impl std::fmt::Debug for GcpSettings {
 impl Default for GcpSettings {
     fn default() -> Self {
         GcpSettings {
+            bounds: lapse_sdk::CallBounds::default(),
             projects: Vec::new(),
             folders: Vec::new(),
             organizations: Vec::new(),
@@ -308,6 +311,7 @@ fn unread(container: Container, id: &str, operation: &str, message: String) -> R
     let now = Timestamp::from_offset(time::OffsetDateTime::now_utc());
     let mut snapshot = Snapshot::empty(now);
     snapshot.scopes.push(ScopeStatus {
+        caller_identities: Vec::new(),
         id: format!("gcp:{}/{id}", container.collection()).into(),
         cloud: Cloud::Gcp,
         kind: match container {
@@ -429,6 +433,7 @@ mod tests {
         let now = Timestamp::from_offset(time::OffsetDateTime::now_utc());
         let mut snapshot = Snapshot::empty(now);
         snapshot.scopes.push(ScopeStatus {
+            caller_identities: Vec::new(),
             id: format!("gcp:{}/{id}", container.collection()).into(),
             cloud: Cloud::Gcp,
             kind: ScopeKind::Project,

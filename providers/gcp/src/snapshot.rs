@@ -395,6 +395,7 @@ pub(crate) async fn scan(
     let taken_at = Timestamp::from_offset(time::OffsetDateTime::now_utc());
     let mut reading = Reading {
         scope: ScopeStatus {
+            caller_identities: Vec::new(),
             id: scope_id.clone().into(),
             cloud: Cloud::Gcp,
             kind: container.scope_kind(),
@@ -522,6 +523,7 @@ async fn scan_accounts(
         });
         reading.principal(
             Principal {
+                unique_id: None,
                 id: principal_id.clone().into(),
                 cloud: Cloud::Gcp,
                 scope: scope.clone(),
@@ -726,6 +728,7 @@ fn read_policy(policy: &Policy, resource: &str, reading: &mut Reading) {
             let member = policy::member(member_text);
             reading.principal(
                 Principal {
+                    unique_id: None,
                     id: member_text.clone().into(),
                     cloud: Cloud::Gcp,
                     scope: scope.clone(),

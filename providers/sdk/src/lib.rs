@@ -6,6 +6,7 @@
 //! cloud SDK, so the engine and its tests build without any of them.
 
 mod action;
+mod bounds;
 mod ids;
 mod model;
 mod provider;
@@ -13,6 +14,9 @@ mod snapshot;
 mod timestamp;
 
 pub use action::{Action, ActionKind, ActionOutcome, TargetState};
+pub use bounds::{
+    CallBounds, DEFAULT_ATTEMPTS, DEFAULT_OPERATION, parse_retry_after, timed_out_message,
+};
 pub use ids::{CredentialId, GrantId, PrincipalId, ScopeId};
 pub use model::{
     Cloud, Condition, Credential, CredentialKind, CredentialStatus, ExpirySource, Grant, GrantKind,

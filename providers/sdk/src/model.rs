@@ -168,6 +168,11 @@ pub struct Principal {
     /// Friendly name (user name, display name, email).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// The cloud's immutable identity of this object (AWS `UserId`/`RoleId`/`GroupId`, Google
+    /// `uniqueId`; an Entra object id is already the `id`): a principal deleted and re-created
+    /// under the same name gets a new one, so its history and its revocations do not carry over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_id: Option<String>,
     /// When the cloud created it, if it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,

@@ -41,6 +41,8 @@ pub enum ProviderErrorKind {
     Throttled,
     /// The provider cannot do this.
     Unsupported,
+    /// No whole answer came within the call's time bound ([`crate::CallBounds`]).
+    TimedOut,
     /// Anything else.
     Other,
 }

@@ -63,6 +63,12 @@ pub struct ScopeStatus {
     /// The identity the provider read it as (caller ARN, client id, service account).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
+    /// Every other principal through which lapse's own identity holds access here, each
+    /// protected like the caller: the application owning an Entra service principal's secrets,
+    /// the groups the caller belongs to, the service accounts a Google caller impersonated
+    /// through. Losing any of them would lock lapse out of its next run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caller_identities: Vec<String>,
     /// What failed, when incomplete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ScopeError>,
@@ -301,6 +307,7 @@ mod tests {
 
     fn scope(id: &str, taken: &str, complete: bool) -> ScopeStatus {
         ScopeStatus {
+            caller_identities: Vec::new(),
             id: ScopeId::from(id),
             cloud: Cloud::Aws,
             kind: ScopeKind::Account,
