@@ -372,6 +372,7 @@ async fn read_credential(
                 Err(error) => return Err(error),
             };
             Ok(TargetState {
+                unique_id: None,
                 present: true,
                 revoked: status == StatusType::Inactive,
                 restore: json!({"access_key_id": key_id, "status": status.as_str()}),

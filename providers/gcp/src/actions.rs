@@ -217,6 +217,7 @@ async fn read_key(
     };
     let last_used = key_last_use(client, settings, name).await?;
     Ok(TargetState {
+        unique_id: None,
         present: true,
         // A deletion shows only as absence; a deactivation as `disabled`.
         revoked: !deletion && key.disabled,

@@ -142,6 +142,11 @@ pub struct TargetState {
     /// content is privileged now, judged as the snapshot judges it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privileged: Option<bool>,
+    /// The immutable id ([`crate::Principal::unique_id`]) of the principal the target is or
+    /// belongs to, as read now: a principal deleted and re-created under the same name shows a
+    /// different one, and the action is stale, not aimed at the newcomer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_id: Option<String>,
 }
 
 /// What came of one action.

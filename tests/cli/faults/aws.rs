@@ -1,0 +1,1 @@
+//! Faults between lapse and the aws provider's server.

@@ -1,0 +1,1 @@
+//! Faults between lapse and the gcp provider's server.
