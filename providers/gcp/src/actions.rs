@@ -9,8 +9,6 @@
 //! A policy rebuilt from the snapshot is never written: the snapshot is only used to name
 //! the member to remove.
 
-use std::time::Duration;
-
 use backon::{BackoffBuilder, ExponentialBuilder};
 use lapse_sdk::{
     Action, ActionKind, ActionOutcome, Credential, CredentialStatus, Grant, GrantKind, Principal,
@@ -27,34 +25,42 @@ use crate::snapshot::{self, Key, PolicyHolder};
 const GET_KEY: Method = Method {
     name: "iam.projects.serviceAccounts.keys.get",
     permission: "iam.serviceAccountKeys.get",
+    reads: true,
 };
 const DISABLE_KEY: Method = Method {
     name: "iam.projects.serviceAccounts.keys.disable",
     permission: "iam.serviceAccountKeys.disable",
+    reads: false,
 };
 const ENABLE_KEY: Method = Method {
     name: "iam.projects.serviceAccounts.keys.enable",
     permission: "iam.serviceAccountKeys.enable",
+    reads: false,
 };
 const DELETE_KEY: Method = Method {
     name: "iam.projects.serviceAccounts.keys.delete",
     permission: "iam.serviceAccountKeys.delete",
+    reads: false,
 };
 const GET_ACCOUNT: Method = Method {
     name: "iam.projects.serviceAccounts.get",
     permission: "iam.serviceAccounts.get",
+    reads: true,
 };
 const DISABLE_ACCOUNT: Method = Method {
     name: "iam.projects.serviceAccounts.disable",
     permission: "iam.serviceAccounts.disable",
+    reads: false,
 };
 const ENABLE_ACCOUNT: Method = Method {
     name: "iam.projects.serviceAccounts.enable",
     permission: "iam.serviceAccounts.enable",
+    reads: false,
 };
 const KEY_LAST_USE: Method = Method {
     name: "policyanalyzer.projects.locations.activityTypes.activities.query(serviceAccountKeyLastAuthentication)",
     permission: "policyanalyzer.serviceAccountKeyLastAuthenticationActivities.query",
+    reads: true,
 };
 
 /// The permissions each action kind needs, including the reads around it and its undo.
@@ -565,7 +571,8 @@ fn done(result: Result<(), CallError>, method: Method) -> Result<ActionOutcome, 
 }
 
 /// One edit of a live IAM policy. `edit` changes the policy just read and says whether it
-/// changed anything; nothing is written when it did not. Repeated from the read on 409.
+/// changed anything; nothing is written when it did not. Repeated from the read on 409, within
+/// one operation's bound: a cycle is not begun, nor a pause taken, that would end past it.
 async fn read_modify_write(
     client: &Client,
     settings: &GcpSettings,
@@ -573,15 +580,19 @@ async fn read_modify_write(
     resource: &str,
     edit: impl Fn(&mut Policy) -> Result<bool, ProviderError>,
 ) -> Result<ActionOutcome, ProviderError> {
+    let bounds = client.bounds();
+    let deadline = tokio::time::Instant::now() + bounds.operation;
     let attempts = settings.policy_write_attempts.max(1);
     let mut delays = ExponentialBuilder::default()
-        .with_min_delay(settings.retry_min_delay)
-        .with_max_delay(Duration::from_secs(10))
+        .with_min_delay(bounds.first_backoff)
+        .with_max_delay(bounds.max_backoff)
         .with_max_times(attempts as usize)
         .with_jitter()
         .build();
     let url = holder.url(settings, resource, "setIamPolicy");
+    let mut tried = 0;
     for attempt in 1..=attempts {
+        tried = attempt;
         let mut policy = snapshot::get_policy(client, settings, holder, resource)
             .await
             .map_err(|error| error.into_provider_error(holder.get_policy()))?;
@@ -605,10 +616,14 @@ async fn read_modify_write(
             Ok(_) => return Ok(ActionOutcome::Done),
             Err(CallError::Api(failure)) if failure.is_conflict() => {
                 // No pause after the last attempt: nothing follows it.
-                if attempt < attempts
-                    && let Some(delay) = delays.next()
-                {
-                    tokio::time::sleep(delay).await;
+                if attempt == attempts {
+                    break;
+                }
+                match delays.next() {
+                    Some(delay) if tokio::time::Instant::now() + delay < deadline => {
+                        tokio::time::sleep(delay).await;
+                    }
+                    _ => break,
                 }
             }
             Err(error) => return Err(error.into_provider_error(holder.set_policy())),
@@ -616,7 +631,7 @@ async fn read_modify_write(
     }
     Err(GcpError::Contention {
         resource: resource.to_owned(),
-        attempts,
+        attempts: tried,
     }
     .into_provider_error(holder.set_policy().name))
 }

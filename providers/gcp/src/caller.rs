@@ -196,7 +196,7 @@ pub(crate) async fn token_info(client: &Client, bearer: &str) -> Option<String> 
         .http()
         .post(url)
         .form(&[("access_token", bearer)])
-        .timeout(LOOKUP_TIMEOUT)
+        .timeout(LOOKUP_TIMEOUT.min(client.bounds().attempt))
         .send()
         .await
         .ok()?;
@@ -218,7 +218,7 @@ pub(crate) async fn metadata_email(client: &Client, base: &str) -> Option<String
         .http()
         .get(url)
         .header("Metadata-Flavor", "Google")
-        .timeout(LOOKUP_TIMEOUT)
+        .timeout(LOOKUP_TIMEOUT.min(client.bounds().attempt))
         .send()
         .await
         .ok()?;

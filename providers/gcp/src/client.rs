@@ -1,21 +1,31 @@
 //! One HTTP client for IAM, Resource Manager and Policy Analyzer: google-cloud-auth supplies the
 //! `Authorization` header, reqwest sends, and every attempt is counted.
 //!
-//! 429 `RESOURCE_EXHAUSTED` and 503 `UNAVAILABLE` are retried here with jittered exponential
-//! backoff (honouring `Retry-After`), bounded; Google's own default retry policy leaves 429 out.
-//! 409 `ABORTED` is not retried here: it means "redo the whole read-modify-write", which only
-//! the caller can do.
+//! Every call follows one policy, the settings' [`lapse_sdk::CallBounds`]: a connect timeout and
+//! a per-attempt timeout on the HTTP client; one retry loop (429 `RESOURCE_EXHAUSTED` and 503
+//! `UNAVAILABLE` always; for reads also 500, 502, 504 and an answer lost to the network) with
+//! jittered exponential backoff, never shorter than the server's `Retry-After` (believed up to
+//! the bounds' longest wait); and a deadline over the whole operation, attempts and waits
+//! included, after which the call fails as timed out. Google's own default retry policy leaves
+//! 429 out and no other retry is nested inside this one. 409 `ABORTED` is not retried here: it
+//! means "redo the whole read-modify-write", which only the caller can do.
+//!
+//! An endpoint that let one operation time out would make every later call wait as long again,
+//! so a timeout halts the calls that share its scope (a [`Client::for_scope`] clone) and its
+//! endpoint: those in flight end at once and later ones are not sent.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use google_cloud_auth::credentials::{CacheableResource, Credentials};
 use http::{Extensions, HeaderMap};
-use lapse_sdk::ProviderError;
+use lapse_sdk::{CallBounds, ProviderError};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::GcpSettings;
 use crate::error::{Failure, GcpError, Method};
@@ -25,7 +35,7 @@ use crate::error::{Failure, GcpError, Method};
 pub(crate) enum CallError {
     /// The service answered with an error.
     Api(Failure),
-    /// No answer: credentials, transport, or an answer that is not the documented shape.
+    /// No answer: credentials, transport, time, or an answer that is not the documented shape.
     Local(GcpError),
 }
 
@@ -38,6 +48,11 @@ impl CallError {
         }
     }
 
+    /// True for a call not sent because an earlier one timed out: the scope already says so.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        matches!(self, CallError::Local(GcpError::Abandoned { .. }))
+    }
+
     /// The error as the engine sees it.
     pub(crate) fn into_provider_error(self, method: Method) -> ProviderError {
         match self {
@@ -45,6 +60,61 @@ impl CallError {
             CallError::Local(error) => error.into_provider_error(method.name),
         }
     }
+}
+
+/// Calls that end together: once one of them times out, those still in flight end and later
+/// ones are not sent.
+#[derive(Clone, Debug)]
+pub(crate) struct Halt(Arc<tokio::sync::watch::Sender<Option<String>>>);
+
+impl Default for Halt {
+    fn default() -> Self {
+        Halt(Arc::new(tokio::sync::watch::Sender::new(None)))
+    }
+}
+
+impl Halt {
+    /// Why these calls stopped, once they have.
+    fn reason(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+
+    /// Stops these calls; the first reason stays.
+    fn stop(&self, reason: &str) {
+        self.0.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(reason.to_owned());
+            true
+        });
+    }
+
+    /// Waits until these calls stop, and says why.
+    async fn stopped(&self) -> String {
+        let mut receiver = self.0.subscribe();
+        let reason = match receiver.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            // The sender lives as long as `self`: never reached.
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// What one attempt came to, when it was not an answer to keep.
+enum Attempt {
+    /// The service answered with an error.
+    Answered(Failure),
+    /// No whole answer within the attempt's time.
+    Unanswered,
+    /// No answer: the request or its answer was lost on the way.
+    Lost(GcpError),
+    /// Lapse could not ask (credentials): another attempt would not help.
+    Fatal(GcpError),
 }
 
 /// The HTTP client, the credentials and the request counter, shared by every read and action.
@@ -60,8 +130,11 @@ pub(crate) struct Client {
     caller: Arc<tokio::sync::OnceCell<Option<String>>>,
     oauth2_url: String,
     requests: Arc<AtomicU64>,
-    retries: usize,
-    retry_min_delay: Duration,
+    bounds: CallBounds,
+    /// The calls of one scope's read ([`Client::for_scope`]); `None` outside a read.
+    scope: Option<Halt>,
+    /// One halt per endpoint (scheme, host and port), shared by every clone.
+    endpoints: Arc<Mutex<HashMap<String, Halt>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -70,6 +143,7 @@ impl std::fmt::Debug for Client {
         formatter
             .debug_struct("Client")
             .field("requests", &self.requests.load(Ordering::Relaxed))
+            .field("bounds", &self.bounds)
             .finish_non_exhaustive()
     }
 }
@@ -82,9 +156,10 @@ impl Client {
         let credentials = Arc::new(tokio::sync::OnceCell::new_with(
             settings.credentials.clone().map(Ok),
         ));
+        let bounds = settings.bounds;
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .connect_timeout(Duration::from_secs(10))
+            .timeout(bounds.attempt)
+            .connect_timeout(bounds.connect)
             .user_agent(concat!("lapse/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
@@ -95,9 +170,24 @@ impl Client {
             caller: Arc::default(),
             oauth2_url: settings.oauth2_url.clone(),
             requests,
-            retries: settings.retries,
-            retry_min_delay: settings.retry_min_delay,
+            bounds,
+            scope: None,
+            endpoints: Arc::default(),
         }
+    }
+
+    /// A clone for one scope's read: once one of its calls times out, the rest of the read is
+    /// not asked (each call would hang as long again), and the scope ends incomplete.
+    pub(crate) fn for_scope(&self) -> Client {
+        Client {
+            scope: Some(Halt::default()),
+            ..self.clone()
+        }
+    }
+
+    /// The time and attempt limits of every call.
+    pub(crate) fn bounds(&self) -> CallBounds {
+        self.bounds
     }
 
     /// The `Authorization` (and quota project) headers.
@@ -130,10 +220,19 @@ impl Client {
     }
 
     /// The identity the credentials act as, as an IAM member; `None` when nothing says (see
-    /// [`crate::caller`]).
+    /// [`crate::caller`]). The lookup as a whole is bounded like one operation: a token or
+    /// metadata endpoint that never answers leaves the caller unknown, never the run waiting.
     pub(crate) async fn caller(&self) -> Option<String> {
         self.caller
-            .get_or_init(|| crate::caller::resolve(self, self.injected))
+            .get_or_init(|| async {
+                tokio::time::timeout(
+                    self.bounds.operation,
+                    crate::caller::resolve(self, self.injected),
+                )
+                .await
+                .ok()
+                .flatten()
+            })
             .await
             .clone()
     }
@@ -156,7 +255,7 @@ impl Client {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Sends one request, retrying throttling, and parses the JSON answer (`{}` for an empty
+    /// Sends one request under the call policy and parses the JSON answer (`{}` for an empty
     /// body).
     pub(crate) async fn call<T: DeserializeOwned>(
         &self,
@@ -180,7 +279,18 @@ impl Client {
         })
     }
 
-    async fn send(
+    /// The halt of the endpoint `url` names.
+    fn endpoint_halt(&self, endpoint: &str) -> Halt {
+        let mut endpoints = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        endpoints.entry(endpoint.to_owned()).or_default().clone()
+    }
+
+    /// One operation: every attempt and every wait, within [`CallBounds::operation`]. Its
+    /// answer's body on success.
+    pub(crate) async fn send(
         &self,
         method: Method,
         verb: reqwest::Method,
@@ -188,55 +298,190 @@ impl Client {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Vec<u8>, CallError> {
+        let endpoint = endpoint_of(url);
+        let halts: Vec<Halt> = self
+            .scope
+            .iter()
+            .cloned()
+            .chain([self.endpoint_halt(&endpoint)])
+            .collect();
+        let abandoned = |reason: String| {
+            CallError::Local(GcpError::Abandoned {
+                operation: method.name.to_owned(),
+                reason,
+            })
+        };
+        if let Some(reason) = halts.iter().find_map(Halt::reason) {
+            return Err(abandoned(reason));
+        }
+        let started = Instant::now();
+        let deadline = started + self.bounds.operation;
+        let attempts = self.attempts(method, verb, url, query, body, deadline);
+        let stopped =
+            futures_util::future::select_all(halts.iter().map(|halt| Box::pin(halt.stopped())));
+        let result = tokio::select! {
+            biased;
+            finished = tokio::time::timeout_at(deadline, attempts) => finished.unwrap_or(Err(Lost::TimedOut)),
+            (reason, ..) = stopped => return Err(abandoned(reason)),
+        };
+        match result {
+            Ok(bytes) => Ok(bytes),
+            Err(Lost::Other(error)) => Err(error),
+            Err(Lost::TimedOut) => {
+                let after = started.elapsed();
+                let reason = format!(
+                    "{} timed out after {}s on {endpoint}",
+                    method.name,
+                    after.as_secs_f64().round()
+                );
+                for halt in &halts {
+                    halt.stop(&reason);
+                }
+                Err(CallError::Local(GcpError::TimedOut {
+                    operation: method.name.to_owned(),
+                    after,
+                    endpoint,
+                }))
+            }
+        }
+    }
+
+    /// Attempts until one answers, the budget of attempts runs out, or the next wait would end
+    /// past `deadline`; then the last failure is the answer (it says more than a timeout would),
+    /// unless that attempt itself got no answer in time.
+    async fn attempts(
+        &self,
+        method: Method,
+        verb: reqwest::Method,
+        url: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, Lost> {
         let mut delays = ExponentialBuilder::default()
-            .with_min_delay(self.retry_min_delay)
-            .with_max_delay(Duration::from_secs(20))
-            .with_max_times(self.retries)
+            .with_min_delay(self.bounds.first_backoff)
+            .with_max_delay(self.bounds.max_backoff)
+            .with_max_times(self.bounds.attempts.saturating_sub(1) as usize)
             .with_jitter()
             .build();
         loop {
-            let headers = self.auth_headers().await.map_err(CallError::Local)?;
-            let mut request = self
-                .http
-                .request(verb.clone(), url)
-                .headers(headers)
-                .query(query);
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let transport = |error: reqwest::Error| {
-                CallError::Local(GcpError::Transport {
-                    operation: method.name.to_owned(),
-                    // Without the URL's query: it never carries a secret, but keep it short.
-                    message: error.without_url().to_string(),
-                })
+            let (error, asked) = match self.attempt(method, verb.clone(), url, query, body).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(Attempt::Answered(failure)) if failure.is_retryable(method.reads) => {
+                    let asked = failure.retry_after;
+                    (Lost::Other(CallError::Api(failure)), asked)
+                }
+                Err(Attempt::Answered(failure)) => {
+                    return Err(Lost::Other(CallError::Api(failure)));
+                }
+                Err(Attempt::Unanswered) if method.reads => (Lost::TimedOut, None),
+                Err(Attempt::Lost(error)) if method.reads => {
+                    (Lost::Other(CallError::Local(error)), None)
+                }
+                Err(Attempt::Unanswered) => return Err(Lost::TimedOut),
+                Err(Attempt::Lost(error) | Attempt::Fatal(error)) => {
+                    return Err(Lost::Other(CallError::Local(error)));
+                }
             };
-            let response = request.send().await.map_err(transport)?;
-            let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let bytes = response.bytes().await.map_err(transport)?;
-            if status.is_success() {
-                return Ok(bytes.to_vec());
+            let Some(backoff) = delays.next() else {
+                return Err(error);
+            };
+            let wait = retry_wait(&self.bounds, backoff, asked);
+            if Instant::now() + wait >= deadline {
+                return Err(error);
             }
-            let failure = Failure::parse(status.as_u16(), &bytes, retry_after);
-            if failure.is_retryable()
-                && let Some(delay) = delays.next()
-            {
-                let wait = failure
-                    .retry_after
-                    .map_or(delay, |after| after.min(Duration::from_secs(20)));
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            return Err(CallError::Api(failure));
+            tokio::time::sleep(wait).await;
         }
     }
+
+    /// One attempt, bounded by the HTTP client's connect and attempt timeouts.
+    async fn attempt(
+        &self,
+        method: Method,
+        verb: reqwest::Method,
+        url: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Vec<u8>, Attempt> {
+        let headers = self.auth_headers().await.map_err(Attempt::Fatal)?;
+        let mut request = self.http.request(verb, url).headers(headers).query(query);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let lost = |error: reqwest::Error| {
+            if error.is_timeout() {
+                return Attempt::Unanswered;
+            }
+            Attempt::Lost(GcpError::Transport {
+                operation: method.name.to_owned(),
+                message: transport_message(&error),
+            })
+        };
+        let response = request.send().await.map_err(lost)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| lapse_sdk::parse_retry_after(value, time::OffsetDateTime::now_utc()));
+        let bytes = response.bytes().await.map_err(lost)?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        Err(Attempt::Answered(Failure::parse(
+            status.as_u16(),
+            &bytes,
+            retry_after,
+        )))
+    }
+}
+
+/// Why an operation ended without an answer to keep.
+enum Lost {
+    /// No whole answer came in time: the last attempt's, or the operation's.
+    TimedOut,
+    /// Anything else, as the caller sees it.
+    Other(CallError),
+}
+
+/// The pause before the next attempt: the backoff, or longer when the server asked for more
+/// (believed up to [`CallBounds::max_backoff`]).
+fn retry_wait(bounds: &CallBounds, backoff: Duration, asked: Option<Duration>) -> Duration {
+    asked.map_or(backoff, |asked| bounds.believe(asked).max(backoff))
+}
+
+/// `scheme://host:port` of a URL: the endpoint a timeout is charged to.
+fn endpoint_of(url: &str) -> String {
+    reqwest::Url::parse(url).map_or_else(
+        |_| url.to_owned(),
+        |parsed| {
+            let host = parsed.host_str().unwrap_or_default();
+            match parsed.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            }
+        },
+    )
+}
+
+/// What went wrong on the wire, with every cause reqwest keeps (its own text alone says only
+/// "error sending request"), and the URL left out.
+fn transport_message(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    if let Some(url) = error.url() {
+        message = message.replace(&format!(" for url ({url})"), "");
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 /// The bearer token of other credentials.
@@ -293,6 +538,31 @@ pub(crate) fn base64_url_decode(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retry_waits_at_least_what_the_server_asked_up_to_the_longest_wait() {
+        let bounds = CallBounds::default();
+        let backoff = Duration::from_millis(200);
+        assert_eq!(retry_wait(&bounds, backoff, None), backoff);
+        assert_eq!(retry_wait(&bounds, backoff, Some(Duration::ZERO)), backoff);
+        assert_eq!(
+            retry_wait(&bounds, backoff, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            retry_wait(&bounds, backoff, Some(Duration::from_secs(3600))),
+            bounds.max_backoff
+        );
+    }
+
+    #[test]
+    fn a_timeout_is_charged_to_the_host_and_port() {
+        assert_eq!(
+            endpoint_of("https://iam.googleapis.com/v1/projects/p/serviceAccounts"),
+            "iam.googleapis.com"
+        );
+        assert_eq!(endpoint_of("http://127.0.0.1:8080/v3/x"), "127.0.0.1:8080");
+    }
 
     #[test]
     fn base64_url_decodes_without_padding() {

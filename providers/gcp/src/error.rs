@@ -46,6 +46,27 @@ pub enum GcpError {
         /// The parse error.
         message: String,
     },
+    /// No whole answer came within the operation's bound, all attempts and waits included.
+    #[error("{}", lapse_sdk::timed_out_message(*after, endpoint))]
+    TimedOut {
+        /// The API method.
+        operation: String,
+        /// How long lapse waited.
+        after: std::time::Duration,
+        /// The host that did not answer.
+        endpoint: String,
+    },
+    /// A call not sent (or given up on while in flight) because an earlier call of the same
+    /// scope, or to the same endpoint, timed out: it would only have hung again.
+    #[error(
+        "not asked: {reason}, so lapse stopped calling it; what this call would have read is unknown"
+    )]
+    Abandoned {
+        /// The API method.
+        operation: String,
+        /// Which earlier call timed out, and where.
+        reason: String,
+    },
     /// A read-modify-write of an IAM policy kept meeting concurrent writers.
     #[error(
         "{resource}: the IAM policy kept changing under lapse ({attempts} read-modify-write attempts met 409 ABORTED); run apply again when other writers are done"
@@ -64,6 +85,7 @@ impl GcpError {
         let kind = match &self {
             GcpError::Credentials { .. } | GcpError::Token { .. } => ProviderErrorKind::Denied,
             GcpError::Contention { .. } => ProviderErrorKind::Throttled,
+            GcpError::TimedOut { .. } | GcpError::Abandoned { .. } => ProviderErrorKind::TimedOut,
             GcpError::Transport { .. } | GcpError::Malformed { .. } => ProviderErrorKind::Other,
         };
         ProviderError {
@@ -82,6 +104,9 @@ pub(crate) struct Method {
     pub(crate) name: &'static str,
     /// The permission it needs (`iam.serviceAccounts.list`).
     pub(crate) permission: &'static str,
+    /// True when the call only reads: it may be sent again when its answer was lost (a reset,
+    /// an attempt that timed out, a 5xx), which a write may not.
+    pub(crate) reads: bool,
 }
 
 /// A failed HTTP exchange with a Google API, read once.
@@ -204,9 +229,10 @@ impl Failure {
     }
 
     /// True when the call is worth another attempt after a pause: 429 `RESOURCE_EXHAUSTED`
-    /// and 503 `UNAVAILABLE` (Google's default retry policy leaves 429 out; lapse does not).
-    pub(crate) fn is_retryable(&self) -> bool {
-        matches!(self.status, 429 | 503)
+    /// and 503 `UNAVAILABLE` (Google's default retry policy leaves 429 out; lapse does not),
+    /// and for a read also 500, 502 and 504, whose write might have landed.
+    pub(crate) fn is_retryable(&self, reads: bool) -> bool {
+        matches!(self.status, 429 | 503) || (reads && matches!(self.status, 500 | 502 | 504))
     }
 
     /// True for 409 `ABORTED`: a stale etag on `setIamPolicy`.
@@ -332,6 +358,7 @@ mod tests {
     const METHOD: Method = Method {
         name: "iam.projects.serviceAccounts.list",
         permission: "iam.serviceAccounts.list",
+        reads: true,
     };
 
     #[test]
@@ -409,9 +436,11 @@ mod tests {
 
     #[test]
     fn throttling_and_conflicts_are_told_apart() {
-        assert!(Failure::parse(429, b"{}", None).is_retryable());
-        assert!(Failure::parse(503, b"{}", None).is_retryable());
-        assert!(!Failure::parse(500, b"{}", None).is_retryable());
+        assert!(Failure::parse(429, b"{}", None).is_retryable(false));
+        assert!(Failure::parse(503, b"{}", None).is_retryable(false));
+        assert!(!Failure::parse(500, b"{}", None).is_retryable(false));
+        assert!(Failure::parse(500, b"{}", None).is_retryable(true));
+        assert!(!Failure::parse(400, b"{}", None).is_retryable(true));
         assert!(Failure::parse(409, b"{}", None).is_conflict());
         let not_found = Failure::parse(404, b"{}", None).into_provider_error(METHOD);
         assert_eq!(not_found.kind, ProviderErrorKind::NotFound);

@@ -7,10 +7,16 @@
 //! It listens on 127.0.0.1 on its own thread with its own runtime, so in-process tests and the
 //! `lapse` binary (another process) reach it alike, and stops when dropped. One base URL serves
 //! every endpoint. Bodies follow the documented shapes (cited at each); faults can be injected:
-//! 429, 503 or 404 on demand, 403 for one permission on one project, 403 `SERVICE_DISABLED` for
-//! an API turned off in a project, a concurrent writer between a read and a write, a pager that
-//! repeats its token, a policy answered at version 1 or without its etag, and a check that the
-//! bearer is a JWT signed by a given service-account key. The OAuth token and token info endpoints and the metadata server's account email are served too,
+//! 403 for one permission on one project, 403 `SERVICE_DISABLED` for an API turned off in a
+//! project, a concurrent writer between a read and a write, a pager that repeats its token, a
+//! policy answered at version 1 or without its etag, a check that the bearer is a JWT signed by
+//! a given service-account key, and [`Fault`]s on chosen requests ([`FakeGcp::inject`]): a
+//! connection accepted and never answered, a connection reset, any status (429 and 503 with
+//! `Retry-After`), and a 200 whose body is cut short, empty or not JSON.
+//!
+//! Connection faults are decided before HTTP is spoken: every connection's request line is
+//! peeked, and every answer closes its connection, so each request arrives on a connection of
+//! its own and any request can be the one that hangs or is reset. The OAuth token and token info endpoints and the metadata server's account email are served too,
 //! so the caller of user credentials and on Google Cloud compute can be found.
 
 #![allow(clippy::missing_panics_doc)] // test support: a poisoned lock is a failed test
@@ -62,6 +68,84 @@ impl FakeKey {
     }
 }
 
+/// What the fake does to a request an [`Injection`] targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Accept the connection and the request, and never answer.
+    Hang,
+    /// Accept the connection, then reset it (TCP RST) before a byte of answer.
+    Reset,
+    /// Answer this status in Google's error shape; 429 and 503 carry `Retry-After`.
+    Status(u16),
+    /// 200 with the first half of the real answer, its `Content-Length` matching the cut body:
+    /// the HTTP exchange is whole, the document is not.
+    Truncated,
+    /// 200 with an empty body.
+    Empty,
+    /// 200 with a body that is not JSON (an HTML error page, as a proxy would send).
+    Garbage,
+}
+
+impl Fault {
+    /// Decided from the request line, before any HTTP answer.
+    fn on_connection(self) -> bool {
+        matches!(self, Fault::Hang | Fault::Reset)
+    }
+}
+
+/// A fault and the requests it hits: those whose `<path>?<query>` (path percent-decoded)
+/// contains `target`, after the first `after` of them, `times` of them (every one when `None`).
+#[derive(Clone, Debug)]
+pub struct Injection {
+    target: String,
+    fault: Fault,
+    after: u32,
+    times: Option<u32>,
+    retry_after: u32,
+}
+
+impl Injection {
+    /// `fault` on every request whose `<path>?<query>` contains `target`
+    /// (`/serviceAccounts?` is the account list and only it).
+    #[must_use]
+    pub fn new(target: &str, fault: Fault) -> Self {
+        Injection {
+            target: target.to_owned(),
+            fault,
+            after: 0,
+            times: None,
+            retry_after: 0,
+        }
+    }
+
+    /// Lets the first `count` targeted requests through (page k of a list: `k - 1`).
+    #[must_use]
+    pub fn after(self, count: u32) -> Self {
+        Injection {
+            after: count,
+            ..self
+        }
+    }
+
+    /// Hits only `count` requests, then lets the rest through.
+    #[must_use]
+    pub fn times(self, count: u32) -> Self {
+        Injection {
+            times: Some(count),
+            ..self
+        }
+    }
+
+    /// The `Retry-After` seconds a 429 or 503 carries (0 unless set).
+    #[must_use]
+    pub fn retry_after(self, seconds: u32) -> Self {
+        Injection {
+            retry_after: seconds,
+            ..self
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Account {
     unique_id: String,
@@ -90,8 +174,8 @@ struct State {
     disabled_apis: HashMap<String, HashSet<String>>,
     /// project → denied permissions.
     denied: HashMap<String, HashSet<String>>,
-    /// (substring of the path, remaining answers, status: 429, 503 or 404).
-    throttles: Vec<(String, u32, u16)>,
+    /// Faults on chosen requests, first match first.
+    injections: Vec<Injection>,
     /// Run after the next `getIamPolicy` of a resource has answered: another writer.
     after_read: HashMap<String, Hook>,
     /// `(client_email, RSAPublicKey DER)`: bearers must be JWTs this key signed.
@@ -115,6 +199,30 @@ struct State {
 }
 
 impl State {
+    /// The fault for a request to `target` (`<path>?<query>`), counting it against the
+    /// injections it matches; only connection faults when `connection`, only the others when
+    /// not (each injection is judged at one stage, so it counts each request once).
+    fn fault_for(&mut self, target: &str, connection: bool) -> Option<(Fault, u32)> {
+        for injection in &mut self.injections {
+            if injection.fault.on_connection() != connection
+                || !target.contains(injection.target.as_str())
+            {
+                continue;
+            }
+            if injection.after > 0 {
+                injection.after -= 1;
+                continue;
+            }
+            match &mut injection.times {
+                Some(0) => continue,
+                Some(times) => *times -= 1,
+                None => {}
+            }
+            return Some((injection.fault, injection.retry_after));
+        }
+        None
+    }
+
     fn next_etag(&mut self) -> String {
         self.etags += 1;
         // Real etags are base64 of 8 bytes (`BwWQAG4vI0U=` in recorded answers).
@@ -171,18 +279,22 @@ impl FakeGcp {
                 .expect("runtime");
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let (sender, receiver) = tokio::sync::mpsc::channel(64);
+                tokio::spawn(sort_connections(listener, Arc::clone(&shared), sender));
                 let app = axum::Router::new().fallback(
                     move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                         let state = Arc::clone(&shared);
-                        async move { handle(&state, &method, &uri, &headers, &body) }
+                        async move { respond(&state, &method, &uri, &headers, &body).await }
                     },
                 );
-                let _ = axum::serve(listener, app)
+                let connections = Connections { receiver, address };
+                let _ = axum::serve(connections, app)
                     .with_graceful_shutdown(async move {
                         let _ = stopped.await;
                     })
                     .await;
             });
+            // Dropping the runtime ends the connections held by a hang.
         });
         FakeGcp {
             address,
@@ -211,7 +323,10 @@ impl FakeGcp {
             resource_manager_url: self.url(),
             policy_analyzer_url: self.url(),
             oauth2_url: self.url(),
-            retry_min_delay: std::time::Duration::from_millis(10),
+            bounds: lapse_sdk::CallBounds {
+                first_backoff: std::time::Duration::from_millis(10),
+                ..lapse_sdk::CallBounds::default()
+            },
             ..GcpSettings::default()
         }
     }
@@ -404,24 +519,38 @@ impl FakeGcp {
     /// The next `times` requests whose path contains `path_part` answer 429
     /// `RESOURCE_EXHAUSTED` with `Retry-After: 0`.
     pub fn throttle(&self, path_part: &str, times: u32) {
-        self.lock()
-            .throttles
-            .push((path_part.to_owned(), times, 429));
+        self.inject(Injection::new(path_part, Fault::Status(429)).times(times));
     }
 
     /// The next `times` requests whose path contains `path_part` answer 503 `UNAVAILABLE`.
     pub fn unavailable(&self, path_part: &str, times: u32) {
-        self.lock()
-            .throttles
-            .push((path_part.to_owned(), times, 503));
+        self.inject(Injection::new(path_part, Fault::Status(503)).times(times));
     }
 
     /// The next `times` requests whose path contains `path_part` answer 404 `NOT_FOUND`, as an
     /// eventually consistent read or a verb on a just-deleted object can.
     pub fn not_found(&self, path_part: &str, times: u32) {
-        self.lock()
-            .throttles
-            .push((path_part.to_owned(), times, 404));
+        self.inject(Injection::new(path_part, Fault::Status(404)).times(times));
+    }
+
+    /// Puts a fault on the requests `injection` targets, after those injected before it.
+    pub fn inject(&self, injection: Injection) {
+        self.lock().injections.push(injection);
+    }
+
+    /// The requests that would change something (`setIamPolicy`, `:disable`, `:enable`,
+    /// `DELETE`), as `METHOD /path`, whether or not they were answered.
+    #[must_use]
+    pub fn writes(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|request| {
+                request.starts_with("DELETE ")
+                    || [":setIamPolicy", ":disable", ":enable", ":undelete"]
+                        .iter()
+                        .any(|verb| request.ends_with(verb))
+            })
+            .collect()
     }
 
     /// Every paged list answers with a `nextPageToken` equal to the one it was asked for (the
@@ -845,26 +974,100 @@ fn bearer_is_valid(headers: &HeaderMap, email: &str, public_key: &[u8]) -> bool 
         .is_ok_and(|claims| claims["iss"].as_str() == Some(email))
 }
 
-fn handle(
+/// Answers one request, spoiling the answer's body when an injection says so, and closing the
+/// connection after it (see the module's documentation).
+async fn respond(
     state: &Arc<Mutex<State>>,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
+    let (response, spoil) = handle(state, method, uri, headers, body);
+    let mut response = match spoil {
+        None => response,
+        Some(fault) => spoiled(response, fault).await,
+    };
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+/// A 200 whose body is `fault`'s: cut in half, empty, or not JSON.
+async fn spoiled(response: Response, fault: Fault) -> Response {
+    let body = match fault {
+        Fault::Truncated => {
+            let whole = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap_or_default();
+            whole.slice(..whole.len() / 2)
+        }
+        Fault::Empty => Bytes::new(),
+        _ => Bytes::from_static(
+            b"<html><head><title>502 Bad Gateway</title></head><body>upstream hiccup</body></html>",
+        ),
+    };
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// Google's answer for an injected status: 404 `NOT_FOUND`, 429 `RESOURCE_EXHAUSTED` and 503
+/// `UNAVAILABLE` with `Retry-After`, anything else with its canonical code.
+fn status_fault(status: u16, retry_after: u32, path: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (code, message) = match status.as_u16() {
+        404 => return not_found(path),
+        429 => (
+            "RESOURCE_EXHAUSTED",
+            "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute'.",
+        ),
+        503 => ("UNAVAILABLE", "The service is currently unavailable."),
+        _ => ("INTERNAL", "Internal error encountered."),
+    };
+    let mut response = error(
+        status,
+        code,
+        message,
+        json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED", "domain": "googleapis.com"}]),
+    );
+    if matches!(status.as_u16(), 429 | 503) {
+        response
+            .headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from(retry_after));
+    }
+    response
+}
+
+fn handle(
+    state: &Arc<Mutex<State>>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> (Response, Option<Fault>) {
     let mut hook: Option<(Hook, String)> = None;
+    let mut spoil = None;
     let response = {
         let Ok(mut state) = state.lock() else {
-            return error(
+            let response = error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL",
                 "fake state poisoned",
                 json!([]),
             );
+            return (response, None);
         };
         let path = percent_decode(uri.path());
         state.requests.push(format!("{method} {path}"));
-        answer(&mut state, method, uri, &path, headers, body, &mut hook)
+        answer(
+            &mut state, method, uri, &path, headers, body, &mut hook, &mut spoil,
+        )
     };
     if let Some((edit, resource)) = hook {
         // The other writer acts after lapse's read has its answer and before its write.
@@ -876,10 +1079,100 @@ fn handle(
             }
         }
     }
-    response
+    (response, spoil)
+}
+
+/// Hands axum the connections [`sort_connections`] lets through.
+struct Connections {
+    receiver: tokio::sync::mpsc::Receiver<(tokio::net::TcpStream, SocketAddr)>,
+    address: SocketAddr,
+}
+
+impl axum::serve::Listener for Connections {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.receiver.recv().await {
+            Some(connection) => connection,
+            // The sorter has stopped: so has the fake.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.address)
+    }
+}
+
+/// Accepts every connection and reads its request line without consuming it: a request an
+/// injected hang or reset targets gets that, every other goes on to axum.
+async fn sort_connections(
+    listener: tokio::net::TcpListener,
+    state: Arc<Mutex<State>>,
+    sender: tokio::sync::mpsc::Sender<(tokio::net::TcpStream, SocketAddr)>,
+) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let state = Arc::clone(&state);
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            let line = request_line(&stream).await;
+            let fault = line.as_ref().and_then(|(method, path, query)| {
+                let mut state = state.lock().ok()?;
+                let fault = state.fault_for(&format!("{path}?{query}"), true)?;
+                state.requests.push(format!("{method} {path}"));
+                Some(fault.0)
+            });
+            match fault {
+                Some(Fault::Hang) => {
+                    // Held open, never answered, until the fake stops.
+                    let _held = stream;
+                    std::future::pending::<()>().await;
+                }
+                Some(_) => {
+                    // SO_LINGER 0: closing sends RST, not FIN.
+                    let _ = stream.set_zero_linger();
+                    drop(stream);
+                }
+                None => {
+                    let _ = sender.send((stream, peer)).await;
+                }
+            }
+        });
+    }
+}
+
+/// The method, percent-decoded path and raw query of the request waiting on `stream`, read
+/// without consuming it; `None` when no request line comes within a few seconds.
+async fn request_line(stream: &tokio::net::TcpStream) -> Option<(String, String, String)> {
+    let mut buffer = [0_u8; 4096];
+    for _ in 0..5000 {
+        let read = stream.peek(&mut buffer).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        if let Some(end) = buffer[..read].windows(2).position(|pair| pair == b"\r\n") {
+            let line = std::str::from_utf8(&buffer[..end]).ok()?;
+            let mut parts = line.split(' ');
+            let method = parts.next()?.to_owned();
+            let target = parts.next()?;
+            let (path, query) = target.split_once('?').unwrap_or((target, ""));
+            return Some((method, percent_decode(path), query.to_owned()));
+        }
+        if read == buffer.len() {
+            return None;
+        }
+        // Part of the line is in: peek returns at once while nothing new arrives.
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    None
 }
 
 #[allow(clippy::too_many_lines)]
+#[allow(clippy::too_many_arguments)]
 fn answer(
     state: &mut State,
     method: &Method,
@@ -888,6 +1181,7 @@ fn answer(
     headers: &HeaderMap,
     body: &Bytes,
     hook: &mut Option<(Hook, String)>,
+    spoil: &mut Option<Fault>,
 ) -> Response {
     // OAuth and the metadata server authenticate by their own means, not by a bearer.
     if let Some(response) = oauth_or_metadata(state, method, path, headers, body) {
@@ -903,38 +1197,13 @@ fn answer(
             json!([]),
         );
     }
-    if let Some(throttle) = state
-        .throttles
-        .iter_mut()
-        .find(|(part, remaining, _)| *remaining > 0 && path.contains(part.as_str()))
-    {
-        throttle.1 -= 1;
-        if throttle.2 == 404 {
-            return not_found(path);
+    let target = format!("{path}?{}", uri.query().unwrap_or_default());
+    match state.fault_for(&target, false) {
+        Some((Fault::Status(status), retry_after)) => {
+            return status_fault(status, retry_after, path);
         }
-        let (status, code, message) = if throttle.2 == 503 {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
-                "The service is currently unavailable.",
-            )
-        } else {
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                "RESOURCE_EXHAUSTED",
-                "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute'.",
-            )
-        };
-        let mut response = error(
-            status,
-            code,
-            message,
-            json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED", "domain": "googleapis.com"}]),
-        );
-        response
-            .headers_mut()
-            .insert("retry-after", axum::http::HeaderValue::from_static("0"));
-        return response;
+        Some((fault, _)) => *spoil = Some(fault),
+        None => {}
     }
     let (permission, project) = needs(method, path);
     if let Some(project) = &project

@@ -44,7 +44,6 @@ mod snapshot;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use lapse_sdk::{
     Action, ActionKind, ActionOutcome, BoxFuture, Cloud, Provider, ProviderError, ScopeError,
@@ -79,14 +78,12 @@ pub struct GcpSettings {
     pub concurrency: usize,
     /// Credentials to use instead of application default credentials (tests inject them).
     pub credentials: Option<Credentials>,
-    /// Retries of a throttled (429) or unavailable (503) call before giving up.
-    pub retries: usize,
-    /// The first pause before a retry; later ones grow exponentially, with jitter.
-    pub retry_min_delay: Duration,
     /// Full read-modify-write cycles of an IAM policy tried when another writer keeps
     /// changing it (409 `ABORTED`).
     pub policy_write_attempts: u32,
-    /// Time and attempt limits of every call ([`lapse_sdk::CallBounds`]).
+    /// Time and attempt limits of every call ([`lapse_sdk::CallBounds`]): connect and attempt
+    /// timeouts, attempts per call and the waits between them, and the deadline of one
+    /// operation, after which its scope ends incomplete.
     pub bounds: lapse_sdk::CallBounds,
 }
 
@@ -107,8 +104,7 @@ impl std::fmt::Debug for GcpSettings {
                 "credentials",
                 &self.credentials.as_ref().map(|_| "<injected>"),
             )
-            .field("retries", &self.retries)
-            .field("retry_min_delay", &self.retry_min_delay)
+            .field("bounds", &self.bounds)
             .field("policy_write_attempts", &self.policy_write_attempts)
             .finish()
     }
@@ -127,8 +123,6 @@ impl Default for GcpSettings {
             oauth2_url: "https://oauth2.googleapis.com".to_owned(),
             concurrency: 4,
             credentials: None,
-            retries: 5,
-            retry_min_delay: Duration::from_millis(200),
             policy_write_attempts: 5,
         }
     }
@@ -230,7 +224,9 @@ impl GcpProvider {
         let mut pending = HashMap::new();
         for (index, (container, id)) in containers.into_iter().enumerate() {
             let settings = Arc::clone(&self.settings);
-            let client = self.client.clone();
+            // Its own halt: a call of this container that times out ends this container's
+            // read, not the others'.
+            let client = self.client.for_scope();
             let limit = Arc::clone(&limit);
             let name = id.clone();
             let task = tasks.spawn(async move {

@@ -36,26 +36,32 @@ const ACCOUNT_READS_AT_ONCE: usize = 8;
 pub(crate) const LIST_ACCOUNTS: Method = Method {
     name: "iam.projects.serviceAccounts.list",
     permission: "iam.serviceAccounts.list",
+    reads: true,
 };
 pub(crate) const LIST_KEYS: Method = Method {
     name: "iam.projects.serviceAccounts.keys.list",
     permission: "iam.serviceAccountKeys.list",
+    reads: true,
 };
 pub(crate) const GET_ACCOUNT_POLICY: Method = Method {
     name: "iam.projects.serviceAccounts.getIamPolicy",
     permission: "iam.serviceAccounts.getIamPolicy",
+    reads: true,
 };
 pub(crate) const SET_ACCOUNT_POLICY: Method = Method {
     name: "iam.projects.serviceAccounts.setIamPolicy",
     permission: "iam.serviceAccounts.setIamPolicy",
+    reads: false,
 };
 const KEY_ACTIVITY: Method = Method {
     name: "policyanalyzer.projects.locations.activityTypes.activities.query(serviceAccountKeyLastAuthentication)",
     permission: "policyanalyzer.serviceAccountKeyLastAuthenticationActivities.query",
+    reads: true,
 };
 const ACCOUNT_ACTIVITY: Method = Method {
     name: "policyanalyzer.projects.locations.activityTypes.activities.query(serviceAccountLastAuthentication)",
     permission: "policyanalyzer.serviceAccountLastAuthenticationActivities.query",
+    reads: true,
 };
 
 /// A container whose IAM policy lapse reads.
@@ -109,14 +115,17 @@ impl Container {
             Container::Project => Method {
                 name: "cloudresourcemanager.projects.getIamPolicy",
                 permission: "resourcemanager.projects.getIamPolicy",
+                reads: true,
             },
             Container::Folder => Method {
                 name: "cloudresourcemanager.folders.getIamPolicy",
                 permission: "resourcemanager.folders.getIamPolicy",
+                reads: true,
             },
             Container::Organization => Method {
                 name: "cloudresourcemanager.organizations.getIamPolicy",
                 permission: "resourcemanager.organizations.getIamPolicy",
+                reads: true,
             },
         }
     }
@@ -127,14 +136,17 @@ impl Container {
             Container::Project => Method {
                 name: "cloudresourcemanager.projects.setIamPolicy",
                 permission: "resourcemanager.projects.setIamPolicy",
+                reads: false,
             },
             Container::Folder => Method {
                 name: "cloudresourcemanager.folders.setIamPolicy",
                 permission: "resourcemanager.folders.setIamPolicy",
+                reads: false,
             },
             Container::Organization => Method {
                 name: "cloudresourcemanager.organizations.setIamPolicy",
                 permission: "resourcemanager.organizations.setIamPolicy",
+                reads: false,
             },
         }
     }
@@ -361,8 +373,12 @@ struct Reading {
 
 impl Reading {
     fn fail(&mut self, method: Method, error: CallError) {
-        let error = error.into_provider_error(method);
         self.scope.complete = false;
+        // After a timeout the rest of the read is not asked; the timeout already says why.
+        if error.is_abandoned() && !self.scope.errors.is_empty() {
+            return;
+        }
+        let error = error.into_provider_error(method);
         self.scope.errors.push(ScopeError {
             operation: error.operation,
             message: error.message,

@@ -5,8 +5,8 @@
 use lapse_provider_gcp::fake::{FakeGcp, FakeKey, NO_EXPIRY, TestServiceAccountKey};
 use lapse_provider_gcp::{GcpProvider, GcpSettings};
 use lapse_sdk::{
-    Action, ActionKind, ActionOutcome, CredentialStatus, ExpirySource, Grant, PrincipalKind,
-    Provider, ProviderErrorKind, Snapshot, SnapshotRequest, Timestamp, Usage,
+    Action, ActionKind, ActionOutcome, CallBounds, CredentialStatus, ExpirySource, Grant,
+    PrincipalKind, Provider, ProviderErrorKind, Snapshot, SnapshotRequest, Timestamp, Usage,
 };
 use serde_json::{Value, json};
 
@@ -300,7 +300,10 @@ async fn throttling_is_retried_and_only_then_reported() {
     seed(&fake);
     fake.throttle(project_policy, 100);
     let settings = GcpSettings {
-        retries: 2,
+        bounds: CallBounds {
+            attempts: 3,
+            ..settings.bounds
+        },
         ..settings
     };
     let (_, snapshot) = take(&settings).await;
@@ -694,7 +697,12 @@ async fn the_last_409_gives_up_at_once_without_a_pause() {
     // the bound below has a margin no machine load can eat.
     let settings = GcpSettings {
         policy_write_attempts: 1,
-        retry_min_delay: std::time::Duration::from_secs(300),
+        bounds: CallBounds {
+            first_backoff: std::time::Duration::from_secs(300),
+            max_backoff: std::time::Duration::from_secs(300),
+            operation: std::time::Duration::from_secs(900),
+            ..settings.bounds
+        },
         ..settings
     };
     let (provider, snapshot) = take(&settings).await;
@@ -1727,7 +1735,10 @@ async fn an_account_policy_lapse_may_not_read_leaves_the_scope_incomplete() {
     seed(&fake);
     fake.throttle("iam.gserviceaccount.com:getIamPolicy", 1000);
     let settings = GcpSettings {
-        retries: 1,
+        bounds: CallBounds {
+            attempts: 2,
+            ..settings.bounds
+        },
         ..settings
     };
     let (_, snapshot) = take(&settings).await;
