@@ -294,11 +294,11 @@ async fn read_account(
     let name = account_name(principal)?;
     let url = format!("{}/v1/{name}", iam(settings));
     match client
-        .call::<Value>(GET_ACCOUNT, reqwest::Method::GET, &url, &[], None)
+        .call::<snapshot::ServiceAccount>(GET_ACCOUNT, reqwest::Method::GET, &url, &[], None)
         .await
     {
         Ok(account) => {
-            let disabled = account["disabled"].as_bool().unwrap_or(false);
+            let disabled = account.disabled;
             Ok(TargetState {
                 present: true,
                 revoked: disabled,
@@ -472,9 +472,10 @@ pub(crate) async fn apply(
             };
             let url = format!("{}/v1/{name}", iam(settings));
             match client
-                .call::<Value>(DELETE_KEY, reqwest::Method::DELETE, &url, &[], None)
+                .send(DELETE_KEY, reqwest::Method::DELETE, &url, &[], None)
                 .await
             {
+                // The status says it is done; the body (`{}`) adds nothing.
                 Ok(_) => Ok(ActionOutcome::Done),
                 // Someone else deleted it first: already done, once a read agrees.
                 Err(error) if error.status() == Some(404) => {
@@ -557,9 +558,10 @@ fn system_managed(name: &str) -> ProviderError {
 
 /// A `:disable`/`:enable` verb. A 404 is left to the caller: only a read can tell "gone"
 /// from a request that missed its object, and an undo cannot restore what is gone.
+/// The status says whether it is done; the body adds nothing.
 async fn post(client: &Client, url: &str, method: Method) -> Result<(), CallError> {
     client
-        .call::<Value>(method, reqwest::Method::POST, url, &[], Some(&json!({})))
+        .send(method, reqwest::Method::POST, url, &[], Some(&json!({})))
         .await
         .map(|_| ())
 }
@@ -603,8 +605,9 @@ async fn read_modify_write(
         // with 409 instead of being overwritten.
         policy.version = 3;
         let body = json!({"policy": policy, "updateMask": "bindings,etag"});
+        // The status says whether the write landed; the policy it answers is not needed.
         match client
-            .call::<Value>(
+            .send(
                 holder.set_policy(),
                 reqwest::Method::POST,
                 &url,

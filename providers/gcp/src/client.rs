@@ -255,8 +255,10 @@ impl Client {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Sends one request under the call policy and parses the JSON answer (`{}` for an empty
-    /// body).
+    /// Reads under the call policy and parses the JSON answer, which must be whole: Google
+    /// answers every call with a JSON object (`{}` for an empty list), so an empty body is no
+    /// answer, and a body that does not parse as `T` (cut short, not JSON, another shape) is
+    /// an error, never an empty result.
     pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -266,17 +268,7 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<T, CallError> {
         let bytes = self.send(method, verb, url, query, body).await?;
-        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}".to_vec()
-        } else {
-            bytes
-        };
-        serde_json::from_slice(&bytes).map_err(|error| {
-            CallError::Local(GcpError::Malformed {
-                operation: method.name.to_owned(),
-                message: error.to_string(),
-            })
-        })
+        parse_whole(method, &bytes)
     }
 
     /// The halt of the endpoint `url` names.
@@ -435,6 +427,25 @@ impl Client {
             retry_after,
         )))
     }
+}
+
+/// A whole answer of `method` as `T`.
+pub(crate) fn parse_whole<T: DeserializeOwned>(
+    method: Method,
+    bytes: &[u8],
+) -> Result<T, CallError> {
+    let malformed = |message: String| {
+        CallError::Local(GcpError::Malformed {
+            operation: method.name.to_owned(),
+            message,
+        })
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(malformed(
+            "an empty body where a JSON object was due".to_owned(),
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|error| malformed(error.to_string()))
 }
 
 /// Why an operation ended without an answer to keep.

@@ -267,7 +267,7 @@ pub(crate) fn is_key_id(id: &str) -> bool {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ServiceAccount {
-    #[serde(default)]
+    /// Required: an account without one cannot be named, so the answer is not whole.
     pub(crate) email: String,
     #[serde(default)]
     pub(crate) unique_id: String,
@@ -470,7 +470,25 @@ async fn scan_accounts(
             .await
         {
             Ok(page) => {
-                accounts.extend(page.accounts);
+                for account in page.accounts {
+                    // An email lapse cannot put in a URL as one segment would read (or later
+                    // act on) another object than the account listed.
+                    if is_account_email(&account.email) {
+                        accounts.push(account);
+                    } else {
+                        let message = format!(
+                            "a listed account's email `{}` is not one lapse can name in a request",
+                            account.email
+                        );
+                        reading.fail(
+                            LIST_ACCOUNTS,
+                            CallError::Local(GcpError::Malformed {
+                                operation: LIST_ACCOUNTS.name.to_owned(),
+                                message,
+                            }),
+                        );
+                    }
+                }
                 match page.next_page_token.filter(|token| !token.is_empty()) {
                     Some(next) => {
                         if let Err(error) = next_page(&mut seen, &next, LIST_ACCOUNTS) {

@@ -309,3 +309,105 @@ async fn a_token_info_that_never_answers_leaves_the_caller_unknown_within_the_bo
     assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}");
     assert_eq!(scope(&snapshot, PROJECT).caller, None);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_answer_is_no_answer_not_an_empty_list() {
+    let (fake, settings) = world(Duration::from_secs(10));
+    fake.inject(Injection::new(ACCOUNT_LIST, Fault::Empty));
+    let (snapshot, _) = take(&settings).await;
+    let scope = scope(&snapshot, PROJECT);
+    assert!(!scope.complete, "an empty 200 read as zero accounts");
+    assert_eq!(
+        scope.errors[0].operation,
+        "iam.projects.serviceAccounts.list"
+    );
+    assert!(
+        scope.errors[0].message.contains("empty body"),
+        "{}",
+        scope.errors[0].message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_cut_short_or_not_json_is_no_answer() {
+    // Page 2 of 2 cut in half, its length header matching: the accounts of page 1 are kept,
+    // and the scope says it is not whole.
+    let (fake, settings) = world(Duration::from_secs(10));
+    fake.inject(Injection::new(ACCOUNT_LIST, Fault::Truncated).after(1));
+    let (snapshot, _) = take(&settings).await;
+    let cut = scope(&snapshot, PROJECT);
+    assert!(!cut.complete);
+    assert_eq!(cut.errors[0].operation, "iam.projects.serviceAccounts.list");
+
+    let (fake, settings) = world(Duration::from_secs(10));
+    fake.inject(Injection::new(
+        "/v3/projects/acme-prod:getIamPolicy",
+        Fault::Garbage,
+    ));
+    let (snapshot, _) = take(&settings).await;
+    let scope = scope(&snapshot, PROJECT);
+    assert!(!scope.complete);
+    assert_eq!(
+        scope.errors[0].operation,
+        "cloudresourcemanager.projects.getIamPolicy"
+    );
+    assert!(
+        scope.errors[0].message.contains("not the documented shape"),
+        "{}",
+        scope.errors[0].message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_answer_to_the_read_before_a_write_stops_the_write() {
+    let (fake, settings) = world(Duration::from_secs(10));
+    let (snapshot, _) = take(&settings).await;
+    let principal = snapshot
+        .principals
+        .iter()
+        .find(|principal| {
+            principal.id.as_str() == "serviceAccount:exporter@acme-prod.iam.gserviceaccount.com"
+        })
+        .expect("account")
+        .clone();
+    fake.inject(Injection::new(
+        "/serviceAccounts/exporter@acme-prod.iam.gserviceaccount.com?",
+        Fault::Empty,
+    ));
+    let provider = GcpProvider::new(settings);
+    let action = lapse_sdk::Action::DisablePrincipal { principal };
+    let error = lapse_sdk::Provider::apply(&provider, &action)
+        .await
+        .expect_err("no whole answer");
+    assert_eq!(error.operation, "iam.projects.serviceAccounts.get");
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+    assert_eq!(
+        fake.account_disabled(PROJECT, "exporter@acme-prod.iam.gserviceaccount.com"),
+        Some(false)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listed_account_whose_email_would_name_another_object_is_not_read() {
+    let (fake, settings) = world(Duration::from_secs(10));
+    fake.add_account_email(
+        PROJECT,
+        "x/../../../acme-dev@acme-prod.iam.gserviceaccount.com",
+        "",
+    );
+    let (snapshot, _) = take(&settings).await;
+    let scope = scope(&snapshot, PROJECT);
+    assert!(!scope.complete);
+    assert!(
+        scope.errors[0].message.contains("x/../../../acme-dev"),
+        "{}",
+        scope.errors[0].message
+    );
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|request| !request.contains("..")),
+        "{:?}",
+        fake.requests()
+    );
+}
