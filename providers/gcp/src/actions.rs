@@ -20,7 +20,7 @@ use crate::GcpSettings;
 use crate::client::{CallError, Client};
 use crate::error::{GcpError, Method};
 use crate::policy::{Binding, Expr, Policy};
-use crate::snapshot::{self, Key, PolicyHolder};
+use crate::snapshot::{self, Container, Key, PolicyHolder};
 
 const GET_KEY: Method = Method {
     name: "iam.projects.serviceAccounts.keys.get",
@@ -177,12 +177,98 @@ fn account_name(principal: &Principal) -> Result<String, ProviderError> {
     }
 }
 
+/// Refuses an action whose target does not lie inside the scope its record names. The guards
+/// before an apply judge that scope (named by the policy, read live with lapse's own
+/// credentials, its caller protected), so the action must touch nothing outside it: a project
+/// scope holds `projects/<id>` and its service accounts, a folder or organization scope its own
+/// policy. A grant's id must name its resource, role and member, a key its account, so a record
+/// edited in a plan or forged in a snapshot file is refused here, before any request.
+fn inside_scope(action: &Action) -> Result<(), ProviderError> {
+    let scope = action.scope().as_str();
+    let operation = match action {
+        Action::RevokeGrant { .. } => "setIamPolicy",
+        Action::DeactivateCredential { .. } => DISABLE_KEY.name,
+        Action::DeleteCredential { .. } => DELETE_KEY.name,
+        Action::DisablePrincipal { .. } => DISABLE_ACCOUNT.name,
+    };
+    let outside = |what: &str| {
+        refuse(
+            operation,
+            format!(
+                "{what}, but the record names scope {scope}, which is what lapse's guards checked: lapse acts only inside the scope it judged (the record was edited or forged: take a new snapshot and plan again)"
+            ),
+        )
+    };
+    let Some((container, id)) = scope.strip_prefix("gcp:").and_then(Container::of) else {
+        return Err(refuse(
+            operation,
+            format!("{scope} is not an explicit Google Cloud project, folder or organization"),
+        ));
+    };
+    let own = format!("{}/{id}", container.collection());
+    let project = (container == Container::Project).then_some(id);
+    match action {
+        Action::RevokeGrant { grant } => {
+            let resource = grant.resource.as_str();
+            let account_of_project = project.is_some()
+                && resource
+                    .strip_prefix(&format!("{own}/serviceAccounts/"))
+                    .is_some_and(snapshot::is_account_email);
+            if resource != own && !account_of_project {
+                return Err(outside(&format!("the grant acts on {resource}")));
+            }
+            let named = format!("{resource}|{}|{}", grant.entitlement, grant.principal);
+            let id = grant.id.as_str();
+            if id != named && !id.starts_with(&format!("{named}|")) {
+                return Err(refuse(
+                    operation,
+                    format!(
+                        "the grant {id} does not name its own resource, role and member ({named}): the record was edited or forged; take a new snapshot and plan again"
+                    ),
+                ));
+            }
+        }
+        Action::DeactivateCredential { credential } | Action::DeleteCredential { credential } => {
+            let name = key_name(credential)?;
+            let parts: Vec<&str> = name.split('/').collect();
+            if project != Some(parts[1]) {
+                return Err(outside(&format!(
+                    "the key {name} belongs to project {}",
+                    parts[1]
+                )));
+            }
+            let owner = format!("serviceAccount:{}", parts[3]);
+            if credential.principal.as_str() != owner {
+                return Err(refuse(
+                    operation,
+                    format!(
+                        "the key {name} belongs to {owner}, not to {} as its record says: the record was edited or forged; take a new snapshot and plan again",
+                        credential.principal
+                    ),
+                ));
+            }
+        }
+        Action::DisablePrincipal { principal } => {
+            let name = account_name(principal)?;
+            let account_project = name.split('/').nth(1).unwrap_or_default();
+            if project != Some(account_project) {
+                return Err(outside(&format!(
+                    "{} lives in project {account_project}",
+                    principal.id
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads an action's target live.
 pub(crate) async fn read_target(
     client: &Client,
     settings: &GcpSettings,
     action: &Action,
 ) -> Result<TargetState, ProviderError> {
+    inside_scope(action)?;
     match action {
         Action::RevokeGrant { grant } => read_grant(client, settings, grant).await,
         Action::DeactivateCredential { credential } => {
@@ -303,6 +389,7 @@ async fn read_account(
                 present: true,
                 revoked: disabled,
                 restore: json!({"name": name, "disabled": disabled}),
+                unique_id: Some(account.unique_id).filter(|unique| !unique.is_empty()),
                 ..TargetState::default()
             })
         }
@@ -395,7 +482,9 @@ async fn read_grant(
         [] => Ok(gone()),
         [index] => {
             let binding = &policy.bindings[*index];
+            let unique_id = member_unique_id(client, settings, grant).await?;
             Ok(TargetState {
+                unique_id,
                 present: true,
                 revoked: false,
                 // The whole condition (with its description): undo re-adds the member under
@@ -413,12 +502,60 @@ async fn read_grant(
     }
 }
 
+/// The live unique id of the service account a grant's member names, so a grant planned for
+/// one account is not carried out on another re-created under its email. `None` for other
+/// members, and for an account lapse cannot read (another organization's, or gone): no
+/// information, never a guess.
+async fn member_unique_id(
+    client: &Client,
+    settings: &GcpSettings,
+    grant: &Grant,
+) -> Result<Option<String>, ProviderError> {
+    let Some(email) = grant.principal.as_str().strip_prefix("serviceAccount:") else {
+        return Ok(None);
+    };
+    if !snapshot::is_account_email(email) {
+        return Ok(None);
+    }
+    // The project an account's email names, else the grant's own project (a default compute
+    // or App Engine account lives in the project it serves).
+    let project = email
+        .split_once('@')
+        .and_then(|(_, domain)| domain.strip_suffix(".iam.gserviceaccount.com"))
+        .or_else(|| {
+            grant
+                .resource
+                .strip_prefix("projects/")
+                .map(|rest| rest.split('/').next().unwrap_or(rest))
+        })
+        .filter(|project| snapshot::is_project_id(project));
+    let Some(project) = project else {
+        return Ok(None);
+    };
+    let url = format!(
+        "{}/v1/projects/{project}/serviceAccounts/{email}",
+        iam(settings)
+    );
+    match client
+        .call::<snapshot::ServiceAccount>(GET_ACCOUNT, reqwest::Method::GET, &url, &[], None)
+        .await
+    {
+        Ok(account) => Ok(Some(account.unique_id).filter(|unique| !unique.is_empty())),
+        Err(error) if matches!(error.status(), Some(403 | 404)) => Ok(None),
+        Err(error) => Err(error.into_provider_error(GET_ACCOUNT)),
+    }
+}
+
 /// Carries out an action.
 pub(crate) async fn apply(
     client: &Client,
     settings: &GcpSettings,
     action: &Action,
 ) -> Result<ActionOutcome, ProviderError> {
+    if let Action::DisablePrincipal { principal } = action {
+        refuse_service_agent(principal)?;
+    }
+    inside_scope(action)?;
     match action {
         Action::RevokeGrant { grant } => {
             let holder = grant_holder(grant)?;
@@ -488,25 +625,23 @@ pub(crate) async fn apply(
             }
         }
         Action::DisablePrincipal { principal } => {
-            // The email decides too: a record read from a policy or edited in a plan may not
-            // say that the account is a Google-managed agent.
-            let agent = principal
-                .id
-                .as_str()
-                .strip_prefix("serviceAccount:")
-                .is_some_and(crate::policy::is_service_agent);
-            if principal.cloud_managed || agent {
-                return Err(refuse(
-                    DISABLE_ACCOUNT.name,
-                    format!(
-                        "{} is a Google-managed service agent: lapse never disables it",
-                        principal.id
-                    ),
-                ));
-            }
             let live = read_account(client, settings, principal).await?;
             if !live.present || live.revoked {
                 return Ok(ActionOutcome::AlreadyDone);
+            }
+            // The engine judges this too; checked again here, on the read the disable follows.
+            if let (Some(planned), Some(now)) = (&principal.unique_id, &live.unique_id)
+                && planned != now
+            {
+                return Err(ProviderError {
+                    kind: ProviderErrorKind::Other,
+                    operation: DISABLE_ACCOUNT.name.to_owned(),
+                    message: format!(
+                        "{} is another account than the one planned (unique id {now}, planned {planned}): it was deleted and re-created under the same email; take a new snapshot and plan again",
+                        principal.id
+                    ),
+                    missing_permission: None,
+                });
             }
             let name = account_name(principal)?;
             match post(
@@ -527,6 +662,26 @@ pub(crate) async fn apply(
             }
         }
     }
+}
+
+/// Refuses a Google-managed service agent. The email decides too: a record read from a policy
+/// or edited in a plan may not say that the account is one.
+fn refuse_service_agent(principal: &Principal) -> Result<(), ProviderError> {
+    let agent = principal
+        .id
+        .as_str()
+        .strip_prefix("serviceAccount:")
+        .is_some_and(crate::policy::is_service_agent);
+    if principal.cloud_managed || agent {
+        return Err(refuse(
+            DISABLE_ACCOUNT.name,
+            format!(
+                "{} is a Google-managed service agent: lapse never disables it",
+                principal.id
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The live key behind a credential record, with whether it is disabled; refuses
@@ -646,6 +801,7 @@ pub(crate) async fn undo(
     action: &Action,
     before: &TargetState,
 ) -> Result<ActionOutcome, ProviderError> {
+    inside_scope(action)?;
     if !before.present {
         return Ok(ActionOutcome::AlreadyDone);
     }
@@ -765,6 +921,9 @@ pub(crate) fn describe_apply(
     live: &TargetState,
 ) -> Vec<String> {
     let _ = live;
+    if let Err(error) = inside_scope(action) {
+        return vec![format!("none: {}", error.message)];
+    }
     match action {
         Action::RevokeGrant { grant } => describe_policy_edit(settings, grant, false),
         Action::DeactivateCredential { credential } => match key_name(credential) {
@@ -802,6 +961,9 @@ pub(crate) fn describe_undo(
     action: &Action,
     before: &TargetState,
 ) -> Vec<String> {
+    if let Err(error) = inside_scope(action) {
+        return vec![format!("none: {}", error.message)];
+    }
     if !before.present {
         return vec!["none: the target did not exist before lapse acted".to_owned()];
     }

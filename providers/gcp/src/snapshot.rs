@@ -557,7 +557,9 @@ async fn scan_accounts(
         });
         reading.principal(
             Principal {
-                unique_id: None,
+                // Google's immutable id: an account deleted and re-created under the same
+                // email gets a new one.
+                unique_id: Some(account.unique_id.clone()).filter(|unique| !unique.is_empty()),
                 id: principal_id.clone().into(),
                 cloud: Cloud::Gcp,
                 scope: scope.clone(),
