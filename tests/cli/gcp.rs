@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use crate::live::{LiveWorld, findings, output_text};
 use crate::*;
 
-const PROJECT: &str = "acme-prod";
-const CALLER: &str = "lapse-reader@acme-ops.iam.gserviceaccount.com";
+pub(crate) const PROJECT: &str = "acme-prod";
+pub(crate) const CALLER: &str = "lapse-reader@acme-ops.iam.gserviceaccount.com";
 const EXPIRED: &str = r#"request.time < timestamp("2026-10-01T00:00:00Z")"#;
 const LATER: &str = r#"request.time < timestamp("2027-03-31T00:00:00Z")"#;
 
@@ -22,7 +22,7 @@ fn exporter() -> String {
     format!("legacy-exporter@{PROJECT}.iam.gserviceaccount.com")
 }
 
-fn old_key() -> String {
+pub(crate) fn old_key() -> String {
     format!(
         "projects/{PROJECT}/serviceAccounts/{}/keys/5c0e7a19d3b24f68",
         exporter()
@@ -30,15 +30,15 @@ fn old_key() -> String {
 }
 
 /// The fake, a key file for ADC, a policy and a folder for plans and journals.
-struct World {
-    fake: FakeGcp,
+pub(crate) struct World {
+    pub(crate) fake: FakeGcp,
     folder: tempfile::TempDir,
-    policy: PathBuf,
-    key_file: PathBuf,
+    pub(crate) policy: PathBuf,
+    pub(crate) key_file: PathBuf,
 }
 
 impl World {
-    fn new() -> World {
+    pub(crate) fn new() -> World {
         let fake = FakeGcp::start();
         let key = TestServiceAccountKey::generate(CALLER);
         fake.require_signed_by(&key);
@@ -111,11 +111,11 @@ grants:
         }
     }
 
-    fn snapshot(&self, name: &str) -> Value {
+    pub(crate) fn snapshot(&self, name: &str) -> Value {
         self.snapshot_with(name, &["--provider", "gcp", "--project", PROJECT])
     }
 
-    fn bindings(&self) -> Vec<Value> {
+    pub(crate) fn bindings(&self) -> Vec<Value> {
         self.fake
             .policy(&format!("projects/{PROJECT}"))
             .expect("policy")
@@ -125,7 +125,7 @@ grants:
             .unwrap_or_default()
     }
 
-    fn holds(&self, role: &str, member: &str) -> bool {
+    pub(crate) fn holds(&self, role: &str, member: &str) -> bool {
         self.bindings().iter().any(|binding| {
             binding["role"] == role
                 && binding["members"]
@@ -134,7 +134,7 @@ grants:
         })
     }
 
-    fn key_disabled(&self, name: &str) -> bool {
+    pub(crate) fn key_disabled(&self, name: &str) -> bool {
         self.fake.key(name).expect("key")["disabled"] == true
     }
 }
@@ -380,5 +380,42 @@ fn grants_on_a_service_account_are_judged_by_the_catalog_and_federation_flags_it
     assert!(
         shown.contains(&format!("/v1/{account}:setIamPolicy")),
         "{shown}"
+    );
+}
+
+#[test]
+fn the_accounts_an_impersonation_passes_through_are_the_callers_own() {
+    let mut world = World::new();
+    // CI's own account impersonates lapse's reader through one delegate, as an
+    // `impersonated_service_account` file says (gcloud writes it with
+    // `--impersonate-service-account=hop,reader`).
+    let source = TestServiceAccountKey::generate("ci-runner@acme-ci.iam.gserviceaccount.com");
+    world.fake.require_signed_by(&source);
+    let hop = "projects/-/serviceAccounts/hop@acme-ops.iam.gserviceaccount.com";
+    let file = json!({
+        "type": "impersonated_service_account",
+        "service_account_impersonation_url": format!("{}/v1/projects/-/serviceAccounts/{CALLER}:generateAccessToken", world.fake.url()),
+        "source_credentials": source.to_json("http://127.0.0.1:9/token"),
+        "delegates": [hop]
+    });
+    let path = world.path("impersonated.json");
+    std::fs::write(&path, serde_json::to_vec(&file).expect("json")).expect("file");
+    world.key_file = path;
+
+    let snapshot = world.snapshot("impersonated-snapshot.json");
+    let scope = &snapshot["scopes"][0];
+    assert_eq!(scope["complete"], true, "{scope}");
+    assert_eq!(scope["caller"], format!("serviceAccount:{CALLER}"));
+    assert_eq!(
+        scope["caller_identities"],
+        json!([
+            "serviceAccount:ci-runner@acme-ci.iam.gserviceaccount.com",
+            "serviceAccount:hop@acme-ops.iam.gserviceaccount.com"
+        ])
+    );
+    // The token really came through the chain the file names.
+    assert_eq!(
+        world.fake.impersonations(),
+        vec![(CALLER.to_owned(), vec![hop.to_owned()])]
     );
 }

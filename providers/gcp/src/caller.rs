@@ -7,6 +7,11 @@
 //! a service account; user credentials and federation without impersonation ask the token info
 //! endpoint about an access token; without a file, the metadata server names the attached
 //! account. Tokens are sent only to Google's token info endpoint and are never logged.
+//!
+//! An impersonation file also says what lapse's access passes through before it becomes the
+//! caller: the source credentials (a key's account, or a user) and each delegate of the chain.
+//! Disabling any of them, or revoking its right to act as the next, would lock lapse out of its
+//! next run, so they are the scope's `caller_identities`, protected like the caller.
 
 use std::time::Duration;
 
@@ -88,32 +93,139 @@ pub(crate) fn member_for_email(email: &str) -> Option<String> {
     })
 }
 
-/// The caller of these credentials, or `None` when nothing says.
-pub(crate) async fn resolve(client: &Client, injected: bool) -> Option<String> {
+/// Who lapse runs as, and what its access passes through to get there.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Caller {
+    /// The caller as an IAM member; `None` when nothing says.
+    pub(crate) member: Option<String>,
+    /// The identities before it, source first (IAM members, the caller left out).
+    pub(crate) through: Vec<String>,
+}
+
+/// The caller of these credentials and the chain it came through.
+pub(crate) async fn resolve(client: &Client, injected: bool) -> Caller {
     // Credentials that do not work read nothing either; and off Google Cloud a metadata lookup
     // would only wait for a host that is not there.
-    let bearer = client.bearer().await?;
+    let Some(bearer) = client.bearer().await else {
+        return Caller::default();
+    };
     if injected {
         // Injected credentials have no file to read: a service-account key's self-signed JWT
         // names its account, and any other token is asked about.
-        if let Some(email) = jwt_issuer(&bearer) {
-            return Some(format!("serviceAccount:{email}"));
-        }
-        return token_info(client, &bearer).await;
+        let member = match jwt_issuer(&bearer) {
+            Some(email) => Some(format!("serviceAccount:{email}")),
+            None => token_info(client, &bearer).await,
+        };
+        return Caller {
+            member,
+            through: Vec::new(),
+        };
     }
     match adc_file() {
-        AdcFile::Text(text) => from_file(client, &bearer, &text).await,
+        AdcFile::Text(text) => {
+            let member = from_file(client, &bearer, &text).await;
+            let through = chain(client, &text, member.as_deref()).await;
+            Caller { member, through }
+        }
         AdcFile::Absent => {
             let host = std::env::var("GCE_METADATA_HOST")
                 .ok()
                 .filter(|host| !host.trim().is_empty());
             let base = format!("http://{}", host.as_deref().unwrap_or(METADATA_HOST));
-            metadata_email(client, &base).await
+            Caller {
+                member: metadata_email(client, &base).await,
+                through: Vec::new(),
+            }
         }
         // google-cloud-auth could not read it either, so `bearer` above already failed; kept
         // for a file that changed between the two reads.
-        AdcFile::Unreadable => None,
+        AdcFile::Unreadable => Caller::default(),
     }
+}
+
+/// One identity an impersonation passes through.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Link {
+    /// Named by the file.
+    Member(String),
+    /// User credentials (`authorized_user`): token info names the user.
+    User(Value),
+}
+
+/// What an application default credentials file says lapse's access passes through before
+/// it becomes the caller, source first: for `impersonated_service_account`, the source
+/// credentials' identity, then each delegate. Pure: no file, no network.
+pub(crate) fn file_chain(text: &str) -> Vec<Link> {
+    let Ok(json) = serde_json::from_str::<Value>(text) else {
+        return Vec::new();
+    };
+    if json["type"].as_str() != Some("impersonated_service_account") {
+        return Vec::new();
+    }
+    let mut chain = Vec::new();
+    let source = &json["source_credentials"];
+    match source["type"].as_str() {
+        Some("service_account") => {
+            if let Some(email) = source["client_email"]
+                .as_str()
+                .filter(|email| is_email(email))
+            {
+                chain.push(Link::Member(format!("serviceAccount:{email}")));
+            }
+        }
+        Some("authorized_user") => chain.push(Link::User(source.clone())),
+        // Federation through an account of its own: that account is a link too.
+        Some("external_account") => {
+            if let Some(email) = source["service_account_impersonation_url"]
+                .as_str()
+                .and_then(impersonated_email)
+            {
+                chain.push(Link::Member(format!("serviceAccount:{email}")));
+            }
+        }
+        _ => {}
+    }
+    // `projects/-/serviceAccounts/<email>`, or the bare email.
+    for delegate in json["delegates"].as_array().into_iter().flatten() {
+        if let Some(email) = delegate
+            .as_str()
+            .and_then(|text| text.rsplit('/').next())
+            .filter(|email| is_email(email))
+        {
+            chain.push(Link::Member(format!("serviceAccount:{email}")));
+        }
+    }
+    chain
+}
+
+/// The members a credentials file's impersonation passes through ([`file_chain`]), a user
+/// source named by token info; without `caller` and repeats.
+pub(crate) async fn chain(client: &Client, text: &str, caller: Option<&str>) -> Vec<String> {
+    let mut through: Vec<String> = Vec::new();
+    for link in file_chain(text) {
+        let found = match link {
+            Link::Member(member) => Some(member),
+            Link::User(source) => user_member(client, source).await,
+        };
+        if let Some(found) = found
+            && Some(found.as_str()) != caller
+            && !through.contains(&found)
+        {
+            through.push(found);
+        }
+    }
+    through
+}
+
+/// The user of `authorized_user` credentials, named by token info about a token with the
+/// email scope (gcloud's login grants it).
+async fn user_member(client: &Client, json: Value) -> Option<String> {
+    let credentials = google_cloud_auth::credentials::user_account::Builder::new(json)
+        .with_scopes([USERINFO_EMAIL])
+        .build()
+        .ok()?;
+    let bearer = crate::client::bearer_of(&credentials).await?;
+    token_info(client, &bearer).await
 }
 
 /// The caller named by an application default credentials file, asking token info when the
@@ -130,12 +242,7 @@ pub(crate) async fn from_file(client: &Client, bearer: &str, text: &str) -> Opti
             // the user only for a token with the email scope: ask for one such token from the
             // same refresh token (gcloud's login grants that scope).
             let json: Value = serde_json::from_str(text).ok()?;
-            let credentials = google_cloud_auth::credentials::user_account::Builder::new(json)
-                .with_scopes([USERINFO_EMAIL])
-                .build()
-                .ok()?;
-            let bearer = crate::client::bearer_of(&credentials).await?;
-            token_info(client, &bearer).await
+            user_member(client, json).await
         }
         FileIdentity::Unknown => None,
     }
@@ -310,6 +417,48 @@ mod tests {
     }
 
     #[test]
+    fn impersonation_passes_through_its_source_and_each_delegate() {
+        let text = r#"{
+            "type": "impersonated_service_account",
+            "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/lapse@acme-ops.iam.gserviceaccount.com:generateAccessToken",
+            "source_credentials": {"type": "service_account", "client_email": "ci-source@acme-ci.iam.gserviceaccount.com",
+                                   "private_key": "(not read)", "private_key_id": "x", "token_uri": "https://oauth2.googleapis.com/token"},
+            "delegates": ["projects/-/serviceAccounts/hop-one@acme-ops.iam.gserviceaccount.com", "hop-two@acme-ops.iam.gserviceaccount.com"]
+        }"#;
+        assert_eq!(
+            file_chain(text),
+            vec![
+                Link::Member("serviceAccount:ci-source@acme-ci.iam.gserviceaccount.com".into()),
+                Link::Member("serviceAccount:hop-one@acme-ops.iam.gserviceaccount.com".into()),
+                Link::Member("serviceAccount:hop-two@acme-ops.iam.gserviceaccount.com".into()),
+            ]
+        );
+        // A user source is named by token info; federation through an account names it.
+        let user = r#"{"type": "impersonated_service_account",
+            "service_account_impersonation_url": "https://x/v1/projects/-/serviceAccounts/lapse@acme-ops.iam.gserviceaccount.com:generateAccessToken",
+            "source_credentials": {"type": "authorized_user", "refresh_token": "r"}}"#;
+        assert!(matches!(file_chain(user).as_slice(), [Link::User(_)]));
+        let federated = r#"{"type": "impersonated_service_account",
+            "service_account_impersonation_url": "https://x/v1/projects/-/serviceAccounts/lapse@acme-ops.iam.gserviceaccount.com:generateAccessToken",
+            "source_credentials": {"type": "external_account",
+                "service_account_impersonation_url": "https://x/v1/projects/-/serviceAccounts/ci@acme-ci.iam.gserviceaccount.com:generateAccessToken"}}"#;
+        assert_eq!(
+            file_chain(federated),
+            vec![Link::Member(
+                "serviceAccount:ci@acme-ci.iam.gserviceaccount.com".into()
+            )]
+        );
+        // Nothing else passes through anything.
+        assert!(
+            file_chain(
+                r#"{"type": "service_account", "client_email": "a@b.iam.gserviceaccount.com"}"#
+            )
+            .is_empty()
+        );
+        assert!(file_chain("{").is_empty());
+    }
+
+    #[test]
     fn emails_become_members() {
         assert_eq!(
             member_for_email("alice@example.com").as_deref(),
@@ -376,6 +525,27 @@ mod tests {
                 fake.requests()
                     .iter()
                     .any(|request| request == "POST /tokeninfo")
+            );
+        }
+
+        #[tokio::test]
+        async fn a_user_who_impersonates_an_account_is_named_as_its_source() {
+            let fake = FakeGcp::start();
+            let client = client(&fake);
+            let source = fake.authorized_user("alice@example.com", GCLOUD_LOGIN);
+            let file = serde_json::json!({
+                "type": "impersonated_service_account",
+                "service_account_impersonation_url": format!("{}/v1/projects/-/serviceAccounts/lapse@acme-ops.iam.gserviceaccount.com:generateAccessToken", fake.url()),
+                "source_credentials": source,
+                "delegates": ["projects/-/serviceAccounts/hop@acme-ops.iam.gserviceaccount.com"]
+            });
+            let caller = "serviceAccount:lapse@acme-ops.iam.gserviceaccount.com";
+            assert_eq!(
+                chain(&client, &file.to_string(), Some(caller)).await,
+                vec![
+                    "user:alice@example.com".to_owned(),
+                    "serviceAccount:hop@acme-ops.iam.gserviceaccount.com".to_owned()
+                ]
             );
         }
 

@@ -126,8 +126,9 @@ pub(crate) struct Client {
     credentials: Arc<tokio::sync::OnceCell<Result<Credentials, String>>>,
     /// Whether the settings brought the credentials (then no credentials file is read).
     injected: bool,
-    /// The caller, found once per provider (it may take a request or two).
-    caller: Arc<tokio::sync::OnceCell<Option<String>>>,
+    /// The caller and the chain it came through, found once per provider (it may take a
+    /// request or two).
+    caller: Arc<tokio::sync::OnceCell<crate::caller::Caller>>,
     oauth2_url: String,
     requests: Arc<AtomicU64>,
     bounds: CallBounds,
@@ -220,9 +221,20 @@ impl Client {
     }
 
     /// The identity the credentials act as, as an IAM member; `None` when nothing says (see
-    /// [`crate::caller`]). The lookup as a whole is bounded like one operation: a token or
-    /// metadata endpoint that never answers leaves the caller unknown, never the run waiting.
+    /// [`crate::caller`]).
     pub(crate) async fn caller(&self) -> Option<String> {
+        self.found_caller().await.member
+    }
+
+    /// The identities lapse's access passes through before it becomes the caller (the source
+    /// and delegates of an impersonation), as IAM members.
+    pub(crate) async fn caller_identities(&self) -> Vec<String> {
+        self.found_caller().await.through
+    }
+
+    /// The lookup as a whole is bounded like one operation: a token or metadata endpoint that
+    /// never answers leaves the caller unknown, never the run waiting.
+    async fn found_caller(&self) -> crate::caller::Caller {
         self.caller
             .get_or_init(|| async {
                 tokio::time::timeout(
@@ -230,8 +242,7 @@ impl Client {
                     crate::caller::resolve(self, self.injected),
                 )
                 .await
-                .ok()
-                .flatten()
+                .unwrap_or_default()
             })
             .await
             .clone()

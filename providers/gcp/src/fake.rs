@@ -16,8 +16,11 @@
 //!
 //! Connection faults are decided before HTTP is spoken: every connection's request line is
 //! peeked, and every answer closes its connection, so each request arrives on a connection of
-//! its own and any request can be the one that hangs or is reset. The OAuth token and token info endpoints and the metadata server's account email are served too,
-//! so the caller of user credentials and on Google Cloud compute can be found.
+//! its own and any request can be the one that hangs or is reset.
+//!
+//! The OAuth token and token info endpoints, IAM Credentials `generateAccessToken`
+//! (impersonation) and the metadata server's account email are served too, so the caller of
+//! user credentials, of an impersonation chain and on Google Cloud compute can be found.
 
 #![allow(clippy::missing_panics_doc)] // test support: a poisoned lock is a failed test
 
@@ -186,6 +189,8 @@ struct State {
     tokens: HashMap<String, (String, Vec<String>)>,
     /// The metadata server's attached service account.
     metadata_email: Option<String>,
+    /// `generateAccessToken` calls: (account impersonated, delegates asked through).
+    impersonations: Vec<(String, Vec<String>)>,
     requests: Vec<String>,
     etags: u64,
     next_unique_id: u64,
@@ -628,6 +633,13 @@ impl FakeGcp {
         .expect("user credentials")
     }
 
+    /// The `generateAccessToken` calls answered: the account impersonated and the delegates
+    /// the request named.
+    #[must_use]
+    pub fn impersonations(&self) -> Vec<(String, Vec<String>)> {
+        self.lock().impersonations.clone()
+    }
+
     /// The metadata server (`GET /computeMetadata/v1/...`) names this attached account.
     pub fn set_metadata_email(&self, email: &str) {
         self.lock().metadata_email = Some(email.to_owned());
@@ -946,6 +958,17 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// True when the bearer is a token this fake issued by impersonation.
+fn impersonating(state: &State, headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|token| {
+            token.starts_with("ya29.impersonated-") && state.tokens.contains_key(token)
+        })
+}
+
 /// Checks the bearer is a JWT signed (RS256) by the expected key with the expected `iss`.
 fn bearer_is_valid(headers: &HeaderMap, email: &str, public_key: &[u8]) -> bool {
     let Some(token) = headers
@@ -1189,6 +1212,7 @@ fn answer(
     }
     if let Some((email, key)) = &state.signer
         && !bearer_is_valid(headers, email, key)
+        && !impersonating(state, headers)
     {
         return error(
             StatusCode::UNAUTHORIZED,
@@ -1582,6 +1606,51 @@ fn oauth_or_metadata(
             .into_response()
     };
     match (method, path) {
+        // IAM Credentials `generateAccessToken`
+        // (https://cloud.google.com/iam/docs/reference/credentials/rest/v1/projects.serviceAccounts/generateAccessToken):
+        // the source credentials' bearer asks for a token of the account in the path, through
+        // the request's `delegates`.
+        (&Method::POST, _)
+            if path.starts_with("/v1/projects/-/serviceAccounts/")
+                && path.ends_with(":generateAccessToken") =>
+        {
+            let email = path
+                .trim_start_matches("/v1/projects/-/serviceAccounts/")
+                .trim_end_matches(":generateAccessToken")
+                .to_owned();
+            if let Some((signer, key)) = &state.signer
+                && !bearer_is_valid(headers, signer, key)
+            {
+                return Some(error(
+                    StatusCode::UNAUTHORIZED,
+                    "UNAUTHENTICATED",
+                    "Request had invalid authentication credentials.",
+                    json!([]),
+                ));
+            }
+            let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let scopes: Vec<String> = request["scope"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect();
+            let delegates: Vec<String> = request["delegates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect();
+            state.impersonations.push((email.clone(), delegates));
+            let token = format!("ya29.impersonated-{}", state.tokens.len() + 1);
+            state.tokens.insert(token.clone(), (email, scopes));
+            let expires = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            Some(ok(json!({"accessToken": token, "expireTime": expires})))
+        }
         (&Method::POST, "/token") => {
             // google-cloud-auth posts JSON; other clients post a form.
             let request: Value = serde_json::from_slice(body).unwrap_or_else(|_| {

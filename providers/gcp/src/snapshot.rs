@@ -411,7 +411,7 @@ pub(crate) async fn scan(
     let taken_at = Timestamp::from_offset(time::OffsetDateTime::now_utc());
     let mut reading = Reading {
         scope: ScopeStatus {
-            caller_identities: Vec::new(),
+            caller_identities: client.caller_identities().await,
             id: scope_id.clone().into(),
             cloud: Cloud::Gcp,
             kind: container.scope_kind(),
