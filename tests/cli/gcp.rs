@@ -419,3 +419,91 @@ fn the_accounts_an_impersonation_passes_through_are_the_callers_own() {
         vec![(CALLER.to_owned(), vec![hop.to_owned()])]
     );
 }
+
+#[test]
+fn a_forged_snapshot_cannot_move_a_grant_into_a_scope_the_guards_would_pass() {
+    let world = World::new();
+    let dev = "acme-dev";
+    world.fake.add_project(dev);
+    world.fake.set_bindings(
+        &format!("projects/{dev}"),
+        json!([{"role": "roles/viewer", "members": [format!("serviceAccount:{CALLER}")]}]),
+    );
+    world.fake.set_bindings(
+        &format!("projects/{PROJECT}"),
+        json!([
+            {"role": "roles/owner", "members": ["group:sre@acme.example"]},
+            {"role": "roles/editor", "members": ["user:li.wei@partner.example"]},
+            {"role": "roles/iam.securityReviewer", "members": [format!("serviceAccount:{CALLER}")]}
+        ]),
+    );
+    let policy = world.path("two-projects.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version: 1
+scopes:
+  gcp: [{{project: {PROJECT}}}, {{project: {dev}}}]
+grants:
+  - {{principal: 'group:sre@acme.example', entitlement: roles/owner, owner: platform, expires: 2099-01-01}}
+  - {{principal: 'user:li.wei@partner.example', entitlement: roles/editor, scope: 'gcp:projects/{PROJECT}', owner: partners, expires: 2099-01-01}}
+  - {{principal: 'serviceAccount:{CALLER}', entitlement: '*', owner: security, expires: 2099-01-01}}
+"
+        ),
+    )
+    .expect("policy");
+    let real = world.snapshot_with(
+        "real.json",
+        &["--provider", "gcp", "--project", PROJECT, "--project", dev],
+    );
+    // The production editor, claimed to be a grant of the dev project: undeclared there, so
+    // planned for revocation, with every guard judging the dev project.
+    let mut forged = real;
+    let editor = "projects/acme-prod|roles/editor|user:li.wei@partner.example";
+    for grant in forged["grants"].as_array_mut().expect("grants") {
+        if grant["id"] == editor {
+            grant["scope"] = json!(format!("gcp:projects/{dev}"));
+        }
+    }
+    let forged_path = world.path("forged.json");
+    std::fs::write(&forged_path, serde_json::to_vec(&forged).expect("json")).expect("forged");
+    let plan = world.path("forged-plan.json");
+    let output = world
+        .lapse("plan")
+        .arg("--snapshot")
+        .arg(&forged_path)
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--now", NOW, "--format", "json", "--out"])
+        .arg(&plan)
+        .output()
+        .expect("plan");
+    assert_eq!(output.status.code(), Some(2), "{}", output_text(&output));
+    let planned: Value = serde_json::from_slice(&output.stdout).expect("plan");
+    assert!(
+        planned["actions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .any(|action| action["grant"]["id"] == editor),
+        "{:#}",
+        planned["actions"]
+    );
+
+    let output = world
+        .lapse("apply")
+        .arg(&plan)
+        .arg("--journal")
+        .arg(world.path("forged-journal.jsonl"))
+        .args(["--now", NOW, "--format", "json", "--execute", "--yes"])
+        .output()
+        .expect("apply");
+    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
+    assert!(
+        output_text(&output).contains("lapse acts only inside the scope it judged"),
+        "{}",
+        output_text(&output)
+    );
+    assert!(world.fake.writes().is_empty(), "{:?}", world.fake.writes());
+    assert!(world.holds("roles/editor", "user:li.wei@partner.example"));
+}
