@@ -28,8 +28,9 @@ pub enum GcpError {
         /// What google-cloud-auth said.
         message: String,
     },
-    /// A request could not be sent or its answer read.
-    #[error("{operation}: {message}; check the endpoint and the network, then run lapse again")]
+    /// A request could not be sent or its answer read. (The operation is not in the text: the
+    /// engine's error names it already.)
+    #[error("{message}; check the endpoint and the network, then run lapse again")]
     Transport {
         /// The API method.
         operation: String,
@@ -38,7 +39,7 @@ pub enum GcpError {
     },
     /// The service answered with something that is not the documented shape.
     #[error(
-        "{operation}: the answer is not the documented shape ({message}); check the endpoint lapse is pointed at"
+        "the answer is not the documented shape ({message}); check the endpoint lapse is pointed at, and run lapse again"
     )]
     Malformed {
         /// The API method.
@@ -273,6 +274,10 @@ impl Failure {
                 "{} {}: {} (retries ran out: run lapse again later, or lower the concurrency)",
                 self.status, self.code, self.message
             ),
+            (ProviderErrorKind::Other, _) if self.status >= 500 => format!(
+                "{} {}: {} (Google's service failed: run lapse again later, and check the service's status if it persists)",
+                self.status, self.code, self.message
+            ),
             _ => format!("{} {}: {}", self.status, self.code, self.message),
         };
         ProviderError {
@@ -429,6 +434,47 @@ mod tests {
         let error = Failure::parse(403, body, None).into_provider_error(METHOD);
         assert!(
             error.message.contains("`iam.googleapis.com`"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn a_message_names_its_operation_once_and_says_what_to_do() {
+        // The engine prints `<operation>: <message>`: the message must not repeat it.
+        let error = GcpError::Malformed {
+            operation: METHOD.name.to_owned(),
+            message: "an empty body where a JSON object was due".to_owned(),
+        }
+        .into_provider_error(METHOD.name);
+        assert!(!error.message.contains(METHOD.name), "{}", error.message);
+        assert!(
+            error.message.contains("run lapse again"),
+            "{}",
+            error.message
+        );
+        let error = GcpError::Transport {
+            operation: METHOD.name.to_owned(),
+            message: "connection reset".to_owned(),
+        }
+        .into_provider_error(METHOD.name);
+        assert!(!error.message.contains(METHOD.name), "{}", error.message);
+        let error = GcpError::TimedOut {
+            operation: METHOD.name.to_owned(),
+            after: std::time::Duration::from_secs(3),
+            endpoint: "iam.googleapis.com".to_owned(),
+        }
+        .into_provider_error(METHOD.name);
+        assert_eq!(error.kind, ProviderErrorKind::TimedOut);
+        assert!(
+            error.message.starts_with("timed out after 3s"),
+            "{}",
+            error.message
+        );
+        // A 5xx that outlived its retries says what to do next.
+        let error = Failure::parse(500, b"{}", None).into_provider_error(METHOD);
+        assert!(
+            error.message.contains("run lapse again later"),
             "{}",
             error.message
         );

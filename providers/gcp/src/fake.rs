@@ -543,6 +543,12 @@ impl FakeGcp {
         self.lock().injections.push(injection);
     }
 
+    /// Removes every injected fault (and the throttles put by [`FakeGcp::throttle`] and its
+    /// kin): requests from now on are answered as they should be.
+    pub fn clear_faults(&self) {
+        self.lock().injections.clear();
+    }
+
     /// The requests that would change something (`setIamPolicy`, `:disable`, `:enable`,
     /// `DELETE`), as `METHOD /path`, whether or not they were answered.
     #[must_use]
