@@ -320,12 +320,21 @@ impl Client {
         let started = Instant::now();
         let deadline = started + self.bounds.operation;
         let attempts = self.attempts(method, verb, url, query, body, deadline);
-        let stopped =
-            futures_util::future::select_all(halts.iter().map(|halt| Box::pin(halt.stopped())));
+        // A read in flight is given up on when its scope or endpoint halts; a write is not: it
+        // may land, and only its own answer (or its own deadline) can say.
+        let watched: &[Halt] = if method.reads { &halts } else { &[] };
+        let stopped = async {
+            if watched.is_empty() {
+                return std::future::pending().await;
+            }
+            futures_util::future::select_all(watched.iter().map(|halt| Box::pin(halt.stopped())))
+                .await
+                .0
+        };
         let result = tokio::select! {
             biased;
             finished = tokio::time::timeout_at(deadline, attempts) => finished.unwrap_or(Err(Lost::TimedOut)),
-            (reason, ..) = stopped => return Err(abandoned(reason)),
+            reason = stopped => return Err(abandoned(reason)),
         };
         match result {
             Ok(bytes) => Ok(bytes),
@@ -584,6 +593,58 @@ mod tests {
             "iam.googleapis.com"
         );
         assert_eq!(endpoint_of("http://127.0.0.1:8080/v3/x"), "127.0.0.1:8080");
+    }
+
+    /// Against the fake: a halt ends reads in flight, never a write.
+    #[cfg(feature = "fake")]
+    #[tokio::test]
+    async fn a_halt_gives_up_reads_in_flight_but_lets_a_write_finish() {
+        use crate::fake::{FakeGcp, FakeKey, Fault, Injection};
+
+        let fake = FakeGcp::start();
+        let email = fake.add_service_account("acme-prod", "exporter", "exporter");
+        let key = fake.add_key(
+            "acme-prod",
+            &email,
+            FakeKey::user("k1", "2025-01-01T00:00:00Z"),
+        );
+        let settings = GcpSettings {
+            credentials: Some(google_cloud_auth::credentials::anonymous::Builder::new().build()),
+            ..fake.settings(&["acme-prod"])
+        };
+        let client = Client::new(&settings, Arc::default());
+        let write = Method {
+            name: "iam.projects.serviceAccounts.keys.disable",
+            permission: "iam.serviceAccountKeys.disable",
+            reads: false,
+        };
+        let read = Method {
+            name: "iam.projects.serviceAccounts.keys.get",
+            permission: "iam.serviceAccountKeys.get",
+            reads: true,
+        };
+        fake.inject(Injection::new(":disable?", Fault::Slow(500)));
+        fake.inject(Injection::new(&format!("{key}?"), Fault::Slow(500)));
+        let base = fake.url();
+        let halt = client.endpoint_halt(&endpoint_of(&base));
+        let disable = format!("{base}/v1/{key}:disable");
+        let get = format!("{base}/v1/{key}");
+        let empty = serde_json::json!({});
+        let (written, given_up, ()) = tokio::join!(
+            client.send(write, reqwest::Method::POST, &disable, &[], Some(&empty)),
+            client.send(read, reqwest::Method::GET, &get, &[], None),
+            async {
+                // Once both requests have reached the fake (which holds each answer back),
+                // the endpoint halts, as another call's timeout would make it.
+                while fake.request_count() < 2 {
+                    tokio::task::yield_now().await;
+                }
+                halt.stop("another call timed out");
+            },
+        );
+        assert!(written.is_ok(), "{written:?}");
+        assert!(given_up.is_err_and(|error| error.is_abandoned()));
+        assert_eq!(fake.key(&key).expect("key")["disabled"], true);
     }
 
     #[test]

@@ -57,10 +57,10 @@ pub enum GcpError {
         /// The host that did not answer.
         endpoint: String,
     },
-    /// A call not sent (or given up on while in flight) because an earlier call of the same
+    /// A call not sent (or a read given up on while in flight) because another call of the same
     /// scope, or to the same endpoint, timed out: it would only have hung again.
     #[error(
-        "not asked: {reason}, so lapse stopped calling it; what this call would have read is unknown"
+        "given up: {reason}, so lapse stopped calling it (this call was not sent, or no longer awaited); what it would have read is unknown"
     )]
     Abandoned {
         /// The API method.

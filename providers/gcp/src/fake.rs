@@ -12,7 +12,8 @@
 //! policy answered at version 1 or without its etag, a check that the bearer is a JWT signed by
 //! a given service-account key, and [`Fault`]s on chosen requests ([`FakeGcp::inject`]): a
 //! connection accepted and never answered, a connection reset, any status (429 and 503 with
-//! `Retry-After`), and a 200 whose body is cut short, empty or not JSON.
+//! `Retry-After`), a 200 whose body is cut short, empty or not JSON, and an answer that comes
+//! late.
 //!
 //! Connection faults are decided before HTTP is spoken: every connection's request line is
 //! peeked, and every answer closes its connection, so each request arrives on a connection of
@@ -87,6 +88,8 @@ pub enum Fault {
     Empty,
     /// 200 with a body that is not JSON (an HTML error page, as a proxy would send).
     Garbage,
+    /// The real answer, this many milliseconds late.
+    Slow(u64),
 }
 
 impl Fault {
@@ -1015,6 +1018,10 @@ async fn respond(
     let (response, spoil) = handle(state, method, uri, headers, body);
     let mut response = match spoil {
         None => response,
+        Some(Fault::Slow(milliseconds)) => {
+            tokio::time::sleep(std::time::Duration::from_millis(milliseconds)).await;
+            response
+        }
         Some(fault) => spoiled(response, fault).await,
     };
     response.headers_mut().insert(

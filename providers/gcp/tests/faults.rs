@@ -121,7 +121,7 @@ async fn once_an_endpoint_has_hung_other_scopes_do_not_wait_on_it_again() {
     assert!(
         messages
             .iter()
-            .any(|message| message.starts_with("not asked:") && message.contains("timed out")),
+            .any(|message| message.starts_with("given up:") && message.contains("timed out")),
         "{messages:?}"
     );
 }
