@@ -161,7 +161,8 @@ impl AzureProvider {
         let source = self.credential_source();
         let credential = match &self.settings.credential {
             Some(credential) => Arc::clone(credential),
-            None => credential::build(source, tenant).map_err(AzureError::into_provider_error)?,
+            None => credential::build(source, tenant, &self.settings.bounds)
+                .map_err(AzureError::into_provider_error)?,
         };
         let client = http::Client::new(
             &self.settings,

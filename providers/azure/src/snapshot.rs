@@ -297,6 +297,15 @@ impl Reading {
         self
     }
 
+    /// Takes in what another reading of the same scope found wrong.
+    fn absorb(&mut self, other: Reading) {
+        self.status.complete &= other.status.complete;
+        self.status.errors.extend(other.status.errors);
+        for (key, count) in other.unidentified {
+            *self.unidentified.entry(key).or_default() += count;
+        }
+    }
+
     fn fail(&mut self, error: AzureError) {
         self.status.complete = false;
         self.status.errors.push(error.into_scope_error());
@@ -393,23 +402,38 @@ pub(crate) async fn scan_tenant(
         caller.id.clone(),
     );
 
-    // Subscriptions first: their grants name principals the tenant pass resolves.
-    let subscriptions = subscriptions(&client, scope, &tenant_id, &mut tenant).await;
-    let roles: Arc<Mutex<HashMap<String, Role>>> = Arc::default();
-    let readings = read_subscriptions(
-        subscriptions,
-        client.concurrency(),
+    // What listing the subscriptions finds wrong is the tenant's to report.
+    let mut listing = Reading::new(
+        tenant_scope_id(&tenant_id),
+        ScopeKind::Tenant,
         caller.id.clone(),
-        |subscription| {
-            let client = client.clone();
-            let roles = Arc::clone(&roles);
-            let caller = caller.id.clone();
-            async move { scan_subscription(&client, &subscription, caller, &roles).await }
-        },
-    )
-    .await;
+    );
 
-    read_directory(&client, &mut tenant).await;
+    // The subscriptions and the directory are read side by side (each scope with its own
+    // client, so a timeout in one ends only that scope's calls to the service): a service
+    // that hangs costs about one operation bound, not one per phase.
+    let tenant_client = client.for_scope();
+    let roles: Arc<Mutex<HashMap<String, Role>>> = Arc::default();
+    let (readings, ()) = tokio::join!(
+        async {
+            let subscriptions =
+                subscriptions(&tenant_client, scope, &tenant_id, &mut listing).await;
+            read_subscriptions(
+                subscriptions,
+                client.concurrency(),
+                caller.id.clone(),
+                |subscription| {
+                    let client = client.for_scope();
+                    let roles = Arc::clone(&roles);
+                    let caller = caller.id.clone();
+                    async move { scan_subscription(&client, &subscription, caller, &roles).await }
+                },
+            )
+            .await
+        },
+        read_directory(&tenant_client, &mut tenant),
+    );
+    tenant.absorb(listing);
 
     // Users and groups that hold a grant anywhere in this tenant and are not yet known.
     let known: HashSet<String> = tenant
@@ -426,7 +450,7 @@ pub(crate) async fn scan_tenant(
         .collect();
     wanted.sort();
     wanted.dedup();
-    resolve_principals(&client, &wanted, &mut tenant).await;
+    resolve_principals(&tenant_client, &wanted, &mut tenant).await;
 
     let mut snapshot = Snapshot::empty(tenant.status.taken_at);
     for reading in std::iter::once(tenant.finish()).chain(readings) {
@@ -841,9 +865,18 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
     let active = tenant.keep_licensed(active);
     let eligible = tenant.keep_licensed(eligible);
     // Last use is enrichment: without the report (no licence, no permission, a cloud without
-    // the beta endpoint) it stays unknown and the scope is still complete.
-    let sp_report = sp_report.unwrap_or_default();
-    let credential_report = credential_report.unwrap_or_default();
+    // the beta endpoint) it stays unknown and the scope is still complete. A report that timed
+    // out is another matter: the service stopped answering, and this scope's later reads of it
+    // are not sent.
+    let mut enrichment = |report: Result<Vec<Value>, AzureError>| match report {
+        Err(error) if error.timed_out() => {
+            tenant.fail(error);
+            Vec::new()
+        }
+        report => report.unwrap_or_default(),
+    };
+    let sp_report = enrichment(sp_report);
+    let credential_report = enrichment(credential_report);
 
     let sp_last_use: HashMap<&str, Usage> = sp_report
         .iter()
