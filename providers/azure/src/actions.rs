@@ -745,6 +745,30 @@ fn federated_path(credential: &Credential) -> Result<String, ProviderError> {
     ))
 }
 
+/// What a federated credential is re-created from: the name, issuer, subject and audiences
+/// Graph requires to create one (and the description, when it has one). `Err` names what is
+/// missing: a credential that cannot be put back is not taken away.
+fn federated_restore(body: &Value) -> Result<Value, &'static str> {
+    for field in ["name", "issuer", "subject"] {
+        if body[field].as_str().is_none_or(str::is_empty) {
+            return Err(field);
+        }
+    }
+    let audiences = body["audiences"].as_array();
+    if audiences
+        .is_none_or(|audiences| audiences.is_empty() || !audiences.iter().all(Value::is_string))
+    {
+        return Err("audiences");
+    }
+    let mut restore = serde_json::Map::new();
+    for field in ["name", "issuer", "subject", "audiences", "description"] {
+        if !body[field].is_null() {
+            restore.insert(field.to_owned(), body[field].clone());
+        }
+    }
+    Ok(Value::Object(restore))
+}
+
 async fn read_federated(
     client: &Client,
     credential: &Credential,
@@ -754,16 +778,19 @@ async fn read_federated(
         match read_or_gone(client, Api::Graph, &url, READ_FEDERATED).await? {
             None => gone(),
             Some(body) => {
-                let mut restore = serde_json::Map::new();
-                for field in ["name", "issuer", "subject", "audiences", "description"] {
-                    if !body[field].is_null() {
-                        restore.insert(field.to_owned(), body[field].clone());
-                    }
-                }
+                let restore = federated_restore(&body).map_err(|missing| {
+                    failed(AzureError::Malformed {
+                        operation: READ_FEDERATED.name.to_owned(),
+                        message: format!(
+                            "federated credential {} of {} came without {missing}: lapse would delete it with nothing to re-create it from, so it is left alone",
+                            credential.id, credential.principal
+                        ),
+                    })
+                })?;
                 TargetState {
                     present: true,
                     revoked: false,
-                    restore: Value::Object(restore),
+                    restore,
                     status: Some(CredentialStatus::Active),
                     ..TargetState::default()
                 }
@@ -1240,6 +1267,14 @@ pub(crate) async fn undo(
         Action::DeactivateCredential { credential } | Action::DeleteCredential { credential }
             if credential.kind == CredentialKind::AzureFederated =>
         {
+            // A journal without what Graph needs to create the credential would post `{}` or
+            // half a trust; it is refused, not guessed.
+            if let Err(missing) = federated_restore(&before.restore) {
+                return Err(cannot_restore(
+                    action,
+                    &format!("the journal's record of it has no {missing}"),
+                ));
+            }
             let list_url = client.graph(&format!(
                 "/v1.0/applications/{}/federatedIdentityCredentials",
                 segment(credential.principal.as_str())?

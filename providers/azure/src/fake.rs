@@ -337,6 +337,9 @@ pub struct State {
     /// Path fragments whose lists answer an empty page whose next link is the page itself
     /// (a faulty pager, to test that lapse stops).
     pub looping_pages: Vec<String>,
+    /// Path fragments whose lists answer their first page with a next link that is a number,
+    /// not a link (a page that does not say whether more follow).
+    pub garbled_next_links: Vec<String>,
     /// `(path fragment, base URL)`: lists whose path contains the fragment put this base in
     /// their next links instead of the fake's own (a next link to another host).
     pub next_link_bases: Vec<(String, String)>,
@@ -1109,6 +1112,16 @@ fn handle(
         );
         return Outcome::Respond(ok(
             json!({"value": [], "@odata.nextLink": link, "nextLink": link}),
+        ));
+    }
+    if method == Method::GET
+        && state
+            .garbled_next_links
+            .iter()
+            .any(|fragment| path.contains(fragment.as_str()))
+    {
+        return Outcome::Respond(ok(
+            json!({"value": [], "@odata.nextLink": 2, "nextLink": 2}),
         ));
     }
     let fault = state

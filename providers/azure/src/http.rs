@@ -3,8 +3,7 @@
 //! per-attempt timeouts on the HTTP client, attempts with backoff that the servers'
 //! `Retry-After`, `retry-after-ms` and `x-ms-retry-after-ms` override up to a cap, a deadline
 //! around each operation with all its retries; a POST is sent again only after a 429), answers
-//! read to their last byte or not at all, paging that stays on the host it started on, and the
-//! request count.
+//! read whole or not at all, paging that stays on the host it started on, and the request count.
 //!
 //! An operation that times out ends its scope's calls to that service: the client a scope reads
 //! with ([`Client::for_scope`]) refuses further calls there at once, since each would wait as
@@ -368,15 +367,41 @@ impl Client {
             .bytes()
             .await
             .map_err(|error| unanswered(error, "the answer was cut off"))?;
-        let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
+        let parsed = serde_json::from_slice::<Value>(&bytes);
         if status < 400 {
-            return Ok(Response { status, body });
+            return match parsed {
+                Ok(body) if body.is_object() => Ok(Response { status, body }),
+                // Writes are judged by their status and verified by a read; lapse uses no
+                // write's answer, so one it cannot read is not an error.
+                _ if !idempotent => Ok(Response {
+                    status,
+                    body: Value::Null,
+                }),
+                parsed => Err(Attempt {
+                    error: AzureError::Unreadable {
+                        operation: operation.name.to_owned(),
+                        endpoint: describe_origin(url),
+                        message: format!(
+                            "HTTP {status} with {}",
+                            match parsed {
+                                _ if bytes.iter().all(u8::is_ascii_whitespace) =>
+                                    "an empty body".to_owned(),
+                                Ok(_) => "JSON that is not an object".to_owned(),
+                                Err(error) => format!(
+                                    "a body of {} bytes that is not whole JSON ({error})",
+                                    bytes.len()
+                                ),
+                            }
+                        ),
+                    },
+                    // A read is safe to ask again; a proxy may have cut this one.
+                    retryable: true,
+                    retry_after: None,
+                }),
+            };
         }
+        let body =
+            parsed.unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         // A POST creates something (a PIM removal request, an object put back by undo): after
         // a 5xx it may have been carried out, and sending it again could act twice, so only a
         // 429, which says it was refused, is sent again; the caller verifies or reports a 5xx.
@@ -394,7 +419,8 @@ impl Client {
     /// Sends one request under the bounds: retrying throttling (429; 503 too except for a
     /// POST) and, for reads, server errors, answers that were cut off and dropped connections,
     /// with exponential backoff that the server's retry headers override (up to the cap), all
-    /// within the operation deadline. An error status is an `Err`.
+    /// within the operation deadline. An error status is an `Err`; so is a read whose answer is
+    /// not a whole JSON object.
     pub(crate) async fn send(
         &self,
         api: Api,
@@ -462,7 +488,7 @@ impl Client {
         Err(error)
     }
 
-    /// A GET.
+    /// A GET, whose answer is a whole JSON object.
     pub(crate) async fn get(
         &self,
         api: Api,
@@ -474,7 +500,8 @@ impl Client {
             .map(|response| response.body)
     }
 
-    /// Every item of a list, following `@odata.nextLink` (Graph) or `nextLink` (ARM).
+    /// Every item of a list, following `@odata.nextLink` (Graph) or `nextLink` (ARM). Each
+    /// page must be whole: a `value` array, and a next link that is a link or absent.
     pub(crate) async fn list(
         &self,
         api: Api,
@@ -512,20 +539,27 @@ impl Client {
                 });
             }
             let mut page = self.get(api, &url, operation).await?;
+            let unreadable = |message: &str| AzureError::Unreadable {
+                operation: operation.name.to_owned(),
+                endpoint: describe_origin(&url),
+                message: format!("page {} {message}", seen.len()),
+            };
             match page.get_mut("value").map(Value::take) {
                 Some(Value::Array(values)) => items.extend(values),
-                _ => {
-                    return Err(AzureError::Malformed {
-                        operation: operation.name.to_owned(),
-                        message: "a list page without a `value` array".to_owned(),
-                    });
+                _ => return Err(unreadable("has no `value` array")),
+            }
+            next = None;
+            for field in ["@odata.nextLink", "nextLink"] {
+                match &page[field] {
+                    Value::Null => {}
+                    Value::String(link) if link.is_empty() => {}
+                    Value::String(link) => {
+                        next = Some(link.clone());
+                        break;
+                    }
+                    _ => return Err(unreadable(&format!("has a `{field}` that is not a link"))),
                 }
             }
-            next = page["@odata.nextLink"]
-                .as_str()
-                .or_else(|| page["nextLink"].as_str())
-                .filter(|link| !link.is_empty())
-                .map(str::to_owned);
         }
         Ok(items)
     }

@@ -619,14 +619,23 @@ async fn role_names(
             "{definition_id}?api-version={ARM_AUTHORIZATION_VERSION}"
         ));
         match client.get(Api::Arm, &url, ROLE_DEFINITION).await {
-            Ok(definition) => {
-                let role = Role {
-                    name: text(&definition["properties"]["roleName"])
-                        .unwrap_or_else(|| key.clone()),
-                    privileged: custom_role_privileged(&definition),
-                };
-                roles.lock().await.insert(key, role);
-            }
+            Ok(definition) => match text(&definition["properties"]["roleName"]) {
+                Some(name) => {
+                    let role = Role {
+                        name,
+                        privileged: custom_role_privileged(&definition),
+                    };
+                    roles.lock().await.insert(key, role);
+                }
+                // Its assignments keep the role's id for a name: the last-Owner hold and the
+                // policy's role names would not see them, so the scope says it is not whole.
+                None => reading.fail(AzureError::Malformed {
+                    operation: ROLE_DEFINITION.name.to_owned(),
+                    message: format!(
+                        "role definition {key} came without properties.roleName, so its assignments are named by its id"
+                    ),
+                }),
+            },
             Err(error) => reading.fail(error),
         }
     }
@@ -701,33 +710,42 @@ async fn scan_subscription(
         if let Some(origin) = text(&properties["originRoleAssignmentId"]) {
             materialized.insert(guid_of(&origin));
         }
-        if let Some(id) = reading.id_of(instance, "id", ARM_PIM_ACTIVE.name) {
-            let grant = pim_grant(&scope_id, id, instance, GrantKind::PimActive, &role);
+        if let Some((id, definition, principal)) =
+            arm_identity(&mut reading, instance, ARM_PIM_ACTIVE.name)
+        {
+            let grant = pim_grant(
+                &scope_id,
+                (id, definition, principal),
+                instance,
+                GrantKind::PimActive,
+                &role,
+            );
             reading.grants.push(grant);
         }
     }
     for instance in &eligible {
-        if let Some(id) = reading.id_of(instance, "id", ARM_PIM_ELIGIBLE.name) {
-            let grant = pim_grant(&scope_id, id, instance, GrantKind::PimEligible, &role);
+        if let Some(identity) = arm_identity(&mut reading, instance, ARM_PIM_ELIGIBLE.name) {
+            let grant = pim_grant(&scope_id, identity, instance, GrantKind::PimEligible, &role);
             reading.grants.push(grant);
         }
     }
     for assignment in &assignments {
-        let Some(id) = reading.id_of(assignment, "id", ROLE_ASSIGNMENTS.name) else {
+        let Some((id, definition, principal)) =
+            arm_identity(&mut reading, assignment, ROLE_ASSIGNMENTS.name)
+        else {
             continue;
         };
         if materialized.contains(&guid_of(&id)) {
             continue;
         }
         let properties = &assignment["properties"];
-        let definition = text(&properties["roleDefinitionId"]).unwrap_or_default();
         let resource = text(&properties["scope"]).unwrap_or_default();
         let role = role(&definition);
         reading.grants.push(Grant {
             id: id.into(),
             cloud: Cloud::Azure,
             scope: scope_id.clone(),
-            principal: text(&properties["principalId"]).unwrap_or_default().into(),
+            principal: principal.into(),
             entitlement: role
                 .as_ref()
                 .map_or_else(|| guid_of(&definition), |role| role.name.clone()),
@@ -748,15 +766,35 @@ async fn scan_subscription(
     reading.finish()
 }
 
+/// What names an ARM role assignment or PIM instance: its id, its role definition id and its
+/// principal. An item missing any of them is left out and its scope marked incomplete: a grant
+/// without its role id could not be told apart from another role's, nor held as a last Owner.
+fn arm_identity(
+    reading: &mut Reading,
+    item: &Value,
+    operation: &str,
+) -> Option<(String, String, String)> {
+    let id = reading.id_of(item, "id", operation)?;
+    let properties = &item["properties"];
+    let Some(definition) = text(&properties["roleDefinitionId"]) else {
+        reading.unidentified(operation, "properties.roleDefinitionId");
+        return None;
+    };
+    let Some(principal) = text(&properties["principalId"]) else {
+        reading.unidentified(operation, "properties.principalId");
+        return None;
+    };
+    Some((id, definition, principal))
+}
+
 fn pim_grant(
     scope_id: &ScopeId,
-    id: String,
+    (id, definition, principal): (String, String, String),
     instance: &Value,
     kind: GrantKind,
     role: &impl Fn(&str) -> Option<Role>,
 ) -> Grant {
     let properties = &instance["properties"];
-    let definition = text(&properties["roleDefinitionId"]).unwrap_or_default();
     let resource = text(&properties["scope"]).unwrap_or_default();
     let role = role(&definition);
     let expires_at = time_of(&properties["endDateTime"]);
@@ -769,7 +807,7 @@ fn pim_grant(
         id: id.into(),
         cloud: Cloud::Azure,
         scope: scope_id.clone(),
-        principal: text(&properties["principalId"]).unwrap_or_default().into(),
+        principal: principal.into(),
         entitlement: role
             .as_ref()
             .map_or_else(|| guid_of(&definition), |role| role.name.clone()),
@@ -1148,7 +1186,15 @@ async fn app_role_grants(client: &Client, sps: &[Value], tenant: &mut Reading) {
         .await;
     for (id, result) in read {
         let resource = match result {
-            Ok(body) => Some(resource_of(&body)),
+            Ok(body) if body["appRoles"].is_array() => Some(resource_of(&body)),
+            // Without its roles every permission on it would keep its id for a name.
+            Ok(_) => {
+                tenant.fail(AzureError::Malformed {
+                    operation: RESOURCE_SERVICE_PRINCIPAL.name.to_owned(),
+                    message: format!("service principal {id} came without appRoles"),
+                });
+                None
+            }
             // Deleted: its roles keep their ids, and the scope is still complete.
             Err(error) if crate::actions::object_missing(&error) => None,
             // Unknown names would make declared permissions look undeclared.
@@ -1163,11 +1209,13 @@ async fn app_role_grants(client: &Client, sps: &[Value], tenant: &mut Reading) {
     let scope = tenant.status.id.clone();
     for (holder, items, operation) in holders {
         for item in &items {
-            let Some(id) = tenant.id_of(item, "id", operation) else {
+            let (Some(id), Some(role_id), Some(resource_id)) = (
+                tenant.id_of(item, "id", operation),
+                tenant.id_of(item, "appRoleId", operation),
+                tenant.id_of(item, "resourceId", operation),
+            ) else {
                 continue;
             };
-            let role_id = text(&item["appRoleId"]).unwrap_or_default();
-            let resource_id = text(&item["resourceId"]).unwrap_or_default();
             let resource = resources
                 .get(&resource_id.to_ascii_lowercase())
                 .and_then(Option::as_ref);
@@ -1254,7 +1302,10 @@ fn directory_grants(
 ) {
     let mut names: HashMap<String, String> = HashMap::new();
     for definition in definitions {
+        // A role without its name would be judged by its id: a policy naming the role, or the
+        // catalog's privileged roles, would not see its holders.
         let Some(name) = text(&definition["displayName"]) else {
+            tenant.unidentified(DIRECTORY_ROLE_DEFINITIONS.name, "displayName");
             continue;
         };
         for key in [&definition["id"], &definition["templateId"]] {
@@ -1263,14 +1314,13 @@ fn directory_grants(
             }
         }
     }
-    let grant = |item: &Value, id: String, kind: GrantKind| {
-        let definition = text(&item["roleDefinitionId"]).unwrap_or_default();
+    let grant = |item: &Value, (id, definition, principal): (String, String, String), kind| {
         let expires_at = time_of(&item["endDateTime"]);
         Grant {
             id: id.into(),
             cloud: Cloud::Azure,
             scope: scope.clone(),
-            principal: text(&item["principalId"]).unwrap_or_default().into(),
+            principal: principal.into(),
             entitlement: names
                 .get(&definition.to_ascii_lowercase())
                 .cloned()
@@ -1292,35 +1342,50 @@ fn directory_grants(
         if !activated && time_of(&instance["endDateTime"]).is_none() {
             continue;
         }
-        let Some(id) = tenant.id_of(instance, "id", DIRECTORY_PIM_ACTIVE.name) else {
+        let Some(identity) = directory_identity(tenant, instance, DIRECTORY_PIM_ACTIVE.name) else {
             continue;
         };
-        materialized.insert(id.clone());
+        materialized.insert(identity.0.clone());
         if let Some(origin) = text(&instance["roleAssignmentOriginId"]) {
             materialized.insert(origin);
         }
         tenant
             .grants
-            .push(grant(instance, id, GrantKind::PimActive));
+            .push(grant(instance, identity, GrantKind::PimActive));
     }
     for instance in eligible {
-        if let Some(id) = tenant.id_of(instance, "id", DIRECTORY_PIM_ELIGIBLE.name) {
+        if let Some(identity) = directory_identity(tenant, instance, DIRECTORY_PIM_ELIGIBLE.name) {
             tenant
                 .grants
-                .push(grant(instance, id, GrantKind::PimEligible));
+                .push(grant(instance, identity, GrantKind::PimEligible));
         }
     }
     for assignment in assignments {
-        let Some(id) = tenant.id_of(assignment, "id", DIRECTORY_ROLE_ASSIGNMENTS.name) else {
+        let Some(identity) =
+            directory_identity(tenant, assignment, DIRECTORY_ROLE_ASSIGNMENTS.name)
+        else {
             continue;
         };
-        if materialized.contains(&id) {
+        if materialized.contains(&identity.0) {
             continue;
         }
         tenant
             .grants
-            .push(grant(assignment, id, GrantKind::DirectoryRole));
+            .push(grant(assignment, identity, GrantKind::DirectoryRole));
     }
+}
+
+/// A directory role assignment's or PIM instance's id, role definition id and principal; an
+/// item missing one is left out and the scope marked incomplete (see [`arm_identity`]).
+fn directory_identity(
+    tenant: &mut Reading,
+    item: &Value,
+    operation: &str,
+) -> Option<(String, String, String)> {
+    let id = tenant.id_of(item, "id", operation)?;
+    let definition = tenant.id_of(item, "roleDefinitionId", operation)?;
+    let principal = tenant.id_of(item, "principalId", operation)?;
+    Some((id, definition, principal))
 }
 
 /// Reads users, then groups, among `ids`, fifteen ids per request (Graph's limit for `in`).
