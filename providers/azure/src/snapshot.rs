@@ -994,7 +994,8 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
         }
         let tags = tags_of(app);
         tenant.principals.push(Principal {
-            unique_id: None,
+            // The object id is the immutable id: Entra never gives it to another object.
+            unique_id: Some(id.clone()),
             id: id.clone().into(),
             cloud: Cloud::Azure,
             scope: scope.clone(),
@@ -1057,7 +1058,7 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
         }
         let managed_identity = sp["servicePrincipalType"].as_str() == Some("ManagedIdentity");
         tenant.principals.push(Principal {
-            unique_id: None,
+            unique_id: Some(id.clone()),
             id: id.clone().into(),
             cloud: Cloud::Azure,
             scope: scope.clone(),
@@ -1427,7 +1428,7 @@ async fn resolve_principals(client: &Client, ids: &[String], tenant: &mut Readin
             };
             found.insert(id.clone());
             tenant.principals.push(Principal {
-                unique_id: None,
+                unique_id: Some(id.clone()),
                 id: id.into(),
                 cloud: Cloud::Azure,
                 scope: scope.clone(),
@@ -1461,7 +1462,7 @@ async fn resolve_principals(client: &Client, ids: &[String], tenant: &mut Readin
                 continue;
             };
             tenant.principals.push(Principal {
-                unique_id: None,
+                unique_id: Some(id.clone()),
                 id: PrincipalId(id),
                 cloud: Cloud::Azure,
                 scope: scope.clone(),
