@@ -60,7 +60,8 @@ pub const USER_READ_ALL: &str = "df021288-bdef-4463-88db-98f22de89214";
 
 /// Objects of [`State::contoso`].
 pub mod ids {
-    /// lapse's own identity in the fake's tokens.
+    /// lapse's own identity in the fake's tokens: a user (`lapse-reader`) unless a test makes
+    /// it a service principal.
     pub const LAPSE_READER: &str = "e7c1a5f3-6d9b-4b20-8f4e-1a3c5e7b9d02";
     /// A user who is Owner of the subscription.
     pub const JSMITH: &str = "7d2e9a41-5c3b-4f8e-9a16-0b4c2d8e6f13";
@@ -299,6 +300,9 @@ pub struct State {
     pub users: Vec<Value>,
     /// `group` objects.
     pub groups: Vec<Value>,
+    /// Group ids each object (user or service principal) belongs to, directly or through other
+    /// groups: what `transitiveMemberOf` lists.
+    pub memberships: BTreeMap<String, Vec<String>>,
     /// `appRoleAssignment` objects granted to service principals (each names its holder in
     /// `principalId`).
     pub app_role_assignments: Vec<Value>,
@@ -467,10 +471,14 @@ fn password(key: &str, name: &str, start: &str, end: &str) -> Value {
 }
 
 impl State {
-    /// An empty tenant with small pages.
+    /// An empty tenant with small pages, but for lapse's own identity: the user
+    /// [`ids::LAPSE_READER`], which the tests' tokens name (lapse reads which groups it is in).
     #[must_use]
     pub fn new(tenant: &str) -> Self {
         State {
+            users: vec![
+                json!({"id": ids::LAPSE_READER, "displayName": "lapse reader", "userPrincipalName": "lapse-reader@contoso.com", "userType": "Member", "accountEnabled": true, "createdDateTime": "2024-01-01T00:00:00Z"}),
+            ],
             tenant_id: tenant.to_owned(),
             page_size: 2,
             user_sign_in_activity: true,
@@ -489,11 +497,11 @@ impl State {
         use ids::*;
         let mut state = State::new(TENANT);
         let sub = format!("/subscriptions/{SUBSCRIPTION}");
-        state.users = vec![
+        state.users.extend([
             json!({"id": JSMITH, "displayName": "J Smith", "userPrincipalName": "jsmith@contoso.com", "userType": "Member", "accountEnabled": true, "createdDateTime": "2022-08-01T09:00:00Z", "signInActivity": {"lastSignInDateTime": "2026-11-19T17:45:12Z", "lastNonInteractiveSignInDateTime": "2026-11-18T10:00:00Z", "lastSuccessfulSignInDateTime": "2026-11-19T17:45:12Z"}}),
             json!({"id": MKHAN, "displayName": "M Khan", "userPrincipalName": "mkhan@contoso.com", "userType": "Member", "accountEnabled": true, "createdDateTime": "2023-02-13T09:00:00Z", "signInActivity": {"lastSignInDateTime": "2026-11-20T04:28:40Z"}}),
             json!({"id": DWHITFIELD, "displayName": "D Whitfield", "userPrincipalName": "dwhitfield@contoso.com", "userType": "Member", "accountEnabled": true, "createdDateTime": "2020-11-02T09:00:00Z", "signInActivity": {"lastSignInDateTime": null, "lastNonInteractiveSignInDateTime": null}}),
-        ];
+        ]);
         state.groups = vec![
             json!({"id": AUDITORS, "displayName": "auditors", "createdDateTime": "2021-01-01T00:00:00Z"}),
         ];
@@ -939,7 +947,8 @@ fn expands(query: &BTreeMap<String, String>, relationship: &str) -> bool {
         .is_some_and(|expand| expand.split(',').any(|name| name.trim() == relationship))
 }
 
-/// Keeps only `$select`ed fields (and `id`, and what `$expand` brought), as Graph does.
+/// Keeps only `$select`ed fields (and `id`, `@odata.type`, and what `$expand` brought), as
+/// Graph does.
 fn project(item: &Value, query: &BTreeMap<String, String>) -> Value {
     let Some(select) = query.get("$select") else {
         return item.clone();
@@ -954,7 +963,8 @@ fn project(item: &Value, query: &BTreeMap<String, String>) -> Value {
         .split(',')
         .chain(expanded)
         .map(str::trim)
-        .chain(std::iter::once("id"))
+        // Graph names each directory object's type in a mixed collection whatever is selected.
+        .chain(["id", "@odata.type"])
     {
         if let Some(value) = item.get(field) {
             kept.insert(field.to_owned(), value.clone());
@@ -1427,6 +1437,42 @@ fn graph(
                 .cloned()
                 .collect();
             list(&items)
+        }
+        // serviceprincipal-list-transitivememberof.md, user-list-transitivememberof.md:
+        // directory objects with their `@odata.type`.
+        (
+            "GET",
+            [
+                collection @ ("servicePrincipals" | "users"),
+                id,
+                "transitiveMemberOf",
+            ],
+        ) => {
+            if !collection_of(state, collection)
+                .iter()
+                .any(|item| same(&item["id"], id))
+            {
+                return not_found(id);
+            }
+            let groups: Vec<Value> = state
+                .memberships
+                .iter()
+                .find(|(member, _)| member.eq_ignore_ascii_case(id))
+                .map(|(_, groups)| groups.clone())
+                .unwrap_or_default()
+                .iter()
+                .map(|group| {
+                    let mut item = state
+                        .groups
+                        .iter()
+                        .find(|item| same(&item["id"], group))
+                        .cloned()
+                        .unwrap_or_else(|| json!({"id": group}));
+                    item["@odata.type"] = json!("#microsoft.graph.group");
+                    item
+                })
+                .collect();
+            list(&groups)
         }
         ("GET", ["roleManagement", "directory", "roleDefinitions"]) => {
             list(&state.directory_role_definitions)

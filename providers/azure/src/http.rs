@@ -91,6 +91,9 @@ fn describe_origin(url: &str) -> String {
 pub(crate) struct Caller {
     /// Object id (`oid`), else application id (`appid`/`azp`).
     pub(crate) id: Option<String>,
+    /// The application (client) id the token was issued to (`appid`/`azp`): joins an app-only
+    /// caller to the application whose secrets it signs in with.
+    pub(crate) application: Option<String>,
     /// Tenant id (`tid`).
     pub(crate) tenant: Option<String>,
 }
@@ -282,10 +285,10 @@ impl Client {
             .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
             .unwrap_or(Value::Null);
         let text = |name: &str| claims[name].as_str().map(str::to_owned);
+        let application = text("appid").or_else(|| text("azp"));
         Ok(Caller {
-            id: text("oid")
-                .or_else(|| text("appid"))
-                .or_else(|| text("azp")),
+            id: text("oid").or_else(|| application.clone()),
+            application,
             tenant: text("tid"),
         })
     }

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::error::AzureError;
-use crate::http::{Api, Client, Operation};
+use crate::http::{Api, Caller, Client, Operation};
 use crate::{AzureSettings, TenantScope};
 
 /// Tenants that own Microsoft's first-party applications (Microsoft Services, Microsoft, and
@@ -83,6 +83,17 @@ const SP_SIGN_INS: Operation = Operation {
 const CREDENTIAL_SIGN_INS: Operation = Operation {
     name: "graph:GET /beta/reports/appCredentialSignInActivities",
     permission: "AuditLog.Read.All",
+};
+/// The groups lapse's own service principal is in (Graph documents `Application.Read.All` as
+/// enough: groups it cannot read come with their type and id, all lapse needs).
+const CALLER_GROUPS: Operation = Operation {
+    name: "graph:GET /servicePrincipals/{id}/transitiveMemberOf (lapse's own identity)",
+    permission: "Application.Read.All",
+};
+/// The groups lapse's own user is in.
+const CALLER_USER_GROUPS: Operation = Operation {
+    name: "graph:GET /users/{id}/transitiveMemberOf (lapse's own identity)",
+    permission: "GroupMember.Read.All",
 };
 const USERS: Operation = Operation {
     name: "graph:GET /users",
@@ -401,7 +412,6 @@ pub(crate) async fn scan_tenant(
         ScopeKind::Tenant,
         caller.id.clone(),
     );
-
     // What listing the subscriptions finds wrong is the tenant's to report.
     let mut listing = Reading::new(
         tenant_scope_id(&tenant_id),
@@ -414,7 +424,7 @@ pub(crate) async fn scan_tenant(
     // that hangs costs about one operation bound, not one per phase.
     let tenant_client = client.for_scope();
     let roles: Arc<Mutex<HashMap<String, Role>>> = Arc::default();
-    let (readings, ()) = tokio::join!(
+    let (readings, identities) = tokio::join!(
         async {
             let subscriptions =
                 subscriptions(&tenant_client, scope, &tenant_id, &mut listing).await;
@@ -431,9 +441,31 @@ pub(crate) async fn scan_tenant(
             )
             .await
         },
-        read_directory(&tenant_client, &mut tenant),
+        read_directory(&tenant_client, &caller, &mut tenant),
     );
     tenant.absorb(listing);
+    let mut readings = readings;
+    // lapse's own identity reaches every scope of the tenant through its application and its
+    // groups; without them known, no scope of it can be judged safe to change.
+    match identities {
+        Ok(identities) => {
+            for reading in std::iter::once(&mut tenant).chain(readings.iter_mut()) {
+                reading.status.caller_identities.clone_from(&identities);
+            }
+        }
+        Err(error) => {
+            let mut scope_error = error.into_scope_error();
+            scope_error.message = format!(
+                "lapse cannot tell which groups its own identity {} belongs to, so it cannot keep itself from being locked out of this tenant: {}",
+                caller.id.as_deref().unwrap_or("(unknown)"),
+                scope_error.message
+            );
+            for reading in std::iter::once(&mut tenant).chain(readings.iter_mut()) {
+                reading.status.complete = false;
+                reading.status.errors.push(scope_error.clone());
+            }
+        }
+    }
 
     // Users and groups that hold a grant anywhere in this tenant and are not yet known.
     let known: HashSet<String> = tenant
@@ -858,8 +890,13 @@ const SP_SELECT: &str = "id,appId,displayName,servicePrincipalType,accountEnable
 const APP_SELECT: &str =
     "id,appId,displayName,createdDateTime,passwordCredentials,keyCredentials,tags";
 
-/// Reads the tenant's own objects into `tenant`.
-async fn read_directory(client: &Client, tenant: &mut Reading) {
+/// Reads the tenant's own objects into `tenant`, and says through which other principals
+/// lapse's own identity holds access ([`caller_identities`]).
+async fn read_directory(
+    client: &Client,
+    caller: &Caller,
+    tenant: &mut Reading,
+) -> Result<Vec<String>, AzureError> {
     let scope = tenant.status.id.clone();
     // App role assignments (application permissions) come with their service principal:
     // requests grow with pages of service principals, not with service principals.
@@ -915,6 +952,7 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
     };
     let sp_report = enrichment(sp_report);
     let credential_report = enrichment(credential_report);
+    let identities = caller_identities(client, caller, &sps, &apps).await;
 
     let sp_last_use: HashMap<&str, Usage> = sp_report
         .iter()
@@ -1096,6 +1134,75 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
         &eligible,
         tenant,
     );
+    identities
+}
+
+/// The other principals through which lapse's own identity holds access in a tenant: the
+/// application whose secrets and federated credentials the caller (its service principal) signs
+/// in with, and every group the caller belongs to, directly or through other groups (Graph's
+/// `transitiveMemberOf`, read for the caller as a service principal when the tenant lists it
+/// as one, else as a user). The engine protects them as it protects the caller.
+async fn caller_identities(
+    client: &Client,
+    caller: &Caller,
+    sps: &[Value],
+    apps: &[Value],
+) -> Result<Vec<String>, AzureError> {
+    let Some(caller_id) = caller.id.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let service_principal = sps.iter().find(|sp| same_id(&sp["id"], caller_id));
+    let application_ids: Vec<&str> = service_principal
+        .and_then(|sp| sp["appId"].as_str())
+        .into_iter()
+        .chain(caller.application.as_deref())
+        .collect();
+    let mut identities: Vec<String> = apps
+        .iter()
+        .filter(|app| {
+            application_ids
+                .iter()
+                .any(|application| same_id(&app["appId"], application))
+        })
+        .filter_map(|app| text(&app["id"]))
+        .collect();
+    let (collection, operation) = if service_principal.is_some() {
+        ("servicePrincipals", CALLER_GROUPS)
+    } else {
+        ("users", CALLER_USER_GROUPS)
+    };
+    let url = client.graph(&format!(
+        "/v1.0/{collection}/{}/transitiveMemberOf?$select=id&$top=999",
+        crate::actions::segment(caller_id).map_err(|error| AzureError::Malformed {
+            operation: operation.name.to_owned(),
+            message: error.message,
+        })?
+    ));
+    for item in client.list(Api::Graph, &url, operation).await? {
+        // Directory roles and administrative units come in the same list; they hold no grant.
+        let group = item["@odata.type"]
+            .as_str()
+            .is_none_or(|kind| kind.eq_ignore_ascii_case("#microsoft.graph.group"));
+        match text(&item["id"]) {
+            Some(id) if group => identities.push(id),
+            Some(_) => {}
+            None => {
+                return Err(AzureError::Malformed {
+                    operation: operation.name.to_owned(),
+                    message: "a group came without an id".to_owned(),
+                });
+            }
+        }
+    }
+    identities.sort();
+    identities.dedup();
+    Ok(identities)
+}
+
+fn same_id(value: &Value, id: &str) -> bool {
+    value
+        .as_str()
+        .is_some_and(|value| value.eq_ignore_ascii_case(id))
 }
 
 /// A resource service principal as far as app role assignments need it: its name and its app

@@ -940,7 +940,8 @@ async fn ids_from_a_record_cannot_address_another_object() {
             .requests
             .iter()
             .all(|request| !request.contains("/users/")
-                || request.contains("federatedIdentityCredentials")),
+                || request.contains("federatedIdentityCredentials")
+                || request.starts_with(&format!("GET /v1.0/users/{CALLER}/transitiveMemberOf"))),
         "{:?}",
         state.requests
     );
@@ -1343,11 +1344,12 @@ async fn the_sample_snapshot_takes_one_request_per_page() {
     assert!(snapshot.is_complete(), "{:?}", snapshot.scopes);
     // Two per page. Graph: service principals 3 pages (5), applications with their federated
     // credentials 1 (2), role definitions, role assignments, PIM active, PIM eligible and the
-    // two sign-in reports 1 each, users 2 (3 of 4 holders), groups 1 (the rest). ARM: role
-    // assignments 3 (5), PIM active and eligible 1 each, 4 distinct role definitions.
+    // two sign-in reports 1 each, users 2 (3 of 4 holders), groups 1 (the rest), the caller's
+    // groups 1. ARM: role assignments 3 (5), PIM active and eligible 1 each, 4 distinct role
+    // definitions.
     assert_eq!(
         provider.request_count(),
-        3 + 1 + 6 + 2 + 1 + 3 + 2 + 4,
+        3 + 1 + 6 + 2 + 1 + 1 + 3 + 2 + 4,
         "{:#?}",
         fake.state().requests
     );
