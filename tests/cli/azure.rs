@@ -20,20 +20,20 @@ const CALLER: &str = "e7c1a5f3-6d9b-4b20-8f4e-1a3c5e7b9d02";
 const BREAK_GLASS_OWNER: &str = "6c6c6c6c-7d7d-4e8e-9f9f-0a0a0a0a0a0a";
 
 /// The fake, a stand-in `az`, a policy and a folder for plans and journals.
-struct World {
-    fake: FakeAzure,
+pub(crate) struct World {
+    pub(crate) fake: FakeAzure,
     folder: tempfile::TempDir,
     policy: PathBuf,
     bin: PathBuf,
 }
 
 impl World {
-    fn new() -> World {
+    pub(crate) fn new() -> World {
         World::with(CALLER, |_| {})
     }
 
     /// The world with lapse signed in as `caller` and the fake's state changed by `change`.
-    fn with(caller: &str, change: impl FnOnce(&mut State)) -> World {
+    pub(crate) fn with(caller: &str, change: impl FnOnce(&mut State)) -> World {
         let mut state = State::contoso();
         let subscription = format!("/subscriptions/{SUBSCRIPTION}");
         if let Some(sub) = state.subscriptions.get_mut(SUBSCRIPTION) {
