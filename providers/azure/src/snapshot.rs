@@ -6,7 +6,9 @@
 //! definitions, assignments and PIM instances, the beta sign-in
 //! activity reports (optional), and the users and groups that hold something. ARM, per
 //! subscription: role assignments at and below it, PIM schedule instances, and each distinct
-//! role definition once.
+//! role definition once. The subscriptions and the directory are read side by side, each scope
+//! with its own client, so an endpoint that hangs ends them all in about one operation bound.
+//! Every scope of the tenant names lapse's own application and groups in `caller_identities`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
