@@ -148,14 +148,19 @@ fn arm_resource_id<'a>(grant: &'a Grant, collection: &str) -> Result<&'a str, Pr
         .is_some_and(|(_, name)| uuid::Uuid::parse_str(name).is_ok());
     let under_subscription = subscription.starts_with("/subscriptions/")
         && (lowered.starts_with(&format!("{subscription}/")));
-    if plain_arm_path(id) && name_ok && under_subscription {
+    // What it grants access to must lie in the same subscription: a record that pairs this
+    // subscription's assignment with another scope is not one lapse read.
+    let resource = grant.resource.to_ascii_lowercase();
+    let resource_inside = plain_arm_path(&grant.resource)
+        && (resource == subscription || resource.starts_with(&format!("{subscription}/")));
+    if plain_arm_path(id) && name_ok && under_subscription && resource_inside {
         Ok(id)
     } else {
         Err(refused(
             "RevokeGrant",
             format!(
-                "{id} is not a {collection} id in {}; lapse acts only on ids it read from ARM",
-                grant.scope
+                "{id} (on {}) is not a {collection} id in {}; lapse acts only on ids it read from ARM, on what lies inside the scope they were read in",
+                grant.resource, grant.scope
             ),
         ))
     }
@@ -186,7 +191,27 @@ enum GrantTarget<'a> {
     },
 }
 
+/// What a grant's revocation calls, refused before any call unless the record names the role
+/// (the role definition or app role id) that [`check_live`] compares with the live object.
 fn grant_target(grant: &Grant) -> Result<GrantTarget<'_>, ProviderError> {
+    let target = target_of(grant)?;
+    if grant
+        .entitlement_id
+        .as_deref()
+        .is_none_or(|role| role.trim().is_empty())
+    {
+        return Err(refused(
+            "RevokeGrant",
+            format!(
+                "{} names no role id ({} has none in this record); lapse compares the role with the live assignment before acting and refuses a record without one: take a new snapshot and plan again",
+                grant.id, grant.entitlement
+            ),
+        ));
+    }
+    Ok(target)
+}
+
+fn target_of(grant: &Grant) -> Result<GrantTarget<'_>, ProviderError> {
     if grant.via != Via::Direct {
         return Err(unsupported(
             "RevokeGrant",
@@ -280,6 +305,10 @@ fn last_segment(id: &str) -> String {
     id.rsplit('/').next().unwrap_or(id).to_ascii_lowercase()
 }
 
+fn text_of(value: &Value) -> Option<String> {
+    value.as_str().map(str::to_owned)
+}
+
 fn same_text(live: &Value, planned: &str) -> bool {
     live.as_str()
         .is_some_and(|live| live.eq_ignore_ascii_case(planned))
@@ -308,8 +337,10 @@ fn check_live(grant: &Grant, live: &LiveGrant<'_>) -> Result<(), ProviderError> 
             grant.principal
         ));
     }
-    if let Some(planned) = grant.entitlement_id.as_deref()
-        && live
+    // Required by [`grant_target`]; an empty one matches no live role.
+    let planned = grant.entitlement_id.as_deref().unwrap_or_default();
+    if planned.trim().is_empty()
+        || live
             .role
             .as_str()
             .is_none_or(|role| last_segment(role) != last_segment(planned))
@@ -344,11 +375,13 @@ fn check_live(grant: &Grant, live: &LiveGrant<'_>) -> Result<(), ProviderError> 
     }
 }
 
-fn present(restore: Value) -> TargetState {
+/// A live grant, with the object id of the principal holding it as read now.
+fn present(restore: Value, principal: &Value) -> TargetState {
     TargetState {
         present: true,
         revoked: false,
         restore,
+        unique_id: principal.as_str().map(str::to_owned),
         ..TargetState::default()
     }
 }
@@ -521,6 +554,16 @@ pub(crate) async fn read_target(
                 match read_or_gone(client, Api::Graph, &url, READ_ACCOUNT).await? {
                     None => gone(),
                     Some(body) => {
+                        if !same_text(&body["id"], principal.id.as_str()) {
+                            return Err(failed(AzureError::Malformed {
+                                operation: READ_ACCOUNT.name.to_owned(),
+                                message: format!(
+                                    "asked for {}, Graph answered with {}",
+                                    principal.id,
+                                    body["id"].as_str().unwrap_or("no id")
+                                ),
+                            }));
+                        }
                         // Not knowing is not "enabled": undo would switch on an account
                         // that lapse never switched off.
                         let Some(enabled) = body["accountEnabled"].as_bool() else {
@@ -536,6 +579,7 @@ pub(crate) async fn read_target(
                             present: true,
                             revoked: !enabled,
                             restore: json!({"accountEnabled": enabled}),
+                            unique_id: text_of(&body["id"]),
                             ..TargetState::default()
                         }
                     }
@@ -584,7 +628,10 @@ async fn read_grant(client: &Client, grant: &Grant) -> Result<TargetState, Provi
                     scope_name: "scope",
                 },
             )?;
-            Ok(present(restorable_assignment(&body)))
+            Ok(present(
+                restorable_assignment(&body),
+                &properties["principalId"],
+            ))
         }
         GrantTarget::ArmPim { id, eligible } => {
             let (path, operation) = arm_pim_path(id, eligible);
@@ -609,11 +656,14 @@ async fn read_grant(client: &Client, grant: &Grant) -> Result<TargetState, Provi
                     format!("{id} has a scope lapse will not build a request on"),
                 ));
             }
-            Ok(present(json!({
-                "scope": properties["scope"],
-                "principalId": properties["principalId"],
-                "roleDefinitionId": properties["roleDefinitionId"],
-            })))
+            Ok(present(
+                json!({
+                    "scope": properties["scope"],
+                    "principalId": properties["principalId"],
+                    "roleDefinitionId": properties["roleDefinitionId"],
+                }),
+                &properties["principalId"],
+            ))
         }
         GrantTarget::DirectoryPim { id, eligible } => {
             let (path, operation) = directory_pim_path(id, eligible)?;
@@ -631,7 +681,7 @@ async fn read_grant(client: &Client, grant: &Grant) -> Result<TargetState, Provi
                     scope_name: "scope",
                 },
             )?;
-            Ok(present(directory_restore(&body)))
+            Ok(present(directory_restore(&body), &body["principalId"]))
         }
         GrantTarget::DirectoryRole { id } => {
             let url = client.graph(&format!(
@@ -652,7 +702,7 @@ async fn read_grant(client: &Client, grant: &Grant) -> Result<TargetState, Provi
                     scope_name: "scope",
                 },
             )?;
-            Ok(present(directory_restore(&body)))
+            Ok(present(directory_restore(&body), &body["principalId"]))
         }
         GrantTarget::AppRole { principal, id } => {
             let url = client.graph(&app_role_path(principal, id)?);
@@ -670,11 +720,14 @@ async fn read_grant(client: &Client, grant: &Grant) -> Result<TargetState, Provi
                 },
             )?;
             // What a POST re-creates it from (the id is the service's to give).
-            Ok(present(json!({
-                "principalId": body["principalId"],
-                "resourceId": body["resourceId"],
-                "appRoleId": body["appRoleId"],
-            })))
+            Ok(present(
+                json!({
+                    "principalId": body["principalId"],
+                    "resourceId": body["resourceId"],
+                    "appRoleId": body["appRoleId"],
+                }),
+                &body["principalId"],
+            ))
         }
     }
 }
@@ -705,12 +758,15 @@ async fn same_app_role_held(
                 && same_text(&item["appRoleId"], role)
         })
         .map_or_else(gone, |item| {
-            present(json!({
-                "principalId": item["principalId"],
-                "resourceId": item["resourceId"],
-                "appRoleId": item["appRoleId"],
-                "heldAs": item["id"],
-            }))
+            present(
+                json!({
+                    "principalId": item["principalId"],
+                    "resourceId": item["resourceId"],
+                    "appRoleId": item["appRoleId"],
+                    "heldAs": item["id"],
+                }),
+                &item["principalId"],
+            )
         }))
 }
 
@@ -745,6 +801,30 @@ fn federated_path(credential: &Credential) -> Result<String, ProviderError> {
     ))
 }
 
+/// What a federated credential is re-created from: the name, issuer, subject and audiences
+/// Graph requires to create one (and the description, when it has one). `Err` names what is
+/// missing: a credential that cannot be put back is not taken away.
+fn federated_restore(body: &Value) -> Result<Value, &'static str> {
+    for field in ["name", "issuer", "subject"] {
+        if body[field].as_str().is_none_or(str::is_empty) {
+            return Err(field);
+        }
+    }
+    let audiences = body["audiences"].as_array();
+    if audiences
+        .is_none_or(|audiences| audiences.is_empty() || !audiences.iter().all(Value::is_string))
+    {
+        return Err("audiences");
+    }
+    let mut restore = serde_json::Map::new();
+    for field in ["name", "issuer", "subject", "audiences", "description"] {
+        if !body[field].is_null() {
+            restore.insert(field.to_owned(), body[field].clone());
+        }
+    }
+    Ok(Value::Object(restore))
+}
+
 async fn read_federated(
     client: &Client,
     credential: &Credential,
@@ -754,17 +834,22 @@ async fn read_federated(
         match read_or_gone(client, Api::Graph, &url, READ_FEDERATED).await? {
             None => gone(),
             Some(body) => {
-                let mut restore = serde_json::Map::new();
-                for field in ["name", "issuer", "subject", "audiences", "description"] {
-                    if !body[field].is_null() {
-                        restore.insert(field.to_owned(), body[field].clone());
-                    }
-                }
+                let restore = federated_restore(&body).map_err(|missing| {
+                    failed(AzureError::Malformed {
+                        operation: READ_FEDERATED.name.to_owned(),
+                        message: format!(
+                            "federated credential {} of {} came without {missing}: lapse would delete it with nothing to re-create it from, so it is left alone",
+                            credential.id, credential.principal
+                        ),
+                    })
+                })?;
                 TargetState {
                     present: true,
                     revoked: false,
-                    restore: Value::Object(restore),
+                    restore,
                     status: Some(CredentialStatus::Active),
+                    // Read under its application's path: that object holds it now.
+                    unique_id: Some(credential.principal.as_str().to_owned()),
                     ..TargetState::default()
                 }
             }
@@ -784,6 +869,15 @@ async fn passwords_of(
             "/v1.0/{collection}/{owner}?$select=id,passwordCredentials"
         ));
         if let Some(body) = read_or_gone(client, Api::Graph, &url, READ_PASSWORDS).await? {
+            if !same_text(&body["id"], &owner) {
+                return Err(failed(AzureError::Malformed {
+                    operation: READ_PASSWORDS.name.to_owned(),
+                    message: format!(
+                        "asked for {collection}/{owner}, Graph answered with {}",
+                        body["id"].as_str().unwrap_or("no id")
+                    ),
+                }));
+            }
             // A body without the list says nothing about the key: it is no proof of removal.
             let Some(list) = body["passwordCredentials"].as_array().cloned() else {
                 return Err(failed(AzureError::Malformed {
@@ -830,6 +924,7 @@ async fn read_password(
             "endDateTime": item["endDateTime"],
         }),
         status: Some(CredentialStatus::Active),
+        unique_id: Some(credential.principal.as_str().to_owned()),
         ..TargetState::default()
     })
 }
@@ -945,12 +1040,28 @@ fn new_request_name() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// Revokes one grant: the live object is read and checked against the record first (so a
+/// forged or edited record is refused before any change, whoever calls), then removed.
 async fn revoke(
     client: &Client,
     action: &Action,
     grant: &Grant,
 ) -> Result<ActionOutcome, ProviderError> {
-    match grant_target(grant)? {
+    let target = grant_target(grant)?;
+    let live = read_grant(client, grant).await?;
+    if !live.present {
+        return Ok(ActionOutcome::AlreadyDone);
+    }
+    if let Some(other) = live.restore["heldAs"].as_str() {
+        return Err(refused(
+            "RevokeGrant",
+            format!(
+                "{} is gone, but {} holds the same permission as assignment {other}; lapse deletes only the assignment it planned: take a new snapshot and plan again",
+                grant.id, grant.principal
+            ),
+        ));
+    }
+    match target {
         GrantTarget::Assignment { id } => {
             let url = client.arm(&format!("{id}?api-version={ARM_AUTHORIZATION_VERSION}"));
             match client
@@ -965,10 +1076,6 @@ async fn revoke(
             }
         }
         GrantTarget::ArmPim { eligible, .. } => {
-            let live = read_grant(client, grant).await?;
-            if !live.present {
-                return Ok(ActionOutcome::AlreadyDone);
-            }
             let (path, body) = arm_pim_request(&live.restore, eligible);
             let url = client.arm(&path);
             let operation = if eligible {
@@ -983,10 +1090,6 @@ async fn revoke(
             Ok(ActionOutcome::Done)
         }
         GrantTarget::DirectoryPim { eligible, .. } => {
-            let live = read_grant(client, grant).await?;
-            if !live.present {
-                return Ok(ActionOutcome::AlreadyDone);
-            }
             let (path, body) = directory_pim_request(&live.restore, eligible);
             let url = client.graph(&path);
             let operation = if eligible {
@@ -1240,6 +1343,14 @@ pub(crate) async fn undo(
         Action::DeactivateCredential { credential } | Action::DeleteCredential { credential }
             if credential.kind == CredentialKind::AzureFederated =>
         {
+            // A journal without what Graph needs to create the credential would post `{}` or
+            // half a trust; it is refused, not guessed.
+            if let Err(missing) = federated_restore(&before.restore) {
+                return Err(cannot_restore(
+                    action,
+                    &format!("the journal's record of it has no {missing}"),
+                ));
+            }
             let list_url = client.graph(&format!(
                 "/v1.0/applications/{}/federatedIdentityCredentials",
                 segment(credential.principal.as_str())?
@@ -1402,7 +1513,10 @@ mod tests {
             scope: scope.into(),
             principal: "p".into(),
             entitlement: "Owner".to_owned(),
-            entitlement_id: None,
+            entitlement_id: Some(
+                "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+                    .to_owned(),
+            ),
             resource: "/subscriptions/s".to_owned(),
             kind,
             via: Via::Direct,

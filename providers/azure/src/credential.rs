@@ -3,18 +3,26 @@
 //! from the environment (secret, then certificate), then a managed identity, then the developer's
 //! Azure CLI login. The choice is a pure function of the environment, made once, and named to the
 //! user: no silent fall-through from one identity to another.
+//!
+//! The credentials that call a token endpoint over HTTP do so under lapse's call bounds: the
+//! same connect and per-attempt timeouts as Graph and ARM, and azure_core's own retry limited to
+//! the bounds' attempts, backoff and operation time ([`client_options`]). That retry is the only
+//! one around a token request: lapse's own loop never sends a token request again. The whole
+//! fetch (the Azure CLI's too) is bounded once more where it is awaited (`http::Client::token`).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use azure_core::credentials::{Secret, SecretBytes, TokenCredential};
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
 use azure_identity::{
-    AzureCliCredential, AzureCliCredentialOptions, ClientCertificateCredential,
-    ClientCertificateCredentialOptions, ClientSecretCredential, ManagedIdentityCredential,
-    ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
-    WorkloadIdentityCredentialOptions,
+    AzureCliCredential, AzureCliCredentialOptions, ClientAssertionCredentialOptions,
+    ClientCertificateCredential, ClientCertificateCredentialOptions, ClientSecretCredential,
+    ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
+    UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
+use lapse_sdk::CallBounds;
 
 use crate::AzureError;
 
@@ -108,14 +116,37 @@ pub fn choose(environment: &HashMap<String, String>) -> CredentialSource {
     }
 }
 
+/// The HTTP pipeline options of a credential that fetches tokens over HTTP: lapse's connect and
+/// per-attempt timeouts, and azure_core's retry held to the bounds (its default is 8 retries
+/// within a minute, on top of whatever a hung connection takes).
+///
+/// # Errors
+/// When the HTTP client cannot be built.
+pub fn client_options(bounds: &CallBounds) -> Result<ClientOptions, AzureError> {
+    let duration = |value: std::time::Duration| {
+        azure_core::time::Duration::try_from(value).unwrap_or(azure_core::time::Duration::MAX)
+    };
+    Ok(ClientOptions {
+        retry: RetryOptions::exponential(ExponentialRetryOptions {
+            initial_delay: duration(bounds.first_backoff),
+            max_retries: bounds.attempts.saturating_sub(1),
+            max_total_elapsed: duration(bounds.operation),
+            max_delay: duration(bounds.max_backoff),
+        }),
+        transport: Some(Transport::new(Arc::new(crate::http::http_client(bounds)?))),
+        ..ClientOptions::default()
+    })
+}
+
 /// Builds the chosen credential for a tenant (`tenant` empty: `AZURE_TENANT_ID`, or the CLI's
-/// default).
+/// default), its token requests held to `bounds`.
 ///
 /// # Errors
 /// When the variables the source needs are missing or unusable.
 pub fn build(
     source: CredentialSource,
     tenant: &str,
+    bounds: &CallBounds,
 ) -> Result<Arc<dyn TokenCredential>, AzureError> {
     let environment = process_environment();
     let variable = |name: &str| environment.get(name).cloned();
@@ -144,10 +175,12 @@ pub fn build(
         }
         CredentialSource::WorkloadIdentity => {
             WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+                credential_options: ClientAssertionCredentialOptions {
+                    client_options: client_options(bounds)?,
+                },
                 client_id: Some(client_id),
                 tenant_id: Some(need_tenant()?),
                 token_file_path: variable("AZURE_FEDERATED_TOKEN_FILE").map(Into::into),
-                ..WorkloadIdentityCredentialOptions::default()
             }))
             .map_err(failed)?
         }
@@ -155,7 +188,9 @@ pub fn build(
             &need_tenant()?,
             client_id,
             Secret::new(variable("AZURE_CLIENT_SECRET").unwrap_or_default()),
-            None,
+            Some(ClientSecretCredentialOptions {
+                client_options: client_options(bounds)?,
+            }),
         )
         .map_err(failed)?,
         CredentialSource::ClientCertificate => {
@@ -171,8 +206,8 @@ pub fn build(
                 client_id,
                 SecretBytes::new(bytes),
                 Some(ClientCertificateCredentialOptions {
+                    client_options: client_options(bounds)?,
                     password: variable("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(Secret::new),
-                    ..ClientCertificateCredentialOptions::default()
                 }),
             )
             .map_err(failed)?
@@ -180,7 +215,7 @@ pub fn build(
         CredentialSource::ManagedIdentity => {
             ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                 user_assigned_id: variable("AZURE_CLIENT_ID").map(UserAssignedId::ClientId),
-                ..ManagedIdentityCredentialOptions::default()
+                client_options: client_options(bounds)?,
             }))
             .map_err(failed)?
         }
@@ -262,14 +297,23 @@ mod tests {
 
     #[test]
     fn the_cli_credential_is_built_without_calling_az() {
-        let credential = build(CredentialSource::AzureCli, "contoso.onmicrosoft.com");
+        let credential = build(
+            CredentialSource::AzureCli,
+            "contoso.onmicrosoft.com",
+            &CallBounds::default(),
+        );
         assert!(credential.is_ok(), "{:?}", credential.err());
     }
 
     #[test]
     fn a_missing_certificate_file_says_which_variable_to_fix() {
         // Built directly: the process environment has no certificate path, so the read fails.
-        let error = build(CredentialSource::ClientCertificate, "t").expect_err("no file");
+        let error = build(
+            CredentialSource::ClientCertificate,
+            "t",
+            &CallBounds::default(),
+        )
+        .expect_err("no file");
         assert!(
             error.to_string().contains("AZURE_CLIENT_CERTIFICATE_PATH"),
             "{error}"

@@ -45,6 +45,38 @@ pub enum AzureError {
         /// The permission that would have allowed it.
         missing_permission: Option<String>,
     },
+    /// No whole answer came within the call bounds ([`lapse_sdk::CallBounds`]).
+    #[error("{operation}: {message}")]
+    TimedOut {
+        /// The API operation.
+        operation: String,
+        /// That it timed out, after how long, from where, and what to check.
+        message: String,
+    },
+    /// Not sent: an earlier operation on the same service timed out, and this one would have
+    /// waited as long again.
+    #[error(
+        "{operation}: not sent, because {reason}; lapse gave up on that service for this scope: check that it is reachable, or raise --timeout"
+    )]
+    NotSent {
+        /// The API operation.
+        operation: String,
+        /// The earlier timeout.
+        reason: String,
+    },
+    /// An answer that came back cut off, empty or garbled where the service documents a JSON
+    /// object: what it would have held is unknown.
+    #[error(
+        "{operation}: the answer from {endpoint} was not whole: {message}; run again, and check any proxy between lapse and {endpoint}"
+    )]
+    Unreadable {
+        /// The API operation.
+        operation: String,
+        /// Scheme, host and port it came from.
+        endpoint: String,
+        /// What was wrong with it.
+        message: String,
+    },
     /// A response that is not the documented shape.
     #[error(
         "{operation}: unexpected response: {message}; this is a lapse bug or an API change, please report it"
@@ -66,6 +98,14 @@ impl AzureError {
         }
     }
 
+    /// True when the call ran out of time, or was not sent because an earlier one had.
+    pub(crate) fn timed_out(&self) -> bool {
+        matches!(
+            self,
+            AzureError::TimedOut { .. } | AzureError::NotSent { .. }
+        )
+    }
+
     /// The service's error code, for a service error.
     pub(crate) fn code(&self) -> &str {
         match self {
@@ -79,6 +119,9 @@ impl AzureError {
             AzureError::Credential { .. } => "authenticate".to_owned(),
             AzureError::Transport { operation, .. }
             | AzureError::Service { operation, .. }
+            | AzureError::TimedOut { operation, .. }
+            | AzureError::NotSent { operation, .. }
+            | AzureError::Unreadable { operation, .. }
             | AzureError::Malformed { operation, .. } => operation.clone(),
         }
     }
@@ -96,6 +139,9 @@ impl AzureError {
     #[must_use]
     pub fn into_provider_error(self) -> ProviderError {
         let kind = match (&self, self.status()) {
+            (AzureError::TimedOut { .. } | AzureError::NotSent { .. }, _) => {
+                ProviderErrorKind::TimedOut
+            }
             (AzureError::Credential { .. }, _) | (_, Some(401 | 403)) => ProviderErrorKind::Denied,
             (_, Some(404)) => ProviderErrorKind::NotFound,
             (_, Some(429 | 503)) => ProviderErrorKind::Throttled,

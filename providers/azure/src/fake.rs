@@ -1,7 +1,9 @@
 //! An in-process fake of the Graph and ARM endpoints lapse uses, for tests. No Microsoft
 //! emulator exists for either; this one serves the documented shapes, pages every list,
-//! throttles on demand (429 + `Retry-After`), answers chosen errors on demand ([`Fault`]),
-//! refuses chosen subscriptions with ARM's 403, and keeps state that revocations change.
+//! throttles on demand (429 + `Retry-After`), answers chosen errors on demand ([`Fault`]) or
+//! misbehaves as a broken network or proxy would ([`Misbehaviour`]: never answering, resetting
+//! the connection, a body cut short, an empty or a garbled 200), refuses chosen subscriptions
+//! with ARM's 403, and keeps state that revocations change.
 //!
 //! Shapes follow Microsoft's own examples: ARM role assignments as in the REST API spec's
 //! `Microsoft.Authorization/stable/2022-04-01/examples/RoleAssignments_Get.json` and
@@ -15,12 +17,17 @@
 //! Errors use both services' `{"error": {"code", "message"}}` envelope.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The tenant of [`State::contoso`].
 pub const TENANT: &str = "4f9b2c1d-8a3e-4d5b-9c7f-2e1a6b3d8c90";
@@ -53,6 +60,9 @@ pub const USER_READ_ALL: &str = "df021288-bdef-4463-88db-98f22de89214";
 
 /// Objects of [`State::contoso`].
 pub mod ids {
+    /// lapse's own identity in the fake's tokens: a user (`lapse-reader`) unless a test makes
+    /// it a service principal.
+    pub const LAPSE_READER: &str = "e7c1a5f3-6d9b-4b20-8f4e-1a3c5e7b9d02";
     /// A user who is Owner of the subscription.
     pub const JSMITH: &str = "7d2e9a41-5c3b-4f8e-9a16-0b4c2d8e6f13";
     /// A user with PIM eligibility and an activation.
@@ -120,14 +130,32 @@ pub struct Throttle {
     pub retry_after: u64,
 }
 
+/// How a fault answers, when not with an error status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Accept the request and never answer (until the fake stops).
+    Hang,
+    /// Close the connection with a TCP reset instead of answering.
+    Reset,
+    /// The real answer cut in half, with a `Content-Length` that matches the cut: a whole HTTP
+    /// message whose JSON is not. The request is carried out.
+    Truncated,
+    /// `200 OK` with an empty body.
+    Empty,
+    /// `200 OK` with a body that is not JSON (a proxy's HTML page).
+    Garbage,
+}
+
 /// An error answer armed on demand: the next `remaining` requests with this method (any, when
-/// `None`) whose path contains `path` get `status` with Graph's and ARM's error envelope
-/// `{"error": {"code", "message"}}` and these headers.
+/// `None`) whose path and query (decoded) contain `path` get `status` with Graph's and ARM's
+/// error envelope `{"error": {"code", "message"}}` and these headers, or, when `misbehaviour`
+/// is set, that instead.
 #[derive(Clone, Debug)]
 pub struct Fault {
     /// The method, or `None` for any.
     pub method: Option<String>,
-    /// A fragment of the request path.
+    /// A fragment of the request path and query (`roleAssignments?$skiptoken=2` picks the
+    /// second page of a list).
     pub path: String,
     /// How many more requests to answer so.
     pub remaining: usize,
@@ -142,6 +170,8 @@ pub struct Fault {
     /// True: the request is carried out first and the error answered after, as a server that
     /// fails after acting does.
     pub after_applying: bool,
+    /// Set: the answer is this instead of the error status.
+    pub misbehaviour: Option<Misbehaviour>,
 }
 
 impl Fault {
@@ -157,6 +187,16 @@ impl Fault {
             message: message.to_owned(),
             headers: Vec::new(),
             after_applying: false,
+            misbehaviour: None,
+        }
+    }
+
+    /// The next matching request misbehaves so.
+    #[must_use]
+    pub fn misbehaving(method: Option<&str>, path: &str, misbehaviour: Misbehaviour) -> Self {
+        Fault {
+            misbehaviour: Some(misbehaviour),
+            ..Fault::new(method, path, 200, "", "")
         }
     }
 
@@ -179,6 +219,35 @@ impl Fault {
     pub fn after_applying(mut self) -> Self {
         self.after_applying = true;
         self
+    }
+
+    /// What the fake does instead of answering `real` (the request's own answer, when it was
+    /// carried out).
+    fn outcome(&self, real: Option<Response>) -> Outcome {
+        match self.misbehaviour {
+            None => Outcome::Respond(self.response()),
+            Some(Misbehaviour::Hang) => Outcome::Hang,
+            Some(Misbehaviour::Reset) => Outcome::Reset,
+            Some(Misbehaviour::Truncated) => {
+                Outcome::Truncate(real.unwrap_or_else(|| self.response()))
+            }
+            Some(Misbehaviour::Empty) => Outcome::Respond(
+                (
+                    StatusCode::OK,
+                    [("content-type", "application/json")],
+                    Body::empty(),
+                )
+                    .into_response(),
+            ),
+            Some(Misbehaviour::Garbage) => Outcome::Respond(
+                (
+                    StatusCode::OK,
+                    [("content-type", "text/html")],
+                    "<html><body><h1>502 Bad Gateway</h1><p>The proxy could not reach the upstream server.</p></body></html>",
+                )
+                    .into_response(),
+            ),
+        }
     }
 
     fn matches(&self, method: &Method, path: &str) -> bool {
@@ -231,6 +300,9 @@ pub struct State {
     pub users: Vec<Value>,
     /// `group` objects.
     pub groups: Vec<Value>,
+    /// Group ids each object (user or service principal) belongs to, directly or through other
+    /// groups: what `transitiveMemberOf` lists.
+    pub memberships: BTreeMap<String, Vec<String>>,
     /// `appRoleAssignment` objects granted to service principals (each names its holder in
     /// `principalId`).
     pub app_role_assignments: Vec<Value>,
@@ -269,6 +341,9 @@ pub struct State {
     /// Path fragments whose lists answer an empty page whose next link is the page itself
     /// (a faulty pager, to test that lapse stops).
     pub looping_pages: Vec<String>,
+    /// Path fragments whose lists answer their first page with a next link that is a number,
+    /// not a link (a page that does not say whether more follow).
+    pub garbled_next_links: Vec<String>,
     /// `(path fragment, base URL)`: lists whose path contains the fragment put this base in
     /// their next links instead of the fake's own (a next link to another host).
     pub next_link_bases: Vec<(String, String)>,
@@ -396,10 +471,14 @@ fn password(key: &str, name: &str, start: &str, end: &str) -> Value {
 }
 
 impl State {
-    /// An empty tenant with small pages.
+    /// An empty tenant with small pages, but for lapse's own identity: the user
+    /// [`ids::LAPSE_READER`], which the tests' tokens name (lapse reads which groups it is in).
     #[must_use]
     pub fn new(tenant: &str) -> Self {
         State {
+            users: vec![
+                json!({"id": ids::LAPSE_READER, "displayName": "lapse reader", "userPrincipalName": "lapse-reader@contoso.com", "userType": "Member", "accountEnabled": true, "createdDateTime": "2024-01-01T00:00:00Z"}),
+            ],
             tenant_id: tenant.to_owned(),
             page_size: 2,
             user_sign_in_activity: true,
@@ -418,11 +497,11 @@ impl State {
         use ids::*;
         let mut state = State::new(TENANT);
         let sub = format!("/subscriptions/{SUBSCRIPTION}");
-        state.users = vec![
+        state.users.extend([
             json!({"id": JSMITH, "displayName": "J Smith", "userPrincipalName": "jsmith@contoso.com", "userType": "Member", "accountEnabled": true, "createdDateTime": "2022-08-01T09:00:00Z", "signInActivity": {"lastSignInDateTime": "2026-11-19T17:45:12Z", "lastNonInteractiveSignInDateTime": "2026-11-18T10:00:00Z", "lastSuccessfulSignInDateTime": "2026-11-19T17:45:12Z"}}),
             json!({"id": MKHAN, "displayName": "M Khan", "userPrincipalName": "mkhan@contoso.com", "userType": "Member", "accountEnabled": true, "createdDateTime": "2023-02-13T09:00:00Z", "signInActivity": {"lastSignInDateTime": "2026-11-20T04:28:40Z"}}),
             json!({"id": DWHITFIELD, "displayName": "D Whitfield", "userPrincipalName": "dwhitfield@contoso.com", "userType": "Member", "accountEnabled": true, "createdDateTime": "2020-11-02T09:00:00Z", "signInActivity": {"lastSignInDateTime": null, "lastNonInteractiveSignInDateTime": null}}),
-        ];
+        ]);
         state.groups = vec![
             json!({"id": AUDITORS, "displayName": "auditors", "createdDateTime": "2021-01-01T00:00:00Z"}),
         ];
@@ -568,8 +647,138 @@ pub struct FakeAzure {
     /// `http://127.0.0.1:<port>`: both the Graph and the ARM base URL.
     pub url: String,
     state: Arc<Mutex<State>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What one request gets.
+enum Outcome {
+    Respond(Response),
+    /// No answer until the fake stops.
+    Hang,
+    /// The connection reset.
+    Reset,
+    /// This answer, cut in half.
+    Truncate(Response),
+}
+
+/// The fake's connections: each can be made to end in a reset.
+struct Listener(tokio::net::TcpListener);
+
+/// One connection, with the switch that turns its next read or write into a reset.
+struct Connection {
+    stream: tokio::net::TcpStream,
+    reset: ResetSwitch,
+}
+
+/// Set by a request that must end its connection with a reset: the connection's next read or
+/// write fails, and the socket closes with no linger, which sends RST.
+#[derive(Clone, Debug, Default)]
+struct ResetSwitch(Arc<AtomicBool>);
+
+impl axum::serve::Listener for Listener {
+    type Io = Connection;
+    type Addr = ResetSwitch;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            if let Ok((stream, _)) = self.0.accept().await {
+                let reset = ResetSwitch::default();
+                return (
+                    Connection {
+                        stream,
+                        reset: reset.clone(),
+                    },
+                    reset,
+                );
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(ResetSwitch::default())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Listener>>
+    for ResetSwitch
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Listener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+impl Connection {
+    fn reset(&self) -> Option<std::io::Error> {
+        self.reset.0.load(Ordering::SeqCst).then(|| {
+            let _ = self.stream.set_zero_linger();
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset)
+        })
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if let Some(error) = self.reset() {
+            return Poll::Ready(Err(error));
+        }
+        Pin::new(&mut self.get_mut().stream).poll_read(context, buffer)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if let Some(error) = self.reset() {
+            return Poll::Ready(Err(error));
+        }
+        Pin::new(&mut self.get_mut().stream).poll_write(context, buffer)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if let Some(error) = self.reset() {
+            return Poll::Ready(Err(error));
+        }
+        Pin::new(&mut self.get_mut().stream).poll_flush(context)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(context)
+    }
+}
+
+/// Carries out what [`handle`] decided, waiting where it must.
+async fn deliver(
+    outcome: Outcome,
+    reset: &ResetSwitch,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Response {
+    match outcome {
+        Outcome::Respond(response) => response,
+        Outcome::Hang => {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+        Outcome::Reset => {
+            reset.0.store(true, Ordering::SeqCst);
+            StatusCode::OK.into_response()
+        }
+        Outcome::Truncate(response) => {
+            let (mut parts, body) = response.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(bytes.slice(..bytes.len() / 2)))
+        }
+    }
 }
 
 impl FakeAzure {
@@ -582,7 +791,7 @@ impl FakeAzure {
     pub fn start(state: State) -> Self {
         let state = Arc::new(Mutex::new(state));
         let (ready_sender, ready) = std::sync::mpsc::channel();
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let shared = Arc::clone(&state);
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -596,25 +805,38 @@ impl FakeAzure {
                 let port = listener.local_addr().expect("bound address").port();
                 let base = format!("http://127.0.0.1:{port}");
                 let _ = ready_sender.send(base.clone());
+                let hung = stopped.clone();
                 let app = axum::Router::new().fallback(
-                    move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                    move |ConnectInfo(reset): ConnectInfo<ResetSwitch>,
+                          method: Method,
+                          uri: Uri,
+                          headers: HeaderMap,
+                          body: Bytes| {
                         let shared = Arc::clone(&shared);
                         let base = base.clone();
-                        async move { handle(&shared, &base, &method, &uri, &headers, &body) }
+                        let stop = hung.clone();
+                        async move {
+                            let outcome = handle(&shared, &base, &method, &uri, &headers, &body);
+                            deliver(outcome, &reset, stop).await
+                        }
                     },
                 );
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
+                let mut stopped = stopped;
+                let _ = axum::serve(
+                    Listener(listener),
+                    app.into_make_service_with_connect_info::<ResetSwitch>(),
+                )
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|stopped| *stopped).await;
+                })
+                .await;
             });
         });
         let url = ready.recv().expect("the fake reports its address");
         FakeAzure {
             url,
             state,
-            shutdown: Some(shutdown),
+            stop,
             thread: Some(thread),
         }
     }
@@ -650,9 +872,8 @@ impl FakeAzure {
 
 impl Drop for FakeAzure {
     fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+        // Ends hung answers too, so the graceful shutdown has no request left to wait for.
+        let _ = self.stop.send(true);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -726,7 +947,8 @@ fn expands(query: &BTreeMap<String, String>, relationship: &str) -> bool {
         .is_some_and(|expand| expand.split(',').any(|name| name.trim() == relationship))
 }
 
-/// Keeps only `$select`ed fields (and `id`, and what `$expand` brought), as Graph does.
+/// Keeps only `$select`ed fields (and `id`, `@odata.type`, and what `$expand` brought), as
+/// Graph does.
 fn project(item: &Value, query: &BTreeMap<String, String>) -> Value {
     let Some(select) = query.get("$select") else {
         return item.clone();
@@ -741,7 +963,8 @@ fn project(item: &Value, query: &BTreeMap<String, String>) -> Value {
         .split(',')
         .chain(expanded)
         .map(str::trim)
-        .chain(std::iter::once("id"))
+        // Graph names each directory object's type in a mixed collection whatever is selected.
+        .chain(["id", "@odata.type"])
     {
         if let Some(value) = item.get(field) {
             kept.insert(field.to_owned(), value.clone());
@@ -845,30 +1068,29 @@ fn handle(
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Response {
+) -> Outcome {
     let Ok(mut state) = shared.lock() else {
-        return error(
+        return Outcome::Respond(error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalError",
             "fake state poisoned",
-        );
+        ));
     };
     let path = decode(uri.path());
     let raw_query = uri.query().unwrap_or("");
     let query = query_pairs(raw_query);
-    state
-        .requests
-        .push(format!("{method} {path}?{}", decode(raw_query)));
+    let path_and_query = format!("{path}?{}", decode(raw_query));
+    state.requests.push(format!("{method} {path_and_query}"));
     let Some(token) = headers
         .get("authorization")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
     else {
-        return error(
+        return Outcome::Respond(error(
             StatusCode::UNAUTHORIZED,
             "InvalidAuthenticationToken",
             "Access token is empty.",
-        );
+        ));
     };
     state.tokens.insert(token.to_owned());
     if let Some(throttle) = state
@@ -886,7 +1108,7 @@ fn handle(
         if let Ok(value) = retry_after.parse() {
             response.headers_mut().insert("retry-after", value);
         }
-        return response;
+        return Outcome::Respond(response);
     }
     if method == Method::GET
         && state
@@ -898,20 +1120,34 @@ fn handle(
             "{base}{}",
             uri.path_and_query().map_or("", |pq| pq.as_str())
         );
-        return ok(json!({"value": [], "@odata.nextLink": link, "nextLink": link}));
+        return Outcome::Respond(ok(
+            json!({"value": [], "@odata.nextLink": link, "nextLink": link}),
+        ));
+    }
+    if method == Method::GET
+        && state
+            .garbled_next_links
+            .iter()
+            .any(|fragment| path.contains(fragment.as_str()))
+    {
+        return Outcome::Respond(ok(
+            json!({"value": [], "@odata.nextLink": 2, "nextLink": 2}),
+        ));
     }
     let fault = state
         .faults
         .iter_mut()
-        .find(|fault| fault.matches(method, &path))
+        .find(|fault| fault.matches(method, &path_and_query))
         .map(|fault| {
             fault.remaining -= 1;
             fault.clone()
         });
+    // A cut answer is a cut real one: the request is carried out.
     if let Some(fault) = &fault
         && !fault.after_applying
+        && fault.misbehaviour != Some(Misbehaviour::Truncated)
     {
-        return fault.response();
+        return fault.outcome(None);
     }
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let base = state
@@ -925,8 +1161,8 @@ fn handle(
         arm(&mut state, &base, method, &path, &query, raw_query, &body)
     };
     match fault {
-        Some(fault) => fault.response(),
-        None => response,
+        Some(fault) => fault.outcome(Some(response)),
+        None => Outcome::Respond(response),
     }
 }
 
@@ -1201,6 +1437,42 @@ fn graph(
                 .cloned()
                 .collect();
             list(&items)
+        }
+        // serviceprincipal-list-transitivememberof.md, user-list-transitivememberof.md:
+        // directory objects with their `@odata.type`.
+        (
+            "GET",
+            [
+                collection @ ("servicePrincipals" | "users"),
+                id,
+                "transitiveMemberOf",
+            ],
+        ) => {
+            if !collection_of(state, collection)
+                .iter()
+                .any(|item| same(&item["id"], id))
+            {
+                return not_found(id);
+            }
+            let groups: Vec<Value> = state
+                .memberships
+                .iter()
+                .find(|(member, _)| member.eq_ignore_ascii_case(id))
+                .map(|(_, groups)| groups.clone())
+                .unwrap_or_default()
+                .iter()
+                .map(|group| {
+                    let mut item = state
+                        .groups
+                        .iter()
+                        .find(|item| same(&item["id"], group))
+                        .cloned()
+                        .unwrap_or_else(|| json!({"id": group}));
+                    item["@odata.type"] = json!("#microsoft.graph.group");
+                    item
+                })
+                .collect();
+            list(&groups)
         }
         ("GET", ["roleManagement", "directory", "roleDefinitions"]) => {
             list(&state.directory_role_definitions)

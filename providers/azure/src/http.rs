@@ -1,16 +1,24 @@
 //! The one place Graph and ARM are called: tokens (fetched once per audience and reused until
-//! near expiry), the 429/503 retry loop honouring `Retry-After`, `retry-after-ms` and
-//! `x-ms-retry-after-ms` (a POST is sent again only after a 429), paging that stays on the host
-//! it started on, and the request count.
+//! near expiry), the one retry and timeout policy ([`lapse_sdk::CallBounds`]: connect and
+//! per-attempt timeouts on the HTTP client, attempts with backoff that the servers'
+//! `Retry-After`, `retry-after-ms` and `x-ms-retry-after-ms` override up to a cap, a deadline
+//! around each operation with all its retries; a POST is sent again only after a 429), answers
+//! read whole or not at all, paging that stays on the host it started on, and the request count.
+//!
+//! An operation that times out ends its scope's calls to that service: the client a scope reads
+//! with ([`Client::for_scope`]) refuses further calls there at once, since each would wait as
+//! long again. A service that let an operation time out without answering anything at all (a
+//! hung endpoint, not a throttling one) is given up for the rest of the run, in every scope.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use azure_core::credentials::{AccessToken, TokenCredential};
 use backon::{ExponentialBuilder, Retryable};
 use base64::Engine;
+use lapse_sdk::CallBounds;
 use reqwest::Method;
 use serde_json::Value;
 
@@ -38,15 +46,14 @@ pub(crate) struct Response {
     pub(crate) body: Value,
 }
 
-/// The longest wait a server's retry header is believed for.
-const MAX_SERVER_DELAY: Duration = Duration::from_secs(60);
-
 /// How long the server asked to wait, read as azure_core's pipeline reads it and in its order:
 /// `x-ms-retry-after-ms`, `retry-after-ms` (milliseconds), then `Retry-After` (seconds, or an
-/// HTTP date). At most [`MAX_SERVER_DELAY`], so a far date cannot hold the run.
+/// HTTP date, read by [`lapse_sdk::parse_retry_after`]). Believed up to the bounds' cap, so a far
+/// date cannot hold the run.
 fn server_delay(
     headers: &reqwest::header::HeaderMap,
     now: time::OffsetDateTime,
+    bounds: &CallBounds,
 ) -> Option<Duration> {
     let value = |name: &str| {
         headers
@@ -57,19 +64,8 @@ fn server_delay(
     let delay = ["x-ms-retry-after-ms", "retry-after-ms"]
         .into_iter()
         .find_map(|name| value(name)?.parse::<u64>().ok().map(Duration::from_millis))
-        .or_else(|| {
-            let after = value("retry-after")?;
-            after
-                .parse::<u64>()
-                .ok()
-                .map(Duration::from_secs)
-                .or_else(|| {
-                    let at = azure_core::time::parse_rfc7231(after).ok()?;
-                    // A date already past means "now".
-                    Some(Duration::try_from(at - now).unwrap_or(Duration::ZERO))
-                })
-        })?;
-    Some(delay.min(MAX_SERVER_DELAY))
+        .or_else(|| lapse_sdk::parse_retry_after(value("retry-after")?, now))?;
+    Some(bounds.believe(delay))
 }
 
 /// Scheme, host and port of a URL: where a request (and the token with it) goes.
@@ -95,9 +91,16 @@ fn describe_origin(url: &str) -> String {
 pub(crate) struct Caller {
     /// Object id (`oid`), else application id (`appid`/`azp`).
     pub(crate) id: Option<String>,
+    /// The application (client) id the token was issued to (`appid`/`azp`): joins an app-only
+    /// caller to the application whose secrets it signs in with.
+    pub(crate) application: Option<String>,
     /// Tenant id (`tid`).
     pub(crate) tenant: Option<String>,
 }
+
+/// Services that stopped answering, each with the message that said so. Shared by every call
+/// it covers, so the first timeout spares the others their wait.
+type Stopped = Mutex<HashMap<Api, String>>;
 
 struct Inner {
     http: reqwest::Client,
@@ -108,6 +111,9 @@ struct Inner {
     tokens: tokio::sync::Mutex<HashMap<Api, AccessToken>>,
     requests: Arc<AtomicU64>,
     concurrency: usize,
+    bounds: CallBounds,
+    /// Services that let an operation time out without a single answer in this run.
+    unresponsive: Stopped,
 }
 
 impl std::fmt::Debug for Inner {
@@ -118,6 +124,7 @@ impl std::fmt::Debug for Inner {
             .field("source", &self.source)
             .field("graph_url", &self.graph_url)
             .field("arm_url", &self.arm_url)
+            .field("bounds", &self.bounds)
             .finish_non_exhaustive()
     }
 }
@@ -126,6 +133,8 @@ impl std::fmt::Debug for Inner {
 #[derive(Clone, Debug)]
 pub(crate) struct Client {
     inner: Arc<Inner>,
+    /// The services a timeout ended for the scope this client reads ([`Client::for_scope`]).
+    scope: Option<Arc<Stopped>>,
 }
 
 /// One failed attempt, with what the retry loop needs to know.
@@ -133,6 +142,15 @@ struct Attempt {
     error: AzureError,
     retryable: bool,
     retry_after: Option<Duration>,
+}
+
+/// What the attempts of one operation saw, for the message when its deadline passes.
+#[derive(Default)]
+struct Progress {
+    /// True once any attempt got a status line back: the service answers, if not well.
+    answered: AtomicBool,
+    /// The last failed attempt, as said in the error.
+    last: Mutex<Option<String>>,
 }
 
 const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
@@ -148,6 +166,26 @@ fn scope_for(base: &str, default: &'static str) -> String {
     }
 }
 
+/// A URL without its query, for messages: a next link's query may carry a token of its own.
+fn without_query(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+/// The HTTP client every Graph and ARM call goes through: the bounds' connect timeout, and
+/// their per-attempt timeout from sending the request to the last byte of the answer.
+pub(crate) fn http_client(bounds: &CallBounds) -> Result<reqwest::Client, AzureError> {
+    reqwest::Client::builder()
+        .connect_timeout(bounds.connect)
+        .timeout(bounds.attempt)
+        .user_agent(concat!("lapse/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|error| AzureError::Transport {
+            operation: "http client".to_owned(),
+            url: String::new(),
+            message: error.to_string(),
+        })
+}
+
 impl Client {
     pub(crate) fn new(
         settings: &AzureSettings,
@@ -155,18 +193,9 @@ impl Client {
         source: CredentialSource,
         requests: Arc<AtomicU64>,
     ) -> Result<Self, AzureError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .user_agent(concat!("lapse/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| AzureError::Transport {
-                operation: "http client".to_owned(),
-                url: String::new(),
-                message: error.to_string(),
-            })?;
         Ok(Client {
             inner: Arc::new(Inner {
-                http,
+                http: http_client(&settings.bounds)?,
                 credential,
                 source,
                 graph_url: settings.graph_url.trim_end_matches('/').to_owned(),
@@ -174,8 +203,20 @@ impl Client {
                 tokens: tokio::sync::Mutex::default(),
                 requests,
                 concurrency: settings.concurrency.max(1),
+                bounds: settings.bounds,
+                unresponsive: Mutex::default(),
             }),
+            scope: None,
         })
+    }
+
+    /// The same client for reading one scope: once an operation there times out, its other
+    /// calls to the same service fail at once instead of each waiting as long again.
+    pub(crate) fn for_scope(&self) -> Client {
+        Client {
+            inner: Arc::clone(&self.inner),
+            scope: Some(Arc::default()),
+        }
     }
 
     /// Concurrent requests allowed for per-object reads.
@@ -205,15 +246,25 @@ impl Client {
             Api::Graph => scope_for(&self.inner.graph_url, GRAPH_SCOPE),
             Api::Arm => scope_for(&self.inner.arm_url, ARM_SCOPE),
         };
-        let token = self
-            .inner
-            .credential
-            .get_token(&[scope.as_str()], None)
-            .await
-            .map_err(|error| AzureError::Credential {
-                source_name: self.inner.source.as_str(),
-                message: error.to_string(),
-            })?;
+        // The credential's own HTTP calls are bounded where it is built
+        // ([`crate::credential::build`]); this bounds the whole fetch, a hung `az` included.
+        let limit = self.inner.bounds.operation;
+        let fetched = tokio::time::timeout(
+            limit,
+            self.inner.credential.get_token(&[scope.as_str()], None),
+        )
+        .await
+        .map_err(|_| AzureError::TimedOut {
+            operation: "authenticate".to_owned(),
+            message: lapse_sdk::timed_out_message(
+                limit,
+                &format!("lapse's credential, {}", self.inner.source.as_str()),
+            ),
+        })?;
+        let token = fetched.map_err(|error| AzureError::Credential {
+            source_name: self.inner.source.as_str(),
+            message: error.to_string(),
+        })?;
         let secret = token.token.secret().to_owned();
         tokens.insert(api, token);
         Ok(secret)
@@ -234,12 +285,33 @@ impl Client {
             .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
             .unwrap_or(Value::Null);
         let text = |name: &str| claims[name].as_str().map(str::to_owned);
+        let application = text("appid").or_else(|| text("azp"));
         Ok(Caller {
-            id: text("oid")
-                .or_else(|| text("appid"))
-                .or_else(|| text("azp")),
+            id: text("oid").or_else(|| application.clone()),
+            application,
             tenant: text("tid"),
         })
+    }
+
+    /// Why a call to `api` is not sent, when an earlier timeout ended that service for this
+    /// scope or for the run.
+    fn stopped(&self, api: Api) -> Option<String> {
+        let read = |stopped: &Stopped| {
+            stopped
+                .lock()
+                .ok()
+                .and_then(|stopped| stopped.get(&api).cloned())
+        };
+        self.scope
+            .as_deref()
+            .and_then(read)
+            .or_else(|| read(&self.inner.unresponsive))
+    }
+
+    fn stop(stopped: &Stopped, api: Api, why: &str) {
+        if let Ok(mut stopped) = stopped.lock() {
+            stopped.entry(api).or_insert_with(|| why.to_owned());
+        }
     }
 
     async fn attempt(
@@ -249,6 +321,7 @@ impl Client {
         url: &str,
         body: Option<&Value>,
         operation: Operation,
+        progress: &Progress,
     ) -> Result<Response, Attempt> {
         let token = self.token(api).await.map_err(|error| Attempt {
             error,
@@ -266,27 +339,72 @@ impl Client {
         }
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         let idempotent = *method == Method::GET;
-        let response = request.send().await.map_err(|error| Attempt {
-            error: AzureError::Transport {
-                operation: operation.name.to_owned(),
-                url: url.split('?').next().unwrap_or(url).to_owned(),
-                message: error.to_string(),
+        let bounds = &self.inner.bounds;
+        // A request that got no whole answer: a read may be sent again; a write may have
+        // landed, and is not.
+        let unanswered = |error: reqwest::Error, what: &str| Attempt {
+            error: if error.is_timeout() {
+                AzureError::TimedOut {
+                    operation: operation.name.to_owned(),
+                    message: lapse_sdk::timed_out_message(bounds.attempt, &describe_origin(url)),
+                }
+            } else {
+                AzureError::Transport {
+                    operation: operation.name.to_owned(),
+                    url: without_query(url).to_owned(),
+                    message: format!("{what}: {error}"),
+                }
             },
-            // A read may be sent again after a dropped connection; a write may have landed.
             retryable: idempotent && !error.is_builder(),
             retry_after: None,
-        })?;
-        let status = response.status().as_u16();
-        let retry_after = server_delay(response.headers(), time::OffsetDateTime::now_utc());
-        let text = response.text().await.unwrap_or_default();
-        let body: Value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
+        let response = request
+            .send()
+            .await
+            .map_err(|error| unanswered(error, "no answer"))?;
+        progress.answered.store(true, Ordering::Relaxed);
+        let status = response.status().as_u16();
+        let retry_after = server_delay(response.headers(), time::OffsetDateTime::now_utc(), bounds);
+        // The whole answer or none: a body cut off on the way is an error, never an empty one.
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| unanswered(error, "the answer was cut off"))?;
+        let parsed = serde_json::from_slice::<Value>(&bytes);
         if status < 400 {
-            return Ok(Response { status, body });
+            return match parsed {
+                Ok(body) if body.is_object() => Ok(Response { status, body }),
+                // Writes are judged by their status and verified by a read; lapse uses no
+                // write's answer, so one it cannot read is not an error.
+                _ if !idempotent => Ok(Response {
+                    status,
+                    body: Value::Null,
+                }),
+                parsed => Err(Attempt {
+                    error: AzureError::Unreadable {
+                        operation: operation.name.to_owned(),
+                        endpoint: describe_origin(url),
+                        message: format!(
+                            "HTTP {status} with {}",
+                            match parsed {
+                                _ if bytes.iter().all(u8::is_ascii_whitespace) =>
+                                    "an empty body".to_owned(),
+                                Ok(_) => "JSON that is not an object".to_owned(),
+                                Err(error) => format!(
+                                    "a body of {} bytes that is not whole JSON ({error})",
+                                    bytes.len()
+                                ),
+                            }
+                        ),
+                    },
+                    // A read is safe to ask again; a proxy may have cut this one.
+                    retryable: true,
+                    retry_after: None,
+                }),
+            };
         }
+        let body =
+            parsed.unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         // A POST creates something (a PIM removal request, an object put back by undo): after
         // a 5xx it may have been carried out, and sending it again could act twice, so only a
         // 429, which says it was refused, is sent again; the caller verifies or reports a 5xx.
@@ -301,9 +419,11 @@ impl Client {
         })
     }
 
-    /// Sends one request, retrying throttling (429; 503 too except for a POST) and, for reads,
-    /// server errors, with exponential backoff that the server's retry headers override. An
-    /// error status is an `Err`.
+    /// Sends one request under the bounds: retrying throttling (429; 503 too except for a
+    /// POST) and, for reads, server errors, answers that were cut off and dropped connections,
+    /// with exponential backoff that the server's retry headers override (up to the cap), all
+    /// within the operation deadline. An error status is an `Err`; so is a read whose answer is
+    /// not a whole JSON object.
     pub(crate) async fn send(
         &self,
         api: Api,
@@ -312,24 +432,66 @@ impl Client {
         body: Option<&Value>,
         operation: Operation,
     ) -> Result<Response, AzureError> {
+        if let Some(why) = self.stopped(api) {
+            return Err(AzureError::NotSent {
+                operation: operation.name.to_owned(),
+                reason: why,
+            });
+        }
+        let bounds = self.inner.bounds;
         let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(30))
-            .with_max_times(5)
+            .with_min_delay(bounds.first_backoff)
+            .with_max_delay(bounds.max_backoff)
+            .with_max_times(bounds.attempts.saturating_sub(1) as usize)
             .with_jitter();
-        (|| self.attempt(api, &method, url, body, operation))
+        let progress = Progress::default();
+        let attempts = (|| self.attempt(api, &method, url, body, operation, &progress))
             .retry(backoff)
             .when(|attempt: &Attempt| attempt.retryable)
-            // A server that says when to come back is believed (up to a minute); `None` means
-            // the retries ran out, and stays so.
+            // A server that says when to come back is believed (up to the cap, already
+            // applied); `None` means the retries ran out, and stays so.
             .adjust(|attempt: &Attempt, delay| {
                 delay.map(|delay| attempt.retry_after.unwrap_or(delay))
             })
-            .await
-            .map_err(|attempt| attempt.error)
+            .notify(|attempt: &Attempt, _| {
+                if let Ok(mut last) = progress.last.lock() {
+                    *last = Some(attempt.error.to_string());
+                }
+            });
+        let error = match tokio::time::timeout(bounds.operation, attempts).await {
+            Ok(Ok(response)) => return Ok(response),
+            Ok(Err(attempt)) => attempt.error,
+            Err(_) => {
+                let last = progress
+                    .last
+                    .lock()
+                    .ok()
+                    .and_then(|last| last.clone())
+                    .map_or_else(String::new, |last| format!(" (the last attempt: {last})"));
+                AzureError::TimedOut {
+                    operation: operation.name.to_owned(),
+                    message: format!(
+                        "{}{last}",
+                        lapse_sdk::timed_out_message(bounds.operation, &describe_origin(url))
+                    ),
+                }
+            }
+        };
+        if let AzureError::TimedOut { .. } = &error {
+            let why = format!("{} timed out earlier in this run", operation.name);
+            if let Some(scope) = &self.scope {
+                Client::stop(scope, api, &why);
+            }
+            // Nothing came back at all: the service is not answering, not just slow to let
+            // lapse in, and every scope is spared the same wait.
+            if !progress.answered.load(Ordering::Relaxed) {
+                Client::stop(&self.inner.unresponsive, api, &why);
+            }
+        }
+        Err(error)
     }
 
-    /// A GET.
+    /// A GET, whose answer is a whole JSON object.
     pub(crate) async fn get(
         &self,
         api: Api,
@@ -341,7 +503,8 @@ impl Client {
             .map(|response| response.body)
     }
 
-    /// Every item of a list, following `@odata.nextLink` (Graph) or `nextLink` (ARM).
+    /// Every item of a list, following `@odata.nextLink` (Graph) or `nextLink` (ARM). Each
+    /// page must be whole: a `value` array, and a next link that is a link or absent.
     pub(crate) async fn list(
         &self,
         api: Api,
@@ -379,20 +542,27 @@ impl Client {
                 });
             }
             let mut page = self.get(api, &url, operation).await?;
+            let unreadable = |message: &str| AzureError::Unreadable {
+                operation: operation.name.to_owned(),
+                endpoint: describe_origin(&url),
+                message: format!("page {} {message}", seen.len()),
+            };
             match page.get_mut("value").map(Value::take) {
                 Some(Value::Array(values)) => items.extend(values),
-                _ => {
-                    return Err(AzureError::Malformed {
-                        operation: operation.name.to_owned(),
-                        message: "a list page without a `value` array".to_owned(),
-                    });
+                _ => return Err(unreadable("has no `value` array")),
+            }
+            next = None;
+            for field in ["@odata.nextLink", "nextLink"] {
+                match &page[field] {
+                    Value::Null => {}
+                    Value::String(link) if link.is_empty() => {}
+                    Value::String(link) => {
+                        next = Some(link.clone());
+                        break;
+                    }
+                    _ => return Err(unreadable(&format!("has a `{field}` that is not a link"))),
                 }
             }
-            next = page["@odata.nextLink"]
-                .as_str()
-                .or_else(|| page["nextLink"].as_str())
-                .filter(|link| !link.is_empty())
-                .map(str::to_owned);
         }
         Ok(items)
     }
@@ -405,12 +575,16 @@ mod tests {
     #[test]
     fn every_retry_header_azure_core_reads_is_honoured_and_bounded() {
         let now = time::macros::datetime!(2026-11-20 10:00:00 UTC);
+        let bounds = CallBounds {
+            max_backoff: Duration::from_secs(60),
+            ..CallBounds::default()
+        };
         let delay = |pairs: &[(&'static str, &str)]| {
             let mut headers = reqwest::header::HeaderMap::new();
             for (name, value) in pairs {
                 headers.insert(*name, value.parse().expect("header value"));
             }
-            server_delay(&headers, now)
+            server_delay(&headers, now, &bounds)
         };
         assert_eq!(delay(&[]), None);
         assert_eq!(delay(&[("retry-after", "7")]), Some(Duration::from_secs(7)));
@@ -434,11 +608,14 @@ mod tests {
             ]),
             Some(Duration::from_millis(250))
         );
-        assert_eq!(delay(&[("retry-after", "86400")]), Some(MAX_SERVER_DELAY));
+        // Believed only up to the bounds' cap.
+        let cap = Some(Duration::from_secs(60));
+        assert_eq!(delay(&[("retry-after", "86400")]), cap);
         assert_eq!(
             delay(&[("retry-after", "Sat, 20 Nov 2027 10:00:00 GMT")]),
-            Some(MAX_SERVER_DELAY)
+            cap
         );
+        assert_eq!(delay(&[("x-ms-retry-after-ms", "600000")]), cap);
         assert_eq!(delay(&[("retry-after", "soon")]), None);
     }
 

@@ -1,17 +1,20 @@
 //! The Azure provider: Entra ID (Microsoft Graph) and Azure RBAC (Azure Resource Manager).
 //!
 //! Tokens come from `azure_identity` through lapse's own credential chain ([`credential`]);
-//! Graph and ARM are called over reqwest with paging, `$select` and a retry loop that honours the
-//! servers' retry headers ([`http`]). A tenant is one scope (`azure:/tenants/<id>`: service principals, applications
-//! and their credentials, directory roles, users and groups that hold something); each
-//! subscription is another (`azure:/subscriptions/<id>`: role assignments and PIM instances).
+//! Graph and ARM are called over reqwest with paging, `$select` and one retry and timeout
+//! policy from [`lapse_sdk::CallBounds`] that honours the servers' retry headers (`http`). A
+//! tenant is one scope (`azure:/tenants/<id>`: service principals, applications and their
+//! credentials, directory roles, users and groups that hold something); each subscription is
+//! another (`azure:/subscriptions/<id>`: role assignments and PIM instances).
 //!
 //! Requests per snapshot, without retries: one per page of eight tenant lists (service
 //! principals with their app role assignments `$expand`ed, applications with their federated
 //! credentials `$expand`ed, directory role definitions, assignments, active and eligible PIM
 //! instances, two sign-in reports), one per page of users and of groups that hold something
-//! (fifteen ids a request), one per page of three lists per subscription (role assignments,
-//! active and eligible PIM instances), one per distinct ARM role definition, and the
+//! (fifteen ids a request), one per page of the groups lapse's own identity is in
+//! (`transitiveMemberOf`, for `caller_identities`), one per page of three lists per
+//! subscription (role assignments, active and eligible PIM instances), one per distinct ARM
+//! role definition, and the
 //! subscription list's pages when every subscription is asked for. They grow with pages, not
 //! with the number of applications or principals, with two exceptions that cost a request
 //! each: a service principal whose expansion came back with 20 or more assignments (Graph
@@ -161,7 +164,8 @@ impl AzureProvider {
         let source = self.credential_source();
         let credential = match &self.settings.credential {
             Some(credential) => Arc::clone(credential),
-            None => credential::build(source, tenant).map_err(AzureError::into_provider_error)?,
+            None => credential::build(source, tenant, &self.settings.bounds)
+                .map_err(AzureError::into_provider_error)?,
         };
         let client = http::Client::new(
             &self.settings,

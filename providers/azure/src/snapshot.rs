@@ -6,7 +6,9 @@
 //! definitions, assignments and PIM instances, the beta sign-in
 //! activity reports (optional), and the users and groups that hold something. ARM, per
 //! subscription: role assignments at and below it, PIM schedule instances, and each distinct
-//! role definition once.
+//! role definition once. The subscriptions and the directory are read side by side, each scope
+//! with its own client, so an endpoint that hangs ends them all in about one operation bound.
+//! Every scope of the tenant names lapse's own application and groups in `caller_identities`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::error::AzureError;
-use crate::http::{Api, Client, Operation};
+use crate::http::{Api, Caller, Client, Operation};
 use crate::{AzureSettings, TenantScope};
 
 /// Tenants that own Microsoft's first-party applications (Microsoft Services, Microsoft, and
@@ -83,6 +85,17 @@ const SP_SIGN_INS: Operation = Operation {
 const CREDENTIAL_SIGN_INS: Operation = Operation {
     name: "graph:GET /beta/reports/appCredentialSignInActivities",
     permission: "AuditLog.Read.All",
+};
+/// The groups lapse's own service principal is in (Graph documents `Application.Read.All` as
+/// enough: groups it cannot read come with their type and id, all lapse needs).
+const CALLER_GROUPS: Operation = Operation {
+    name: "graph:GET /servicePrincipals/{id}/transitiveMemberOf (lapse's own identity)",
+    permission: "Application.Read.All",
+};
+/// The groups lapse's own user is in.
+const CALLER_USER_GROUPS: Operation = Operation {
+    name: "graph:GET /users/{id}/transitiveMemberOf (lapse's own identity)",
+    permission: "GroupMember.Read.All",
 };
 const USERS: Operation = Operation {
     name: "graph:GET /users",
@@ -297,6 +310,15 @@ impl Reading {
         self
     }
 
+    /// Takes in what another reading of the same scope found wrong.
+    fn absorb(&mut self, other: Reading) {
+        self.status.complete &= other.status.complete;
+        self.status.errors.extend(other.status.errors);
+        for (key, count) in other.unidentified {
+            *self.unidentified.entry(key).or_default() += count;
+        }
+    }
+
     fn fail(&mut self, error: AzureError) {
         self.status.complete = false;
         self.status.errors.push(error.into_scope_error());
@@ -392,24 +414,60 @@ pub(crate) async fn scan_tenant(
         ScopeKind::Tenant,
         caller.id.clone(),
     );
-
-    // Subscriptions first: their grants name principals the tenant pass resolves.
-    let subscriptions = subscriptions(&client, scope, &tenant_id, &mut tenant).await;
-    let roles: Arc<Mutex<HashMap<String, Role>>> = Arc::default();
-    let readings = read_subscriptions(
-        subscriptions,
-        client.concurrency(),
+    // What listing the subscriptions finds wrong is the tenant's to report.
+    let mut listing = Reading::new(
+        tenant_scope_id(&tenant_id),
+        ScopeKind::Tenant,
         caller.id.clone(),
-        |subscription| {
-            let client = client.clone();
-            let roles = Arc::clone(&roles);
-            let caller = caller.id.clone();
-            async move { scan_subscription(&client, &subscription, caller, &roles).await }
-        },
-    )
-    .await;
+    );
 
-    read_directory(&client, &mut tenant).await;
+    // The subscriptions and the directory are read side by side (each scope with its own
+    // client, so a timeout in one ends only that scope's calls to the service): a service
+    // that hangs costs about one operation bound, not one per phase.
+    let tenant_client = client.for_scope();
+    let roles: Arc<Mutex<HashMap<String, Role>>> = Arc::default();
+    let (readings, identities) = tokio::join!(
+        async {
+            let subscriptions =
+                subscriptions(&tenant_client, scope, &tenant_id, &mut listing).await;
+            read_subscriptions(
+                subscriptions,
+                client.concurrency(),
+                caller.id.clone(),
+                |subscription| {
+                    let client = client.for_scope();
+                    let roles = Arc::clone(&roles);
+                    let caller = caller.id.clone();
+                    async move { scan_subscription(&client, &subscription, caller, &roles).await }
+                },
+            )
+            .await
+        },
+        read_directory(&tenant_client, &caller, &mut tenant),
+    );
+    tenant.absorb(listing);
+    let mut readings = readings;
+    // lapse's own identity reaches every scope of the tenant through its application and its
+    // groups; without them known, no scope of it can be judged safe to change.
+    match identities {
+        Ok(identities) => {
+            for reading in std::iter::once(&mut tenant).chain(readings.iter_mut()) {
+                reading.status.caller_identities.clone_from(&identities);
+            }
+        }
+        Err(error) => {
+            let mut scope_error = error.into_scope_error();
+            scope_error.message = format!(
+                "lapse cannot tell which groups its own identity {} belongs to, so it cannot keep itself from being locked out of this tenant: {}",
+                caller.id.as_deref().unwrap_or("(unknown)"),
+                scope_error.message
+            );
+            for reading in std::iter::once(&mut tenant).chain(readings.iter_mut()) {
+                reading.status.complete = false;
+                reading.status.errors.push(scope_error.clone());
+            }
+        }
+    }
 
     // Users and groups that hold a grant anywhere in this tenant and are not yet known.
     let known: HashSet<String> = tenant
@@ -426,7 +484,7 @@ pub(crate) async fn scan_tenant(
         .collect();
     wanted.sort();
     wanted.dedup();
-    resolve_principals(&client, &wanted, &mut tenant).await;
+    resolve_principals(&tenant_client, &wanted, &mut tenant).await;
 
     let mut snapshot = Snapshot::empty(tenant.status.taken_at);
     for reading in std::iter::once(tenant.finish()).chain(readings) {
@@ -595,14 +653,23 @@ async fn role_names(
             "{definition_id}?api-version={ARM_AUTHORIZATION_VERSION}"
         ));
         match client.get(Api::Arm, &url, ROLE_DEFINITION).await {
-            Ok(definition) => {
-                let role = Role {
-                    name: text(&definition["properties"]["roleName"])
-                        .unwrap_or_else(|| key.clone()),
-                    privileged: custom_role_privileged(&definition),
-                };
-                roles.lock().await.insert(key, role);
-            }
+            Ok(definition) => match text(&definition["properties"]["roleName"]) {
+                Some(name) => {
+                    let role = Role {
+                        name,
+                        privileged: custom_role_privileged(&definition),
+                    };
+                    roles.lock().await.insert(key, role);
+                }
+                // Its assignments keep the role's id for a name: the last-Owner hold and the
+                // policy's role names would not see them, so the scope says it is not whole.
+                None => reading.fail(AzureError::Malformed {
+                    operation: ROLE_DEFINITION.name.to_owned(),
+                    message: format!(
+                        "role definition {key} came without properties.roleName, so its assignments are named by its id"
+                    ),
+                }),
+            },
             Err(error) => reading.fail(error),
         }
     }
@@ -677,33 +744,42 @@ async fn scan_subscription(
         if let Some(origin) = text(&properties["originRoleAssignmentId"]) {
             materialized.insert(guid_of(&origin));
         }
-        if let Some(id) = reading.id_of(instance, "id", ARM_PIM_ACTIVE.name) {
-            let grant = pim_grant(&scope_id, id, instance, GrantKind::PimActive, &role);
+        if let Some((id, definition, principal)) =
+            arm_identity(&mut reading, instance, ARM_PIM_ACTIVE.name)
+        {
+            let grant = pim_grant(
+                &scope_id,
+                (id, definition, principal),
+                instance,
+                GrantKind::PimActive,
+                &role,
+            );
             reading.grants.push(grant);
         }
     }
     for instance in &eligible {
-        if let Some(id) = reading.id_of(instance, "id", ARM_PIM_ELIGIBLE.name) {
-            let grant = pim_grant(&scope_id, id, instance, GrantKind::PimEligible, &role);
+        if let Some(identity) = arm_identity(&mut reading, instance, ARM_PIM_ELIGIBLE.name) {
+            let grant = pim_grant(&scope_id, identity, instance, GrantKind::PimEligible, &role);
             reading.grants.push(grant);
         }
     }
     for assignment in &assignments {
-        let Some(id) = reading.id_of(assignment, "id", ROLE_ASSIGNMENTS.name) else {
+        let Some((id, definition, principal)) =
+            arm_identity(&mut reading, assignment, ROLE_ASSIGNMENTS.name)
+        else {
             continue;
         };
         if materialized.contains(&guid_of(&id)) {
             continue;
         }
         let properties = &assignment["properties"];
-        let definition = text(&properties["roleDefinitionId"]).unwrap_or_default();
         let resource = text(&properties["scope"]).unwrap_or_default();
         let role = role(&definition);
         reading.grants.push(Grant {
             id: id.into(),
             cloud: Cloud::Azure,
             scope: scope_id.clone(),
-            principal: text(&properties["principalId"]).unwrap_or_default().into(),
+            principal: principal.into(),
             entitlement: role
                 .as_ref()
                 .map_or_else(|| guid_of(&definition), |role| role.name.clone()),
@@ -724,15 +800,35 @@ async fn scan_subscription(
     reading.finish()
 }
 
+/// What names an ARM role assignment or PIM instance: its id, its role definition id and its
+/// principal. An item missing any of them is left out and its scope marked incomplete: a grant
+/// without its role id could not be told apart from another role's, nor held as a last Owner.
+fn arm_identity(
+    reading: &mut Reading,
+    item: &Value,
+    operation: &str,
+) -> Option<(String, String, String)> {
+    let id = reading.id_of(item, "id", operation)?;
+    let properties = &item["properties"];
+    let Some(definition) = text(&properties["roleDefinitionId"]) else {
+        reading.unidentified(operation, "properties.roleDefinitionId");
+        return None;
+    };
+    let Some(principal) = text(&properties["principalId"]) else {
+        reading.unidentified(operation, "properties.principalId");
+        return None;
+    };
+    Some((id, definition, principal))
+}
+
 fn pim_grant(
     scope_id: &ScopeId,
-    id: String,
+    (id, definition, principal): (String, String, String),
     instance: &Value,
     kind: GrantKind,
     role: &impl Fn(&str) -> Option<Role>,
 ) -> Grant {
     let properties = &instance["properties"];
-    let definition = text(&properties["roleDefinitionId"]).unwrap_or_default();
     let resource = text(&properties["scope"]).unwrap_or_default();
     let role = role(&definition);
     let expires_at = time_of(&properties["endDateTime"]);
@@ -745,7 +841,7 @@ fn pim_grant(
         id: id.into(),
         cloud: Cloud::Azure,
         scope: scope_id.clone(),
-        principal: text(&properties["principalId"]).unwrap_or_default().into(),
+        principal: principal.into(),
         entitlement: role
             .as_ref()
             .map_or_else(|| guid_of(&definition), |role| role.name.clone()),
@@ -796,8 +892,13 @@ const SP_SELECT: &str = "id,appId,displayName,servicePrincipalType,accountEnable
 const APP_SELECT: &str =
     "id,appId,displayName,createdDateTime,passwordCredentials,keyCredentials,tags";
 
-/// Reads the tenant's own objects into `tenant`.
-async fn read_directory(client: &Client, tenant: &mut Reading) {
+/// Reads the tenant's own objects into `tenant`, and says through which other principals
+/// lapse's own identity holds access ([`caller_identities`]).
+async fn read_directory(
+    client: &Client,
+    caller: &Caller,
+    tenant: &mut Reading,
+) -> Result<Vec<String>, AzureError> {
     let scope = tenant.status.id.clone();
     // App role assignments (application permissions) come with their service principal:
     // requests grow with pages of service principals, not with service principals.
@@ -841,9 +942,19 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
     let active = tenant.keep_licensed(active);
     let eligible = tenant.keep_licensed(eligible);
     // Last use is enrichment: without the report (no licence, no permission, a cloud without
-    // the beta endpoint) it stays unknown and the scope is still complete.
-    let sp_report = sp_report.unwrap_or_default();
-    let credential_report = credential_report.unwrap_or_default();
+    // the beta endpoint) it stays unknown and the scope is still complete. A report that timed
+    // out is another matter: the service stopped answering, and this scope's later reads of it
+    // are not sent.
+    let mut enrichment = |report: Result<Vec<Value>, AzureError>| match report {
+        Err(error) if error.timed_out() => {
+            tenant.fail(error);
+            Vec::new()
+        }
+        report => report.unwrap_or_default(),
+    };
+    let sp_report = enrichment(sp_report);
+    let credential_report = enrichment(credential_report);
+    let identities = caller_identities(client, caller, &sps, &apps).await;
 
     let sp_last_use: HashMap<&str, Usage> = sp_report
         .iter()
@@ -923,7 +1034,8 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
         }
         let tags = tags_of(app);
         tenant.principals.push(Principal {
-            unique_id: None,
+            // The object id is the immutable id: Entra never gives it to another object.
+            unique_id: Some(id.clone()),
             id: id.clone().into(),
             cloud: Cloud::Azure,
             scope: scope.clone(),
@@ -986,7 +1098,7 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
         }
         let managed_identity = sp["servicePrincipalType"].as_str() == Some("ManagedIdentity");
         tenant.principals.push(Principal {
-            unique_id: None,
+            unique_id: Some(id.clone()),
             id: id.clone().into(),
             cloud: Cloud::Azure,
             scope: scope.clone(),
@@ -1024,6 +1136,75 @@ async fn read_directory(client: &Client, tenant: &mut Reading) {
         &eligible,
         tenant,
     );
+    identities
+}
+
+/// The other principals through which lapse's own identity holds access in a tenant: the
+/// application whose secrets and federated credentials the caller (its service principal) signs
+/// in with, and every group the caller belongs to, directly or through other groups (Graph's
+/// `transitiveMemberOf`, read for the caller as a service principal when the tenant lists it
+/// as one, else as a user). The engine protects them as it protects the caller.
+async fn caller_identities(
+    client: &Client,
+    caller: &Caller,
+    sps: &[Value],
+    apps: &[Value],
+) -> Result<Vec<String>, AzureError> {
+    let Some(caller_id) = caller.id.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let service_principal = sps.iter().find(|sp| same_id(&sp["id"], caller_id));
+    let application_ids: Vec<&str> = service_principal
+        .and_then(|sp| sp["appId"].as_str())
+        .into_iter()
+        .chain(caller.application.as_deref())
+        .collect();
+    let mut identities: Vec<String> = apps
+        .iter()
+        .filter(|app| {
+            application_ids
+                .iter()
+                .any(|application| same_id(&app["appId"], application))
+        })
+        .filter_map(|app| text(&app["id"]))
+        .collect();
+    let (collection, operation) = if service_principal.is_some() {
+        ("servicePrincipals", CALLER_GROUPS)
+    } else {
+        ("users", CALLER_USER_GROUPS)
+    };
+    let url = client.graph(&format!(
+        "/v1.0/{collection}/{}/transitiveMemberOf?$select=id&$top=999",
+        crate::actions::segment(caller_id).map_err(|error| AzureError::Malformed {
+            operation: operation.name.to_owned(),
+            message: error.message,
+        })?
+    ));
+    for item in client.list(Api::Graph, &url, operation).await? {
+        // Directory roles and administrative units come in the same list; they hold no grant.
+        let group = item["@odata.type"]
+            .as_str()
+            .is_none_or(|kind| kind.eq_ignore_ascii_case("#microsoft.graph.group"));
+        match text(&item["id"]) {
+            Some(id) if group => identities.push(id),
+            Some(_) => {}
+            None => {
+                return Err(AzureError::Malformed {
+                    operation: operation.name.to_owned(),
+                    message: "a group came without an id".to_owned(),
+                });
+            }
+        }
+    }
+    identities.sort();
+    identities.dedup();
+    Ok(identities)
+}
+
+fn same_id(value: &Value, id: &str) -> bool {
+    value
+        .as_str()
+        .is_some_and(|value| value.eq_ignore_ascii_case(id))
 }
 
 /// A resource service principal as far as app role assignments need it: its name and its app
@@ -1115,7 +1296,15 @@ async fn app_role_grants(client: &Client, sps: &[Value], tenant: &mut Reading) {
         .await;
     for (id, result) in read {
         let resource = match result {
-            Ok(body) => Some(resource_of(&body)),
+            Ok(body) if body["appRoles"].is_array() => Some(resource_of(&body)),
+            // Without its roles every permission on it would keep its id for a name.
+            Ok(_) => {
+                tenant.fail(AzureError::Malformed {
+                    operation: RESOURCE_SERVICE_PRINCIPAL.name.to_owned(),
+                    message: format!("service principal {id} came without appRoles"),
+                });
+                None
+            }
             // Deleted: its roles keep their ids, and the scope is still complete.
             Err(error) if crate::actions::object_missing(&error) => None,
             // Unknown names would make declared permissions look undeclared.
@@ -1130,11 +1319,13 @@ async fn app_role_grants(client: &Client, sps: &[Value], tenant: &mut Reading) {
     let scope = tenant.status.id.clone();
     for (holder, items, operation) in holders {
         for item in &items {
-            let Some(id) = tenant.id_of(item, "id", operation) else {
+            let (Some(id), Some(role_id), Some(resource_id)) = (
+                tenant.id_of(item, "id", operation),
+                tenant.id_of(item, "appRoleId", operation),
+                tenant.id_of(item, "resourceId", operation),
+            ) else {
                 continue;
             };
-            let role_id = text(&item["appRoleId"]).unwrap_or_default();
-            let resource_id = text(&item["resourceId"]).unwrap_or_default();
             let resource = resources
                 .get(&resource_id.to_ascii_lowercase())
                 .and_then(Option::as_ref);
@@ -1221,7 +1412,10 @@ fn directory_grants(
 ) {
     let mut names: HashMap<String, String> = HashMap::new();
     for definition in definitions {
+        // A role without its name would be judged by its id: a policy naming the role, or the
+        // catalog's privileged roles, would not see its holders.
         let Some(name) = text(&definition["displayName"]) else {
+            tenant.unidentified(DIRECTORY_ROLE_DEFINITIONS.name, "displayName");
             continue;
         };
         for key in [&definition["id"], &definition["templateId"]] {
@@ -1230,14 +1424,13 @@ fn directory_grants(
             }
         }
     }
-    let grant = |item: &Value, id: String, kind: GrantKind| {
-        let definition = text(&item["roleDefinitionId"]).unwrap_or_default();
+    let grant = |item: &Value, (id, definition, principal): (String, String, String), kind| {
         let expires_at = time_of(&item["endDateTime"]);
         Grant {
             id: id.into(),
             cloud: Cloud::Azure,
             scope: scope.clone(),
-            principal: text(&item["principalId"]).unwrap_or_default().into(),
+            principal: principal.into(),
             entitlement: names
                 .get(&definition.to_ascii_lowercase())
                 .cloned()
@@ -1259,35 +1452,50 @@ fn directory_grants(
         if !activated && time_of(&instance["endDateTime"]).is_none() {
             continue;
         }
-        let Some(id) = tenant.id_of(instance, "id", DIRECTORY_PIM_ACTIVE.name) else {
+        let Some(identity) = directory_identity(tenant, instance, DIRECTORY_PIM_ACTIVE.name) else {
             continue;
         };
-        materialized.insert(id.clone());
+        materialized.insert(identity.0.clone());
         if let Some(origin) = text(&instance["roleAssignmentOriginId"]) {
             materialized.insert(origin);
         }
         tenant
             .grants
-            .push(grant(instance, id, GrantKind::PimActive));
+            .push(grant(instance, identity, GrantKind::PimActive));
     }
     for instance in eligible {
-        if let Some(id) = tenant.id_of(instance, "id", DIRECTORY_PIM_ELIGIBLE.name) {
+        if let Some(identity) = directory_identity(tenant, instance, DIRECTORY_PIM_ELIGIBLE.name) {
             tenant
                 .grants
-                .push(grant(instance, id, GrantKind::PimEligible));
+                .push(grant(instance, identity, GrantKind::PimEligible));
         }
     }
     for assignment in assignments {
-        let Some(id) = tenant.id_of(assignment, "id", DIRECTORY_ROLE_ASSIGNMENTS.name) else {
+        let Some(identity) =
+            directory_identity(tenant, assignment, DIRECTORY_ROLE_ASSIGNMENTS.name)
+        else {
             continue;
         };
-        if materialized.contains(&id) {
+        if materialized.contains(&identity.0) {
             continue;
         }
         tenant
             .grants
-            .push(grant(assignment, id, GrantKind::DirectoryRole));
+            .push(grant(assignment, identity, GrantKind::DirectoryRole));
     }
+}
+
+/// A directory role assignment's or PIM instance's id, role definition id and principal; an
+/// item missing one is left out and the scope marked incomplete (see [`arm_identity`]).
+fn directory_identity(
+    tenant: &mut Reading,
+    item: &Value,
+    operation: &str,
+) -> Option<(String, String, String)> {
+    let id = tenant.id_of(item, "id", operation)?;
+    let definition = tenant.id_of(item, "roleDefinitionId", operation)?;
+    let principal = tenant.id_of(item, "principalId", operation)?;
+    Some((id, definition, principal))
 }
 
 /// Reads users, then groups, among `ids`, fifteen ids per request (Graph's limit for `in`).
@@ -1329,7 +1537,7 @@ async fn resolve_principals(client: &Client, ids: &[String], tenant: &mut Readin
             };
             found.insert(id.clone());
             tenant.principals.push(Principal {
-                unique_id: None,
+                unique_id: Some(id.clone()),
                 id: id.into(),
                 cloud: Cloud::Azure,
                 scope: scope.clone(),
@@ -1363,7 +1571,7 @@ async fn resolve_principals(client: &Client, ids: &[String], tenant: &mut Readin
                 continue;
             };
             tenant.principals.push(Principal {
-                unique_id: None,
+                unique_id: Some(id.clone()),
                 id: PrincipalId(id),
                 cloud: Cloud::Azure,
                 scope: scope.clone(),
