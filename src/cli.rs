@@ -170,9 +170,17 @@ pub(crate) struct PlanArgs {
     #[arg(long, short = 'p', env = "LAPSE_POLICY")]
     pub(crate) policy: PathBuf,
     /// Snapshot file(s) to judge; several (one per account, from a CI matrix) are merged.
-    /// Without it, the policy's scopes are read live first.
+    /// Without it, the policy's scopes are read live first. Every scope the policy names must
+    /// be covered by a file: one that is not is reported as not read (exit 3), unless the run
+    /// is narrowed on purpose with --provider or --scope.
     #[arg(long, short = 's', num_args = 1..)]
     pub(crate) snapshot: Vec<PathBuf>,
+    /// With --snapshot: judge only this scope (repeatable), as reports print it
+    /// (`aws:111122223333`, `azure:/subscriptions/<id>`, `gcp:projects/<id>`). Scopes the
+    /// policy names outside --scope and --provider are left out on purpose, and the plan says
+    /// so; a scope given here that no file covers is reported as not read.
+    #[arg(long = "scope", value_name = "ID", requires = "snapshot", value_parser = parse_scope)]
+    pub(crate) scopes: Vec<lapse_sdk::ScopeId>,
     /// How to read clouds live (when no --snapshot is given).
     #[command(flatten)]
     pub(crate) live: LiveArgs,
@@ -341,7 +349,9 @@ pub(crate) enum CloudArg {
 /// Google Cloud: application default credentials).
 #[derive(Debug, Default, Args)]
 pub(crate) struct LiveArgs {
-    /// Cloud to read (repeatable). Default: the clouds the policy's scopes name.
+    /// Cloud to read (repeatable). Default: the clouds the policy's scopes name. With `plan
+    /// --snapshot`, the clouds to judge: the policy's scopes in other clouds are left out on
+    /// purpose, and the plan says so.
     #[arg(long = "provider", value_enum, value_name = "CLOUD")]
     pub(crate) providers: Vec<CloudArg>,
     /// AWS account to read (repeatable). Default: the policy's `scopes.aws`, else the
@@ -412,6 +422,11 @@ pub(crate) struct LiveArgs {
     /// endpoint ends the run within about this long.
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_timeout)]
     pub(crate) timeout: std::time::Duration,
+}
+
+/// A `--scope` value: a scope id of a known form.
+fn parse_scope(text: &str) -> Result<lapse_sdk::ScopeId, String> {
+    lapse::coverage::parse_scope(text)
 }
 
 /// A `--timeout` value: a lapse duration of at least one second.

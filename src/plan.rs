@@ -117,6 +117,11 @@ pub struct Plan {
     /// trail `apply` and its journal carry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub made: Option<Provenance>,
+    /// Set when a run over snapshot files was narrowed on purpose (`--provider`, `--scope`):
+    /// what it judged and what it left out. Absent, the plan accounts for every scope the
+    /// policy names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub narrowed: Option<crate::coverage::Narrowed>,
 }
 
 /// Who made a saved plan, when and where.
@@ -251,6 +256,7 @@ pub fn plan(
         protected: evaluation.protected,
         expiring: expiring(snapshot, policy, now),
         made: None,
+        narrowed: None,
     }
 }
 

@@ -167,6 +167,7 @@ pub(crate) fn run(args: &ApplyArgs) -> Result<Status> {
         }
     };
 
+    coverage_note(&plan);
     let scopes = policy.scopes.clone();
     let live_options = options(&args.live);
     let configured = Configured::new(&live_options, &scopes);
@@ -270,6 +271,27 @@ pub(crate) fn run(args: &ApplyArgs) -> Result<Status> {
     }
     print(&report, settings)?;
     Ok(status(&report))
+}
+
+/// Says what the plan did not read or judge: its actions are all lapse acts on, and a scope
+/// the plan never read has none, which is not the same as needing none.
+fn coverage_note(plan: &Plan) {
+    let unread: Vec<&str> = plan
+        .scopes
+        .iter()
+        .filter(|scope| !scope.complete)
+        .map(|scope| scope.id.as_str())
+        .collect();
+    if !unread.is_empty() {
+        note(&format!(
+            "note: the plan's snapshot did not read {} scope(s) whole ({}): nothing there is planned, which does not mean nothing there is due",
+            unread.len(),
+            unread.join(", ")
+        ));
+    }
+    if let Some(narrowed) = &plan.narrowed {
+        note(&format!("note: the plan was {}", narrowed.sentence()));
+    }
 }
 
 /// 0 only when every action succeeded and the live state shows it; 1 when one failed (or

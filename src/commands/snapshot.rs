@@ -78,18 +78,22 @@ pub(crate) fn credential_notes(configured: &Configured, clouds: &[Cloud]) {
     }
 }
 
+/// The clouds `--provider` names.
+pub(crate) fn clouds(args: &LiveArgs) -> Vec<Cloud> {
+    args.providers
+        .iter()
+        .map(|cloud| match cloud {
+            CloudArg::Aws => Cloud::Aws,
+            CloudArg::Azure => Cloud::Azure,
+            CloudArg::Gcp => Cloud::Gcp,
+        })
+        .collect()
+}
+
 /// How to reach the clouds, from the flags.
 pub(crate) fn options(args: &LiveArgs) -> LiveOptions {
     LiveOptions {
-        clouds: args
-            .providers
-            .iter()
-            .map(|cloud| match cloud {
-                CloudArg::Aws => Cloud::Aws,
-                CloudArg::Azure => Cloud::Azure,
-                CloudArg::Gcp => Cloud::Gcp,
-            })
-            .collect(),
+        clouds: clouds(args),
         aws: AwsOptions {
             profile: args.aws_profile.clone(),
             region: args.aws_region.clone(),
