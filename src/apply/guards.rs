@@ -14,7 +14,7 @@ use lapse_sdk::{
 };
 
 use crate::catalog::{Classifier, is_last_holder_guarded};
-use crate::diff::{PrincipalRef, grant_protected_by, human_duration, protection_of};
+use crate::diff::{OwnIdentities, PrincipalRef, grant_protected_by, human_duration, protection_of};
 use crate::plan::{Plan, target_digest};
 use crate::policy::{Policy, RuleAction, RuleSubject, Target};
 
@@ -383,15 +383,9 @@ fn account(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
 }
 
 fn protection(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
-    // lapse's own identity, as the plan saw it and as it is now (apply often runs as another
-    // role than plan).
-    let callers: HashSet<&str> = input
-        .plan
-        .scopes
-        .iter()
-        .chain(&input.live.scopes)
-        .filter_map(|scope| scope.caller.as_deref())
-        .collect();
+    // lapse's own identity in all its forms, as the plan saw it and as it is now (apply often
+    // runs as another role than plan).
+    let own = OwnIdentities::of_scopes(input.plan.scopes.iter().chain(&input.live.scopes));
     let principals: HashMap<&str, &Principal> = input
         .live
         .principals
@@ -409,7 +403,7 @@ fn protection(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
         let mut reasons = Vec::new();
         if let Some(found) = protection_of(
             input.policy,
-            &callers,
+            &own,
             PrincipalRef {
                 id,
                 cloud: action.cloud(),

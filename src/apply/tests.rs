@@ -814,6 +814,37 @@ fn protected_principals_injected_into_a_plan_are_refused() {
 }
 
 #[test]
+fn every_form_of_lapses_own_identity_is_refused_as_a_target() {
+    let mut world = World::new();
+    // lapse holds its access through a group here, and signs with a key of another user: what
+    // a provider reports as the caller's other identities.
+    let mut live = snapshot();
+    live.scopes[0].caller_identities = vec![arn("group", "lapse-readers"), arn("user", "batch")];
+    inject(
+        &mut world.plan,
+        Action::RevokeGrant {
+            grant: grant(&arn("group", "lapse-readers"), READ_ONLY),
+        },
+    );
+    let refusals = world.refusals(&live);
+    let protected = messages(&refusals, Guard::Protected);
+    // The two idle keys of `batch` (its credentials are protected with it) and the group.
+    assert_eq!(protected.len(), 3, "{refusals:#?}");
+    for message in protected {
+        assert!(
+            message.contains("lapse's own identity: holds lapse's own access (caller arn:aws:iam::111122223333:role/lapse)"),
+            "{message}"
+        );
+    }
+    // Without the live reading's identities, the plan as made passes.
+    let refusals = world.refusals(&snapshot());
+    assert!(
+        messages(&refusals, Guard::Protected).is_empty(),
+        "{refusals:#?}"
+    );
+}
+
+#[test]
 fn a_grant_protected_by_a_grant_level_entry_is_refused() {
     let mut world = World::new();
     world.policy = policy(

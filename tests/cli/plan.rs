@@ -296,3 +296,68 @@ fn live_scope_flags_over_files_and_scope_without_files_are_refused() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr.contains("is not a scope id"), "{stderr}");
 }
+
+#[test]
+fn every_form_of_lapses_own_identity_is_protected_and_the_plan_says_why() {
+    let (code, plan) = plan_json(
+        &fixture("own-identity", "policy.yaml"),
+        &[fixture("own-identity", "snapshot.json")],
+    );
+    assert_eq!(code, 2);
+    const APPLICATION: &str = "a1b2c3d4-0000-4000-8000-00000000a001";
+    const GROUP: &str = "a1b2c3d4-0000-4000-8000-00000000a002";
+    const CHAIN: &str = "serviceAccount:lapse-impersonator@acme-ops.iam.gserviceaccount.com";
+    // Nothing lapse reads or acts as is planned: not the application's secret, not the group's
+    // role, not the impersonated account's key or grant.
+    let targeted: Vec<&str> = plan["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .map(|action| {
+            action["grant"]["principal"]
+                .as_str()
+                .or(action["credential"]["principal"].as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    for own in [APPLICATION, GROUP, CHAIN] {
+        assert!(!targeted.contains(&own), "{own} is targeted: {targeted:?}");
+    }
+    // The same rules still reach another team's identities.
+    assert_eq!(
+        targeted,
+        [
+            "a1b2c3d4-0000-4000-8000-00000000a003",
+            "a1b2c3d4-0000-4000-8000-00000000a003",
+            "serviceAccount:legacy-exporter@acme-prod.iam.gserviceaccount.com"
+        ]
+    );
+    let protected: Vec<(&str, &str, u64, u64)> = plan["protected"]
+        .as_array()
+        .expect("protected")
+        .iter()
+        .map(|entry| {
+            (
+                entry["principal"].as_str().unwrap_or_default(),
+                entry["reason"].as_str().unwrap_or_default(),
+                entry["grants"].as_u64().unwrap_or_default(),
+                entry["credentials"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let azure = "lapse's own identity: holds lapse's own access (caller e7c1a5f3-6d9b-4b20-8f4e-1a3c5e7b9d02)";
+    assert!(
+        protected.contains(&(APPLICATION, azure, 0, 1)),
+        "{protected:?}"
+    );
+    assert!(protected.contains(&(GROUP, azure, 1, 0)), "{protected:?}");
+    assert!(
+        protected.contains(&(
+            CHAIN,
+            "lapse's own identity: holds lapse's own access (caller serviceAccount:lapse-reader@acme-ops.iam.gserviceaccount.com)",
+            1,
+            1
+        )),
+        "{protected:?}"
+    );
+}
