@@ -13,7 +13,7 @@ use lapse_sdk::{
     Action, ActionKind, Cloud, Grant, GrantKind, Principal, ScopeId, Snapshot, Timestamp, Via,
 };
 
-use crate::catalog::{Classifier, is_last_holder_guarded};
+use crate::catalog::{Classifier, HeldRole, holder_slot, is_last_holder_guarded};
 use crate::diff::{OwnIdentities, PrincipalRef, grant_protected_by, human_duration, protection_of};
 use crate::plan::{Plan, target_digest};
 use crate::policy::{Policy, RuleAction, RuleSubject, Target};
@@ -189,7 +189,9 @@ fn integrity(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
                 ),
             );
         }
-        if target_digest(&change.action) != change.target_digest {
+        if target_digest(&change.action, change.principal_unique_id.as_deref())
+            != change.target_digest
+        {
             refuse(
                 refusals,
                 Guard::PlanIntegrity,
@@ -544,7 +546,9 @@ fn strips_all(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
 }
 
 /// The plan already holds these back; a hand-edited plan might not, and the live inventory
-/// may have lost a holder since.
+/// may have lost a holder since. Holders are counted per role definition id and resource; a
+/// revocation whose grant carries no role id cannot be counted against the others and is
+/// refused.
 fn last_holder(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
     let revoking: Vec<&Grant> = input
         .plan
@@ -558,6 +562,18 @@ fn last_holder(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
     let revoked: HashSet<&str> = revoking.iter().map(|grant| grant.id.as_str()).collect();
     let mut reported = HashSet::new();
     for grant in revoking {
+        let slot = holder_slot(grant);
+        if let HeldRole::Name(name) = &slot.role {
+            refuse(
+                refusals,
+                Guard::LastHolder,
+                format!(
+                    "{} revokes {name} on {}, which must keep a holder, and carries no role definition id to count the other holders by: plan again from a reading that has it",
+                    grant.id, grant.resource
+                ),
+            );
+            continue;
+        }
         let remaining = input
             .live
             .grants
@@ -565,12 +581,11 @@ fn last_holder(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
             .filter(|live| {
                 is_last_holder_guarded(live)
                     && live.kind != GrantKind::PimEligible
-                    && live.resource == grant.resource
-                    && live.entitlement == grant.entitlement
+                    && holder_slot(live) == slot
                     && !revoked.contains(live.id.as_str())
             })
             .count();
-        if remaining == 0 && reported.insert((&grant.resource, &grant.entitlement)) {
+        if remaining == 0 && reported.insert(slot) {
             refuse(
                 refusals,
                 Guard::LastHolder,

@@ -416,7 +416,12 @@ pub async fn dry_run(run: &ApplyRun<'_>, journal: Option<&JournalContents>) -> A
                 Ok(live) => live,
                 Err(error) => return failed(change, error.to_string()),
             };
-            let mut report = match stale::judge(&change.action, &live, run.plan.snapshot.taken_at) {
+            let mut report = match stale::judge(
+                &change.action,
+                change.principal_unique_id.as_deref(),
+                &live,
+                run.plan.snapshot.taken_at,
+            ) {
                 stale::Verdict::Proceed => {
                     let mut report = ActionReport::new(change, Status::WouldChange);
                     report.calls = provider.describe_apply(&change.action, &live);
@@ -678,8 +683,12 @@ impl Execution<'_, '_> {
             }
         };
         // An intent without an outcome: the call may or may not have reached the cloud. The
-        // live state decides; a change that shows is not made twice.
-        if interrupted && (live.revoked || !live.present) {
+        // live state decides; a change that shows is not made twice. A principal re-created
+        // since shows nothing of lapse's doing: the stale check below says so.
+        let recreated =
+            stale::recreated(&change.action, change.principal_unique_id.as_deref(), &live)
+                .is_some();
+        if interrupted && !recreated && (live.revoked || !live.present) {
             let mut report = ActionReport::new(change, Status::Reconciled);
             report.message = Some("an interrupted run's change was found made".to_owned());
             report.verified = Some(true);
@@ -694,7 +703,12 @@ impl Execution<'_, '_> {
             }
             return report;
         }
-        let verdict = stale::judge(&change.action, &live, self.run.plan.snapshot.taken_at);
+        let verdict = stale::judge(
+            &change.action,
+            change.principal_unique_id.as_deref(),
+            &live,
+            self.run.plan.snapshot.taken_at,
+        );
         let (result, message) = match verdict {
             stale::Verdict::Proceed => return self.act(provider, change, live, history).await,
             stale::Verdict::AlreadyDone => (ResultKind::AlreadyDone, None),

@@ -567,6 +567,93 @@ fn a_key_used_since_the_plan_is_stale_and_left_alone() {
     assert!(!world.fake.calls().contains(&"apply AKIATWO".to_owned()));
 }
 
+/// A world whose `batch` user carries the immutable id the cloud gave it.
+fn world_with_unique_ids() -> World {
+    let mut snapshot = snapshot();
+    for principal in &mut snapshot.principals {
+        principal.unique_id = Some(format!(
+            "AIDA{}",
+            principal
+                .display_name
+                .as_deref()
+                .unwrap_or_default()
+                .to_uppercase()
+        ));
+    }
+    let policy = policy(POLICY);
+    let plan = make_plan(&snapshot, &policy);
+    let fake = Fake::for_plan(&plan, snapshot);
+    World {
+        plan,
+        policy,
+        fake,
+        settings: ApplySettings {
+            concurrency: 1,
+            ..ApplySettings::default()
+        },
+        folder: tempfile::tempdir().expect("tempdir"),
+    }
+}
+
+#[test]
+fn the_plan_carries_each_targets_immutable_principal_id_under_its_digest() {
+    let mut world = world_with_unique_ids();
+    let ids: Vec<Option<&str>> = world
+        .plan
+        .actions
+        .iter()
+        .map(|change| change.principal_unique_id.as_deref())
+        .collect();
+    assert_eq!(ids, [Some("AIDABATCH"), Some("AIDABATCH"), Some("AIDAOPS")]);
+    let json = serde_json::to_value(&world.plan).expect("json");
+    assert_eq!(json["actions"][0]["principal_unique_id"], "AIDABATCH");
+    assert!(world.refusals(&snapshot()).is_empty());
+    // Pointing the plan at another principal's id is an edit like any other.
+    world.plan.actions[0].principal_unique_id = Some("AIDANEWCOMER".to_owned());
+    let refusals = world.refusals(&snapshot());
+    assert_eq!(
+        messages(&refusals, Guard::PlanIntegrity).len(),
+        1,
+        "{refusals:#?}"
+    );
+    // Without ids, nothing is carried and the digest is the record's alone, as before.
+    let plain = World::new();
+    assert!(
+        plain
+            .plan
+            .actions
+            .iter()
+            .all(|change| change.principal_unique_id.is_none()
+                && change.target_digest == crate::plan::target_digest(&change.action, None))
+    );
+}
+
+#[test]
+fn a_principal_deleted_and_re_created_under_the_same_name_is_stale_not_a_target() {
+    let world = world_with_unique_ids();
+    // `batch` was deleted and re-created since the plan: same ARN, another immutable id, and
+    // (as the fake has it) a key under the same id.
+    let mut state = world.fake.state("AKIAONE");
+    state.unique_id = Some("AIDABATCHAGAIN".to_owned());
+    world.fake.set("AKIAONE", state);
+    let mut same = world.fake.state("AKIATWO");
+    same.unique_id = Some("AIDABATCH".to_owned());
+    world.fake.set("AKIATWO", same);
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Stale, "{report:#?}");
+    assert!(
+        report.actions[0]
+            .message
+            .as_deref()
+            .is_some_and(|message| message.contains("deleted and re-created")),
+        "{report:#?}"
+    );
+    assert_eq!(report.actions[1].status, Status::Done);
+    assert!(!world.fake.calls().contains(&"apply AKIAONE".to_owned()));
+    let dry = world.with_run(|run| block_on(dry_run(run, None)));
+    assert_eq!(dry.actions[0].status, Status::Stale);
+}
+
 #[test]
 fn a_change_the_live_state_does_not_show_is_a_failure() {
     let world = World::new();
@@ -761,7 +848,8 @@ fn inject(plan: &mut Plan, action: Action) {
         sequence,
         finding_ids: Vec::new(),
         reversible: action.kind().is_reversible(),
-        target_digest: crate::plan::target_digest(&action),
+        target_digest: crate::plan::target_digest(&action, None),
+        principal_unique_id: None,
         action,
     });
 }
@@ -989,6 +1077,52 @@ fn the_last_owner_of_an_azure_resource_is_never_revoked() {
         messages(&refusals, Guard::LastHolder).len(),
         1,
         "{refusals:#?}"
+    );
+}
+
+#[test]
+fn the_last_holder_guard_counts_holders_by_role_id_not_by_name() {
+    const OWNER_ID: &str = "/subscriptions/s1/providers/Microsoft.Authorization/roleDefinitions/8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
+    let azure = |principal: &str, name: &str, role_id: &str| {
+        let mut owner = grant(principal, name);
+        owner.cloud = Cloud::Azure;
+        owner.scope = "azure:/subscriptions/s1".into();
+        owner.resource = "/subscriptions/s1".to_owned();
+        owner.kind = GrantKind::RoleAssignment;
+        owner.entitlement_id = Some(role_id.to_owned());
+        owner
+    };
+    let revoked = azure("00000000-aaaa", "Owner", OWNER_ID);
+    let refused = |other: Grant| {
+        let mut world = World::new();
+        let mut live = snapshot();
+        live.grants.push(revoked.clone());
+        live.grants.push(other);
+        inject(
+            &mut world.plan,
+            Action::RevokeGrant {
+                grant: revoked.clone(),
+            },
+        );
+        messages(&world.refusals(&live), Guard::LastHolder).len()
+    };
+    // Another Owner whose role name could not be read (it shows as its id) remains: fine.
+    assert_eq!(
+        refused(azure(
+            "00000000-bbbb",
+            "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+            OWNER_ID
+        )),
+        0
+    );
+    // A custom role shown as "Owner" is no Owner: the real last one is kept.
+    assert_eq!(
+        refused(azure(
+            "00000000-cccc",
+            "Owner",
+            "/subscriptions/s1/providers/Microsoft.Authorization/roleDefinitions/0b5e8c1a-1111-4222-8333-944455556666"
+        )),
+        1
     );
 }
 

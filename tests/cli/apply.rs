@@ -915,7 +915,7 @@ fn inject(plan: &Path, action: Value, fix_digest: bool) {
     change["finding_ids"] = Value::Array(Vec::new());
     change["reversible"] = Value::Bool(true);
     change["target_digest"] = Value::from(if fix_digest {
-        lapse::plan::target_digest(&parsed)
+        lapse::plan::target_digest(&parsed, None)
     } else {
         "sha256:0000".to_owned()
     });
