@@ -183,6 +183,13 @@ struct Fake {
     failing: Mutex<Vec<String>>,
     /// Targets whose call says done but changes nothing.
     lying: Mutex<Vec<String>>,
+    /// Targets whose call lands but whose answer is lost: the change is made and the call
+    /// fails (a timeout after the write, a retry that then errs).
+    landing_then_failing: Mutex<Vec<String>>,
+    /// Targets whose call lands, then retries after a lost answer and finds it done.
+    landing_then_already_done: Mutex<Vec<String>>,
+    /// Targets that cannot be read once a call was made on them.
+    unreadable_after_call: Mutex<Vec<String>>,
 }
 
 impl Fake {
@@ -252,7 +259,25 @@ impl Provider for Fake {
         &'a self,
         action: &'a Action,
     ) -> BoxFuture<'a, Result<TargetState, ProviderError>> {
-        Box::pin(async move { Ok(self.state(action.target_id())) })
+        Box::pin(async move {
+            let id = action.target_id().to_owned();
+            let called = self.calls().contains(&format!("apply {id}"));
+            if called
+                && self
+                    .unreadable_after_call
+                    .lock()
+                    .expect("lock")
+                    .contains(&id)
+            {
+                return Err(ProviderError {
+                    kind: ProviderErrorKind::TimedOut,
+                    operation: "fake:Read".to_owned(),
+                    message: "no answer".to_owned(),
+                    missing_permission: None,
+                });
+            }
+            Ok(self.state(&id))
+        })
     }
 
     fn apply<'a>(
@@ -273,6 +298,16 @@ impl Provider for Fake {
             if self.lying.lock().expect("lock").contains(&id) {
                 return Ok(ActionOutcome::Done);
             }
+            let lost = self
+                .landing_then_failing
+                .lock()
+                .expect("lock")
+                .contains(&id);
+            let retried = self
+                .landing_then_already_done
+                .lock()
+                .expect("lock")
+                .contains(&id);
             let mut targets = self.targets.lock().expect("lock");
             let state = targets.entry(id).or_default();
             if state.revoked {
@@ -283,6 +318,17 @@ impl Provider for Fake {
                 state.status = Some(CredentialStatus::Inactive);
             } else {
                 state.present = false;
+            }
+            if lost {
+                return Err(ProviderError {
+                    kind: ProviderErrorKind::TimedOut,
+                    operation: "fake:Apply".to_owned(),
+                    message: "no answer within 30s".to_owned(),
+                    missing_permission: None,
+                });
+            }
+            if retried {
+                return Ok(ActionOutcome::AlreadyDone);
             }
             Ok(ActionOutcome::Done)
         })
@@ -690,6 +736,217 @@ fn a_failed_call_is_retried_by_the_next_run() {
     let report = world.execute();
     assert_eq!(report.actions[0].status, Status::Done);
     assert!(report.all_verified());
+}
+
+fn undo_run<'a>(
+    providers: &'a Providers<'a>,
+    clock: Clock<'a>,
+    operator: &'a Operator,
+) -> UndoRun<'a> {
+    UndoRun {
+        providers,
+        clock,
+        operator,
+        only: None,
+        concurrency: 1,
+    }
+}
+
+/// The journal says this run made the change: outcome `done`, verified, undone by undo, and
+/// credited to lapse in the evidence and the grace periods.
+fn assert_made_by_lapse(world: &World, sequence: usize) {
+    let contents = world.contents();
+    let history = &contents.actions[&sequence];
+    let outcome = history.outcome.as_ref().expect("outcome");
+    assert_eq!(outcome.result, ResultKind::Done, "{outcome:?}");
+    assert!(
+        outcome
+            .message
+            .as_deref()
+            .is_some_and(|message| message.contains("made by this run")),
+        "{outcome:?}"
+    );
+    assert!(
+        history
+            .verify
+            .as_ref()
+            .is_some_and(|verify| verify.verified)
+    );
+    let evidence = evidence::build(&contents, Path::new("journal.jsonl")).expect("evidence");
+    assert_eq!(
+        evidence.revocations[sequence - 1].result,
+        Some(ResultKind::Done)
+    );
+    let target = world.plan.actions[sequence - 1]
+        .action
+        .target_id()
+        .to_owned();
+    assert!(
+        deactivations(&contents)
+            .iter()
+            .any(|(credential, _)| credential.id.as_str() == target),
+        "the grace period starts: lapse deactivated it"
+    );
+    let providers = Providers::new().with(&world.fake);
+    let clock = || at(NOW);
+    let operator = Operator::default();
+    let run = undo_run(&providers, &clock, &operator);
+    let mut journal = Journal::open(&world.journal_path()).expect("journal");
+    let report = block_on(undo_execute(&mut journal, &run)).expect("undo");
+    assert!(
+        report
+            .actions
+            .iter()
+            .any(|action| action.target == target && action.status == Status::Done),
+        "{report:#?}"
+    );
+    let state = world.fake.state(&target);
+    assert!(state.present && !state.revoked, "undo restored {target}");
+}
+
+#[test]
+fn a_write_that_lands_but_answers_an_error_is_done_by_this_run() {
+    let world = World::new();
+    world
+        .fake
+        .landing_then_failing
+        .lock()
+        .expect("lock")
+        .push("AKIAONE".to_owned());
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Done, "{report:#?}");
+    assert_eq!(report.actions[0].verified, Some(true));
+    assert!(report.all_verified());
+    assert_made_by_lapse(&world, 1);
+    assert_eq!(
+        world
+            .fake
+            .calls()
+            .iter()
+            .filter(|call| *call == "apply AKIAONE")
+            .count(),
+        1,
+        "made once"
+    );
+}
+
+#[test]
+fn a_retry_that_finds_its_own_write_made_is_done_not_already_done() {
+    let world = World::new();
+    world
+        .fake
+        .landing_then_already_done
+        .lock()
+        .expect("lock")
+        .push("AKIAONE".to_owned());
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Done, "{report:#?}");
+    assert_made_by_lapse(&world, 1);
+}
+
+#[test]
+fn a_target_showing_the_change_before_any_call_is_already_done_and_not_lapses() {
+    // Someone else made the change before lapse came: no call, and nothing credited to lapse.
+    let world = World::new();
+    let mut state = world.fake.state("AKIAONE");
+    state.revoked = true;
+    state.status = Some(CredentialStatus::Inactive);
+    world.fake.set("AKIAONE", state);
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::AlreadyDone);
+    assert!(
+        deactivations(&world.contents())
+            .iter()
+            .all(|(credential, _)| credential.id.as_str() != "AKIAONE")
+    );
+}
+
+#[test]
+fn a_failed_call_whose_target_cannot_be_read_again_is_settled_by_the_next_run() {
+    let world = World::new();
+    world
+        .fake
+        .landing_then_failing
+        .lock()
+        .expect("lock")
+        .push("AKIAONE".to_owned());
+    world
+        .fake
+        .unreadable_after_call
+        .lock()
+        .expect("lock")
+        .push("AKIAONE".to_owned());
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Failed);
+    assert!(report.any_failed());
+    // Nobody can tell whether the call landed: the intent stays open, as after a crash.
+    assert!(world.contents().actions[&1].interrupted());
+    world
+        .fake
+        .unreadable_after_call
+        .lock()
+        .expect("lock")
+        .clear();
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Reconciled, "{report:#?}");
+    assert!(report.all_verified());
+    assert_eq!(
+        world
+            .fake
+            .calls()
+            .iter()
+            .filter(|call| *call == "apply AKIAONE")
+            .count(),
+        1,
+        "not made twice"
+    );
+    let contents = world.contents();
+    assert!(
+        deactivations(&contents)
+            .iter()
+            .any(|(credential, _)| credential.id.as_str() == "AKIAONE")
+    );
+}
+
+#[test]
+fn a_failed_call_whose_change_shows_later_is_reconciled_as_lapses_own() {
+    let world = World::new();
+    world
+        .fake
+        .failing
+        .lock()
+        .expect("lock")
+        .push("AKIAONE".to_owned());
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Failed);
+    // The write reached the cloud after all and shows on the next run (an eventually
+    // consistent read): lapse's own call, not someone else's.
+    world.fake.failing.lock().expect("lock").clear();
+    let mut state = world.fake.state("AKIAONE");
+    state.revoked = true;
+    state.status = Some(CredentialStatus::Inactive);
+    world.fake.set("AKIAONE", state);
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Reconciled, "{report:#?}");
+    assert_eq!(
+        world
+            .fake
+            .calls()
+            .iter()
+            .filter(|call| *call == "apply AKIAONE")
+            .count(),
+        1
+    );
+    let contents = world.contents();
+    let providers = Providers::new().with(&world.fake);
+    let clock = || at(NOW);
+    let operator = Operator::default();
+    let run = undo_run(&providers, &clock, &operator);
+    let dry = block_on(undo_dry_run(&contents, &world.journal_path(), &run)).expect("undo");
+    assert!(
+        dry.actions.iter().any(|action| action.target == "AKIAONE"),
+        "undo can restore it: {dry:#?}"
+    );
 }
 
 #[test]
