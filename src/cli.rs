@@ -374,7 +374,8 @@ pub(crate) struct LiveArgs {
     /// AWS signing region (IAM is global; default us-east-1).
     #[arg(long = "aws-region", value_name = "REGION")]
     pub(crate) aws_region: Option<String>,
-    /// IAM and STS endpoint, e.g. a local emulator (AWS_ENDPOINT_URL works too).
+    /// IAM and STS endpoint, e.g. a local emulator (AWS_ENDPOINT_URL works too). Plain http
+    /// is refused except to a loopback address, as for every endpoint flag.
     #[arg(long = "aws-endpoint-url", value_name = "URL")]
     pub(crate) aws_endpoint_url: Option<String>,
     /// List every IAM user's access keys for exact key ids (one request per user) instead of
@@ -482,6 +483,7 @@ pub(crate) struct ExecuteArgs {
     pub(crate) yes: bool,
     /// Evaluate and stamp as of this instant instead of the clock (RFC 3339, or YYYY-MM-DD for
     /// its midnight UTC): for replays and tests; give apply the --now its plan was made with.
+    /// A plan's age is still measured by the clock, from when it was made.
     #[arg(long, value_name = "TIMESTAMP")]
     pub(crate) now: Option<String>,
     /// Actions in flight at once per provider (reads and calls); throttling is retried with
@@ -521,7 +523,9 @@ pub(crate) struct ApplyArgs {
     /// Refuse a plan with more actions than this (it is never truncated); 0 refuses any.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub(crate) max_revocations: usize,
-    /// Refuse a saved plan older than this (measured from the instant it judged).
+    /// Refuse a saved plan older than this: measured from the instant it judged, and by the
+    /// clock from when it was made (`plan --out` records it), so --now cannot make an old plan
+    /// young.
     #[arg(long, default_value = "24h", value_name = "DURATION")]
     pub(crate) max_plan_age: String,
     /// Allow a plan that leaves a principal or a scope with no access at all.

@@ -135,6 +135,86 @@ pub fn clouds(options: &LiveOptions, scopes: &ScopesDocument) -> Result<Vec<Clou
     Ok(clouds)
 }
 
+/// Refuses an endpoint given as plain `http://` unless it names this machine: every request
+/// to it carries a bearer token or a signature made with lapse's cloud credentials, which an
+/// unencrypted connection would hand to anyone on the path. Loopback (127.0.0.0/8, `::1`,
+/// `localhost`) is allowed, for local emulators and fakes. `endpoints` are (where it was set,
+/// the URL).
+///
+/// # Errors
+/// [`Error::InsecureEndpoint`] for the first endpoint refused.
+pub fn refuse_plain_http<'a>(
+    endpoints: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<()> {
+    for (setting, url) in endpoints {
+        let text = url.trim();
+        let Some(scheme_end) = text.find("://") else {
+            continue;
+        };
+        if !text[..scheme_end].eq_ignore_ascii_case("http") {
+            continue;
+        }
+        let rest = &text[scheme_end + 3..];
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        // Credentials in the authority (`user:pass@host`) are not part of the host.
+        let host_and_port = authority.rsplit('@').next().unwrap_or(authority);
+        let host = if let Some(bracketed) = host_and_port.strip_prefix('[') {
+            bracketed.split(']').next().unwrap_or_default()
+        } else {
+            host_and_port.split(':').next().unwrap_or_default()
+        };
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_loopback());
+        if !loopback {
+            return Err(Error::InsecureEndpoint {
+                setting: setting.to_owned(),
+                url: url.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl LiveOptions {
+    /// Every endpoint these options override, with the flag (or the environment variable clap
+    /// reads for it) that set it.
+    #[must_use]
+    pub fn endpoints(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("--aws-endpoint-url", self.aws.endpoint_url.as_deref()),
+            (
+                "--azure-graph-url (or LAPSE_AZURE_GRAPH_URL)",
+                self.azure.graph_url.as_deref(),
+            ),
+            (
+                "--azure-arm-url (or LAPSE_AZURE_ARM_URL)",
+                self.azure.arm_url.as_deref(),
+            ),
+            (
+                "--gcp-iam-url (or LAPSE_GCP_IAM_URL)",
+                self.gcp.iam_url.as_deref(),
+            ),
+            (
+                "--gcp-resource-manager-url (or LAPSE_GCP_RESOURCE_MANAGER_URL)",
+                self.gcp.resource_manager_url.as_deref(),
+            ),
+            (
+                "--gcp-policy-analyzer-url (or LAPSE_GCP_POLICY_ANALYZER_URL)",
+                self.gcp.policy_analyzer_url.as_deref(),
+            ),
+            (
+                "--gcp-oauth2-url (or LAPSE_GCP_OAUTH2_URL)",
+                self.gcp.oauth2_url.as_deref(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(setting, url)| Some((setting, url?)))
+        .collect()
+    }
+}
+
 /// Every provider this build has, configured for one run.
 #[derive(Debug)]
 pub struct Configured {
@@ -362,4 +442,44 @@ pub fn gcp_provider(
         bounds,
         ..GcpSettings::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_refused_except_to_this_machine() {
+        for allowed in [
+            "https://graph.microsoft.com",
+            "https://10.0.0.5:8443/v1",
+            "http://127.0.0.1:5000",
+            "http://127.8.9.10",
+            "HTTP://LOCALHOST:8080/path",
+            "http://[::1]:9000/",
+            "http://user:secret@127.0.0.1:5000",
+        ] {
+            assert!(
+                refuse_plain_http([("--x", allowed)]).is_ok(),
+                "{allowed} is allowed"
+            );
+        }
+        for refused in [
+            "http://10.0.0.5:5000",
+            "http://iam.googleapis.com",
+            "http://localhost.example.com",
+            "http://127.0.0.1.nip.io",
+            "http://[::2]:9000",
+            "http://127.0.0.1@evil.example.com/",
+            " http://192.0.2.1",
+        ] {
+            let error = refuse_plain_http([("--gcp-iam-url", refused)])
+                .expect_err(refused)
+                .to_string();
+            assert!(
+                error.contains("--gcp-iam-url") && error.contains("loopback"),
+                "{error}"
+            );
+        }
+    }
 }

@@ -136,8 +136,11 @@ pub struct GuardInput<'a> {
     pub live: &'a Snapshot,
     /// The limits.
     pub settings: &'a GuardSettings,
-    /// This run's time.
+    /// This run's time: `--now`, else the clock.
     pub now: Timestamp,
+    /// The clock when this run started, whatever `--now` says: a plan's real age is measured
+    /// against it, so `--now` cannot make an old plan young.
+    pub wall_clock: Timestamp,
 }
 
 /// Runs every guard. An empty result means the plan may be carried out.
@@ -227,6 +230,54 @@ fn integrity(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
 }
 
 fn age(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
+    let before = refusals.len();
+    judged_instant(input, refusals);
+    // One reason is enough: a plan judging a stale instant is also an old plan.
+    if refusals.len() == before {
+        real_age(input, refusals);
+    }
+}
+
+/// The plan's real age, by the clock: from when it was made (`made.at`, the clock of the run
+/// that made it), else from the instant it judged. `--now` moves the instant a run judges, and
+/// `apply --now` is given the plan's own, so without this an old plan replayed with its `--now`
+/// would always look fresh.
+fn real_age(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
+    let (made, source) = match &input.plan.made {
+        Some(made) => (made.at, "made"),
+        None => (input.plan.now, "made for"),
+    };
+    // Without --now and without provenance this is the judged-instant check again.
+    if made == input.plan.now && input.wall_clock == input.now {
+        return;
+    }
+    let age = input.wall_clock.seconds_since(made);
+    let limit = input.settings.max_plan_age_seconds;
+    if age > limit {
+        refuse(
+            refusals,
+            Guard::PlanAge,
+            format!(
+                "the plan was {source} {made}, {} ago by the clock, older than the {} limit (--now sets the instant a run judges, not the plan's age): what it saw may have changed; plan again, or pass --max-plan-age {} after reviewing it",
+                human_duration(age),
+                human_duration(limit),
+                human_duration(age + 3_600)
+            ),
+        );
+    } else if age < -FUTURE_SKEW_SECONDS {
+        refuse(
+            refusals,
+            Guard::PlanAge,
+            format!(
+                "the plan was {source} {made}, after this run's clock {} (--now sets the instant a run judges, not the clock): a plan made with --now carries when it was made only when saved with `plan --out`; save it that way, or plan again",
+                input.wall_clock
+            ),
+        );
+    }
+}
+
+/// The instant the plan judged, against this run's (`--now`, else the clock).
+fn judged_instant(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
     let age = input.now.seconds_since(input.plan.now);
     let limit = input.settings.max_plan_age_seconds;
     if age > limit {

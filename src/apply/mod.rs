@@ -126,8 +126,10 @@ pub struct ApplyRun<'a> {
     pub providers: &'a Providers<'a>,
     /// Limits and concurrency.
     pub settings: &'a ApplySettings,
-    /// This run's time, for the plan's age.
+    /// This run's time (`--now`, else the clock), for the instant the plan judged.
     pub now: Timestamp,
+    /// The clock when this run started, whatever `--now` says: the plan's real age.
+    pub wall_clock: Timestamp,
     /// Stamps journal lines.
     pub clock: Clock<'a>,
     /// Who runs it.
@@ -356,6 +358,7 @@ pub fn check(run: &ApplyRun<'_>, live: &Snapshot) -> Result<()> {
         live,
         settings: &run.settings.guards,
         now: run.now,
+        wall_clock: run.wall_clock,
     });
     if refusals.is_empty() {
         Ok(())

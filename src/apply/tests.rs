@@ -395,6 +395,7 @@ impl World {
             providers: &providers,
             settings: &self.settings,
             now: at(NOW),
+            wall_clock: at(NOW),
             clock: &clock,
             operator: &operator,
         };
@@ -421,6 +422,7 @@ impl World {
             live,
             settings: &self.settings.guards,
             now: at(NOW),
+            wall_clock: at(NOW),
         })
     }
 }
@@ -965,6 +967,7 @@ fn a_journal_of_another_plan_is_refused() {
         providers: &providers,
         settings: &world.settings,
         now: at(NOW),
+        wall_clock: at(NOW),
         clock: &clock,
         operator: &operator,
     };
@@ -1083,6 +1086,68 @@ fn an_old_plan_or_one_for_a_future_instant_is_refused() {
     );
     world.plan.now = at(NOW).plus_seconds(-23 * 3_600);
     assert!(messages(&world.refusals(&snapshot()), Guard::PlanAge).is_empty());
+}
+
+#[test]
+fn a_fixed_now_does_not_make_an_old_plan_young() {
+    // `apply --now` gives the instant the plan judged: the plan-age guard still measures the
+    // plan's real age, by the clock, from when it was made.
+    let mut world = World::new();
+    let made = |days_ago: i64| crate::plan::Provenance {
+        at: at(NOW).plus_seconds(-days_ago * 86_400),
+        by: None,
+        host: None,
+        lapse_version: "0.1.0".to_owned(),
+    };
+    let refusals_at = |world: &World, now: Timestamp, wall_clock: Timestamp| {
+        guards::check(&guards::GuardInput {
+            plan: &world.plan,
+            policy: &world.policy,
+            live: &snapshot(),
+            settings: &world.settings.guards,
+            now,
+            wall_clock,
+        })
+    };
+    // Made three days ago, judged as of three days ago, replayed with that same --now.
+    world.plan.now = at(NOW).plus_seconds(-3 * 86_400);
+    world.plan.made = Some(made(3));
+    let refusals = refusals_at(&world, world.plan.now, at(NOW));
+    let age = messages(&refusals, Guard::PlanAge);
+    assert_eq!(age.len(), 1, "{refusals:#?}");
+    assert!(
+        age[0].contains("by the clock") && age[0].contains("--now"),
+        "{age:?}"
+    );
+    // Made an hour ago for a future instant (a test of time), applied with that --now: fine.
+    world.plan.now = at(NOW).plus_seconds(40 * 86_400);
+    world.plan.made = Some(made(0));
+    assert!(
+        messages(
+            &refusals_at(&world, world.plan.now, at(NOW)),
+            Guard::PlanAge
+        )
+        .is_empty()
+    );
+    // A plan that does not say when it was made is judged by the instant it judged.
+    world.plan.made = None;
+    assert_eq!(
+        messages(
+            &refusals_at(&world, world.plan.now, at(NOW)),
+            Guard::PlanAge
+        )
+        .len(),
+        1
+    );
+    world.plan.now = at(NOW).plus_seconds(-3 * 86_400);
+    assert_eq!(
+        messages(
+            &refusals_at(&world, world.plan.now, at(NOW)),
+            Guard::PlanAge
+        )
+        .len(),
+        1
+    );
 }
 
 #[test]
