@@ -236,15 +236,70 @@ impl BuiltinProtection {
     }
 }
 
-/// Azure entitlements that must keep at least one holder per resource: removing the last one
-/// locks everyone out of managing access.
+/// Azure built-in roles that must keep at least one holder per resource (removing the last one
+/// locks everyone out of managing access), by role definition id (the same in every tenant) and
+/// by name.
+const LAST_HOLDER_ROLES: [(&str, &str); 2] = [
+    ("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "Owner"),
+    (
+        "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
+        "User Access Administrator",
+    ),
+];
+
+/// The role definition id of an Azure grant, lowercase: the last segment of its
+/// `entitlement_id` (`/subscriptions/…/providers/Microsoft.Authorization/roleDefinitions/<id>`),
+/// the same for one role whatever scope the path names.
+#[must_use]
+pub fn role_definition_id(grant: &Grant) -> Option<String> {
+    let id = grant.entitlement_id.as_deref()?.trim_end_matches('/');
+    let last = id.rsplit('/').next().unwrap_or(id);
+    (!last.is_empty()).then(|| last.to_ascii_lowercase())
+}
+
+/// Azure entitlements that must keep at least one holder per resource: known by their role
+/// definition id, so a role whose name could not be read (and shows as its id) is still known,
+/// or else by name.
 #[must_use]
 pub fn is_last_holder_guarded(grant: &Grant) -> bool {
     grant.cloud == Cloud::Azure
-        && matches!(
-            grant.entitlement.as_str(),
-            "Owner" | "User Access Administrator"
-        )
+        && (LAST_HOLDER_ROLES
+            .iter()
+            .any(|(_, name)| grant.entitlement == *name)
+            || role_definition_id(grant)
+                .is_some_and(|id| LAST_HOLDER_ROLES.iter().any(|(known, _)| id == *known)))
+}
+
+/// Which role a holder holds: its role definition id, or its display name when the record
+/// carries no id (then lapse cannot tell two roles of one name apart).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HeldRole {
+    /// The role definition id, lowercase.
+    Id(String),
+    /// The display name: no id was read.
+    Name(String),
+}
+
+/// What must keep a holder: one role on one resource (ARM ids compared without case).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HolderSlot {
+    /// The resource, lowercase, without a trailing `/`.
+    pub resource: String,
+    /// The role.
+    pub role: HeldRole,
+}
+
+/// The slot a guarded grant holds. Display text never decides whether two grants hold the
+/// same role: names can be missing, localized or edited, ids cannot.
+#[must_use]
+pub fn holder_slot(grant: &Grant) -> HolderSlot {
+    HolderSlot {
+        resource: grant.resource.trim_end_matches('/').to_ascii_lowercase(),
+        role: match role_definition_id(grant) {
+            Some(id) => HeldRole::Id(id),
+            None => HeldRole::Name(grant.entitlement.clone()),
+        },
+    }
 }
 
 #[cfg(test)]

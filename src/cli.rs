@@ -170,9 +170,17 @@ pub(crate) struct PlanArgs {
     #[arg(long, short = 'p', env = "LAPSE_POLICY")]
     pub(crate) policy: PathBuf,
     /// Snapshot file(s) to judge; several (one per account, from a CI matrix) are merged.
-    /// Without it, the policy's scopes are read live first.
+    /// Without it, the policy's scopes are read live first. Every scope the policy names must
+    /// be covered by a file: one that is not is reported as not read (exit 3), unless the run
+    /// is narrowed on purpose with --provider or --scope.
     #[arg(long, short = 's', num_args = 1..)]
     pub(crate) snapshot: Vec<PathBuf>,
+    /// With --snapshot: judge only this scope (repeatable), as reports print it
+    /// (`aws:111122223333`, `azure:/subscriptions/<id>`, `gcp:projects/<id>`). Scopes the
+    /// policy names outside --scope and --provider are left out on purpose, and the plan says
+    /// so; a scope given here that no file covers is reported as not read.
+    #[arg(long = "scope", value_name = "ID", requires = "snapshot", value_parser = parse_scope)]
+    pub(crate) scopes: Vec<lapse_sdk::ScopeId>,
     /// How to read clouds live (when no --snapshot is given).
     #[command(flatten)]
     pub(crate) live: LiveArgs,
@@ -341,7 +349,9 @@ pub(crate) enum CloudArg {
 /// Google Cloud: application default credentials).
 #[derive(Debug, Default, Args)]
 pub(crate) struct LiveArgs {
-    /// Cloud to read (repeatable). Default: the clouds the policy's scopes name.
+    /// Cloud to read (repeatable). Default: the clouds the policy's scopes name. With `plan
+    /// --snapshot`, the clouds to judge: the policy's scopes in other clouds are left out on
+    /// purpose, and the plan says so.
     #[arg(long = "provider", value_enum, value_name = "CLOUD")]
     pub(crate) providers: Vec<CloudArg>,
     /// AWS account to read (repeatable). Default: the policy's `scopes.aws`, else the
@@ -364,7 +374,8 @@ pub(crate) struct LiveArgs {
     /// AWS signing region (IAM is global; default us-east-1).
     #[arg(long = "aws-region", value_name = "REGION")]
     pub(crate) aws_region: Option<String>,
-    /// IAM and STS endpoint, e.g. a local emulator (AWS_ENDPOINT_URL works too).
+    /// IAM and STS endpoint, e.g. a local emulator (AWS_ENDPOINT_URL works too). Plain http
+    /// is refused except to a loopback address, as for every endpoint flag.
     #[arg(long = "aws-endpoint-url", value_name = "URL")]
     pub(crate) aws_endpoint_url: Option<String>,
     /// List every IAM user's access keys for exact key ids (one request per user) instead of
@@ -412,6 +423,11 @@ pub(crate) struct LiveArgs {
     /// endpoint ends the run within about this long.
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_timeout)]
     pub(crate) timeout: std::time::Duration,
+}
+
+/// A `--scope` value: a scope id of a known form.
+fn parse_scope(text: &str) -> Result<lapse_sdk::ScopeId, String> {
+    lapse::coverage::parse_scope(text)
 }
 
 /// A `--timeout` value: a lapse duration of at least one second.
@@ -467,6 +483,7 @@ pub(crate) struct ExecuteArgs {
     pub(crate) yes: bool,
     /// Evaluate and stamp as of this instant instead of the clock (RFC 3339, or YYYY-MM-DD for
     /// its midnight UTC): for replays and tests; give apply the --now its plan was made with.
+    /// A plan's age is still measured by the clock, from when it was made.
     #[arg(long, value_name = "TIMESTAMP")]
     pub(crate) now: Option<String>,
     /// Actions in flight at once per provider (reads and calls); throttling is retried with
@@ -506,7 +523,9 @@ pub(crate) struct ApplyArgs {
     /// Refuse a plan with more actions than this (it is never truncated); 0 refuses any.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub(crate) max_revocations: usize,
-    /// Refuse a saved plan older than this (measured from the instant it judged).
+    /// Refuse a saved plan older than this: measured from the instant it judged, and by the
+    /// clock from when it was made (`plan --out` records it), so --now cannot make an old plan
+    /// young.
     #[arg(long, default_value = "24h", value_name = "DURATION")]
     pub(crate) max_plan_age: String,
     /// Allow a plan that leaves a principal or a scope with no access at all.

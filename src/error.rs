@@ -238,6 +238,16 @@ pub enum Error {
         "nothing to scan: name scopes in the policy (`scopes:`), pass --account, --subscription or --project, or give --snapshot FILE"
     )]
     NoScopes,
+    /// An endpoint override sends lapse's cloud tokens over plain http to another machine.
+    #[error(
+        "{setting} is {url}: plain http would carry lapse's cloud tokens unencrypted to another machine; use https, or plain http only to a loopback address (127.0.0.1, ::1, localhost) for a local emulator"
+    )]
+    InsecureEndpoint {
+        /// The flag or environment variable that set it.
+        setting: String,
+        /// The endpoint as given.
+        url: String,
+    },
     /// A safety guard refused an apply; nothing was changed.
     #[error("refused, nothing was changed:\n{refusals}")]
     Refused {

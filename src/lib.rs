@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod catalog;
+pub mod coverage;
 pub mod diff;
 pub mod error;
 pub mod finding;

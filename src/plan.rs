@@ -15,7 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::catalog::is_last_holder_guarded;
+use crate::catalog::{HeldRole, HolderSlot, holder_slot, is_last_holder_guarded};
 use crate::diff::{self, Counts, Memory, Protected};
 use crate::finding::{Finding, FindingKind, Severity, SubjectType};
 use crate::policy::{Origin, Policy};
@@ -78,9 +78,15 @@ pub struct PlannedChange {
     pub finding_ids: Vec<String>,
     /// Whether it can be undone.
     pub reversible: bool,
-    /// SHA-256 of the target record as planned: `apply` re-reads the target and skips it as
-    /// stale when it no longer matches.
+    /// SHA-256 of the target record as planned (and of `principal_unique_id`, when set): a
+    /// plan edited after it was made is refused.
     pub target_digest: String,
+    /// The immutable id ([`Principal::unique_id`]) of the principal the target is or belongs
+    /// to, from the snapshot: `apply` skips the action as stale when the live principal's
+    /// differs (deleted and re-created under the same name since the plan). Absent when the
+    /// cloud gives none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_unique_id: Option<String>,
     /// The action, with the record it was planned from.
     #[serde(flatten)]
     pub action: Action,
@@ -117,6 +123,11 @@ pub struct Plan {
     /// trail `apply` and its journal carry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub made: Option<Provenance>,
+    /// Set when a run over snapshot files was narrowed on purpose (`--provider`, `--scope`):
+    /// what it judged and what it left out. Absent, the plan accounts for every scope the
+    /// policy names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub narrowed: Option<crate::coverage::Narrowed>,
 }
 
 /// Who made a saved plan, when and where.
@@ -251,6 +262,7 @@ pub fn plan(
         protected: evaluation.protected,
         expiring: expiring(snapshot, policy, now),
         made: None,
+        narrowed: None,
     }
 }
 
@@ -335,17 +347,18 @@ fn expiring(snapshot: &Snapshot, policy: &Policy, now: Timestamp) -> Vec<Expirin
 }
 
 /// Never plan away the last Owner (or User Access Administrator) of an Azure resource: when
-/// every holder would be revoked, all of those revocations are held.
+/// every holder would be revoked, all of those revocations are held. Holders are counted per
+/// role definition id and resource; a revocation whose grant carries no role id cannot be
+/// matched to the other holders, so it is held too.
 fn hold_last_holders(snapshot: &Snapshot, findings: &mut [Finding]) {
-    let key = |grant: &Grant| (grant.resource.clone(), grant.entitlement.clone());
-    let mut holders: HashMap<(String, String), usize> = HashMap::new();
+    let mut holders: HashMap<HolderSlot, usize> = HashMap::new();
     // Eligibilities are not holders: they grant nothing until activated.
     for grant in snapshot
         .grants
         .iter()
         .filter(|grant| is_last_holder_guarded(grant) && grant.kind != GrantKind::PimEligible)
     {
-        *holders.entry(key(grant)).or_default() += 1;
+        *holders.entry(holder_slot(grant)).or_default() += 1;
     }
     if holders.is_empty() {
         return;
@@ -362,22 +375,21 @@ fn hold_last_holders(snapshot: &Snapshot, findings: &mut [Finding]) {
             && finding.action.kind == Some(ActionKind::RevokeGrant)
             && finding.subject.subject_type == SubjectType::Grant
     };
-    let mut planned: HashMap<(String, String), usize> = HashMap::new();
+    let mut planned: HashMap<HolderSlot, usize> = HashMap::new();
     for finding in findings.iter().filter(|finding| revoking(finding)) {
-        if let Some(grant) = grants
-            .get(finding.subject.id.as_str())
-            .filter(|grant| is_last_holder_guarded(grant))
-        {
-            *planned.entry(key(grant)).or_default() += 1;
+        if let Some(grant) = grants.get(finding.subject.id.as_str()) {
+            *planned.entry(holder_slot(grant)).or_default() += 1;
         }
     }
     for finding in findings.iter_mut().filter(|finding| revoking(finding)) {
-        if let Some(grant) = grants
-            .get(finding.subject.id.as_str())
-            .filter(|grant| is_last_holder_guarded(grant))
-        {
-            let slot = key(grant);
-            if planned.get(&slot) >= holders.get(&slot) {
+        if let Some(grant) = grants.get(finding.subject.id.as_str()) {
+            let slot = holder_slot(grant);
+            if let HeldRole::Name(name) = &slot.role {
+                finding.action.held = Some(format!(
+                    "{name} on {} must keep a holder, and this grant carries no role definition id to count the others by: read it again so the snapshot has its id",
+                    grant.resource
+                ));
+            } else if planned.get(&slot) >= holders.get(&slot) {
                 finding.action.held = Some(format!(
                     "would leave {} with no {}: declare a holder first",
                     grant.resource, grant.entitlement
@@ -478,25 +490,56 @@ fn actions(
             .1
             .push(finding.id.clone());
     }
+    // The immutable id of each target's principal, as the snapshot read it.
+    let holders: std::collections::HashSet<&str> = by_target
+        .values()
+        .map(|(action, _)| principal_of(action))
+        .collect();
+    let unique_ids: HashMap<&str, &str> = snapshot
+        .principals
+        .iter()
+        .filter(|principal| holders.contains(principal.id.as_str()))
+        .filter_map(|principal| Some((principal.id.as_str(), principal.unique_id.as_deref()?)))
+        .collect();
     by_target
         .into_values()
         .enumerate()
         .map(|(index, (action, mut finding_ids))| {
             finding_ids.sort();
+            let principal_unique_id = match &action {
+                Action::DisablePrincipal { principal } => principal.unique_id.clone(),
+                _ => unique_ids
+                    .get(principal_of(&action))
+                    .map(|id| (*id).to_owned()),
+            };
             PlannedChange {
                 sequence: index + 1,
                 finding_ids,
                 reversible: action.kind().is_reversible(),
-                target_digest: target_digest(&action),
+                target_digest: target_digest(&action, principal_unique_id.as_deref()),
+                principal_unique_id,
                 action,
             }
         })
         .collect()
 }
 
-/// SHA-256 of the target record's JSON form.
+/// The principal an action changes, or whose grant or credential it changes.
+fn principal_of(action: &Action) -> &str {
+    match action {
+        Action::RevokeGrant { grant } => grant.principal.as_str(),
+        Action::DeactivateCredential { credential } | Action::DeleteCredential { credential } => {
+            credential.principal.as_str()
+        }
+        Action::DisablePrincipal { principal } => principal.id.as_str(),
+    }
+}
+
+/// SHA-256 of the target record's JSON form, followed (when the plan carries one) by the
+/// principal's immutable id: an edit of either is an edited plan. Without an immutable id the
+/// digest is the record's alone, as plans made before the id was carried have it.
 #[must_use]
-pub fn target_digest(action: &Action) -> String {
+pub fn target_digest(action: &Action, principal_unique_id: Option<&str>) -> String {
     let json = match action {
         Action::RevokeGrant { grant } => serde_json::to_vec(grant),
         Action::DeactivateCredential { credential } | Action::DeleteCredential { credential } => {
@@ -505,5 +548,163 @@ pub fn target_digest(action: &Action) -> String {
         Action::DisablePrincipal { principal } => serde_json::to_vec(principal),
     }
     .unwrap_or_default();
-    format!("sha256:{}", hex::encode(Sha256::digest(json)))
+    let mut hasher = Sha256::new();
+    hasher.update(json);
+    if let Some(unique_id) = principal_unique_id {
+        hasher.update(b"\n");
+        hasher.update(unique_id.as_bytes());
+    }
+    format!("sha256:{}", hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use lapse_sdk::{Cloud, GrantKind, ScopeKind, Via};
+
+    use super::*;
+
+    const OWNER_ID: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
+    const SUBSCRIPTION: &str = "/subscriptions/3c1f8e2a-7b4d-4e9a-a1c5-9d2f6e8b0a17";
+
+    fn at(text: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(text).expect("instant")
+    }
+
+    /// A role assignment on the subscription, shown as `name`, of role `role_id` (if read).
+    fn assignment(principal: &str, name: &str, role_id: Option<&str>) -> Grant {
+        Grant {
+            id: format!(
+                "{SUBSCRIPTION}/providers/Microsoft.Authorization/roleAssignments/{principal}"
+            )
+            .into(),
+            cloud: Cloud::Azure,
+            scope: format!("azure:{SUBSCRIPTION}").into(),
+            principal: principal.into(),
+            entitlement: name.to_owned(),
+            entitlement_id: role_id.map(|id| {
+                format!("{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{id}")
+            }),
+            resource: SUBSCRIPTION.to_owned(),
+            kind: GrantKind::RoleAssignment,
+            via: Via::Direct,
+            created_at: Some(at("2025-01-01T00:00:00Z")),
+            expires_at: None,
+            expiry_source: None,
+            condition: None,
+            privileged: true,
+        }
+    }
+
+    /// Plans `grants` under a rule that revokes every privileged grant older than 8 hours
+    /// unless declared; `declared` principals keep theirs.
+    fn held(grants: Vec<Grant>, declared: &[&str]) -> Vec<(String, Option<String>)> {
+        let mut snapshot = Snapshot::empty(at("2026-11-20T06:00:00Z"));
+        snapshot.scopes.push(ScopeStatus {
+            id: format!("azure:{SUBSCRIPTION}").into(),
+            cloud: Cloud::Azure,
+            kind: ScopeKind::Subscription,
+            taken_at: snapshot.taken_at,
+            complete: true,
+            caller: None,
+            caller_identities: Vec::new(),
+            errors: Vec::new(),
+        });
+        snapshot.grants = grants;
+        let mut text = "version: 1\nrules:\n  - {id: jit, match: {privileged: true}, max_ttl: 8h, action: revoke}\n".to_owned();
+        if !declared.is_empty() {
+            text.push_str("grants:\n");
+            for principal in declared {
+                text.push_str(&format!(
+                    "  - {{principal: '{principal}', entitlement: '*', expires: 2099-01-01}}\n"
+                ));
+            }
+        }
+        let policy =
+            crate::policy::from_sources(&[(PathBuf::from("policy.yaml"), text)]).expect("policy");
+        let plan = plan(
+            &snapshot,
+            "sha256:x",
+            &policy,
+            &Memory::default(),
+            snapshot.taken_at,
+        );
+        let mut found: Vec<(String, Option<String>)> = plan
+            .findings
+            .iter()
+            .filter(|finding| finding.action.kind == Some(ActionKind::RevokeGrant))
+            .map(|finding| {
+                (
+                    finding.subject.principal.as_str().to_owned(),
+                    finding.action.held.clone(),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn the_sole_owner_is_held_even_when_its_role_name_could_not_be_read() {
+        // A role definition read without `roleName` shows as its id.
+        let found = held(vec![assignment("alice", OWNER_ID, Some(OWNER_ID))], &[]);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0]
+                .1
+                .as_deref()
+                .is_some_and(|reason| reason.contains("with no")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn holders_are_counted_by_role_id_not_by_name() {
+        // bob holds a custom role that happens to show as "Owner": he is no Owner, so alice's
+        // revocation would leave the subscription with none.
+        let found = held(
+            vec![
+                assignment("alice", "Owner", Some(OWNER_ID)),
+                assignment("bob", "Owner", Some("0b5e8c1a-1111-4222-8333-944455556666")),
+            ],
+            &["bob"],
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "alice");
+        assert!(found[0].1.is_some(), "{found:?}");
+
+        // The same role under its name and under its id is one role: carol, declared, remains.
+        let found = held(
+            vec![
+                assignment("alice", "Owner", Some(OWNER_ID)),
+                assignment(
+                    "carol",
+                    OWNER_ID,
+                    Some(OWNER_ID.to_ascii_uppercase().as_str()),
+                ),
+            ],
+            &["carol"],
+        );
+        assert_eq!(found, [("alice".to_owned(), None)]);
+    }
+
+    #[test]
+    fn a_guarded_grant_without_a_role_id_is_held() {
+        let found = held(
+            vec![
+                assignment("alice", "Owner", None),
+                assignment("dave", "Owner", Some(OWNER_ID)),
+            ],
+            &["dave"],
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0]
+                .1
+                .as_deref()
+                .is_some_and(|reason| reason.contains("no role definition id")),
+            "{found:?}"
+        );
+    }
 }

@@ -3,8 +3,9 @@
 //! ([`Configured::snapshot`]), then plan over it like over a file, and `apply`/`undo` hand
 //! actions to [`Configured::providers`].
 
-use lapse_sdk::{Cloud, ScopeError, ScopeId, ScopeKind, ScopeStatus, Snapshot};
+use lapse_sdk::{Cloud, Snapshot};
 
+use crate::coverage::{self, NamedScope, Unread};
 use crate::error::{Error, Result};
 use crate::policy::ScopesDocument;
 
@@ -68,7 +69,10 @@ impl GcpOptions {
 
     /// Projects, folders and organizations to read: the flags' when any is given, else the
     /// policy's.
-    fn containers(&self, scopes: &ScopesDocument) -> (Vec<String>, Vec<String>, Vec<String>) {
+    pub(crate) fn containers(
+        &self,
+        scopes: &ScopesDocument,
+    ) -> (Vec<String>, Vec<String>, Vec<String>) {
         if self.names_scopes() {
             return (
                 self.projects.clone(),
@@ -131,12 +135,92 @@ pub fn clouds(options: &LiveOptions, scopes: &ScopesDocument) -> Result<Vec<Clou
     Ok(clouds)
 }
 
+/// Refuses an endpoint given as plain `http://` unless it names this machine: every request
+/// to it carries a bearer token or a signature made with lapse's cloud credentials, which an
+/// unencrypted connection would hand to anyone on the path. Loopback (127.0.0.0/8, `::1`,
+/// `localhost`) is allowed, for local emulators and fakes. `endpoints` are (where it was set,
+/// the URL).
+///
+/// # Errors
+/// [`Error::InsecureEndpoint`] for the first endpoint refused.
+pub fn refuse_plain_http<'a>(
+    endpoints: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<()> {
+    for (setting, url) in endpoints {
+        let text = url.trim();
+        let Some(scheme_end) = text.find("://") else {
+            continue;
+        };
+        if !text[..scheme_end].eq_ignore_ascii_case("http") {
+            continue;
+        }
+        let rest = &text[scheme_end + 3..];
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        // Credentials in the authority (`user:pass@host`) are not part of the host.
+        let host_and_port = authority.rsplit('@').next().unwrap_or(authority);
+        let host = if let Some(bracketed) = host_and_port.strip_prefix('[') {
+            bracketed.split(']').next().unwrap_or_default()
+        } else {
+            host_and_port.split(':').next().unwrap_or_default()
+        };
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_loopback());
+        if !loopback {
+            return Err(Error::InsecureEndpoint {
+                setting: setting.to_owned(),
+                url: url.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl LiveOptions {
+    /// Every endpoint these options override, with the flag (or the environment variable clap
+    /// reads for it) that set it.
+    #[must_use]
+    pub fn endpoints(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("--aws-endpoint-url", self.aws.endpoint_url.as_deref()),
+            (
+                "--azure-graph-url (or LAPSE_AZURE_GRAPH_URL)",
+                self.azure.graph_url.as_deref(),
+            ),
+            (
+                "--azure-arm-url (or LAPSE_AZURE_ARM_URL)",
+                self.azure.arm_url.as_deref(),
+            ),
+            (
+                "--gcp-iam-url (or LAPSE_GCP_IAM_URL)",
+                self.gcp.iam_url.as_deref(),
+            ),
+            (
+                "--gcp-resource-manager-url (or LAPSE_GCP_RESOURCE_MANAGER_URL)",
+                self.gcp.resource_manager_url.as_deref(),
+            ),
+            (
+                "--gcp-policy-analyzer-url (or LAPSE_GCP_POLICY_ANALYZER_URL)",
+                self.gcp.policy_analyzer_url.as_deref(),
+            ),
+            (
+                "--gcp-oauth2-url (or LAPSE_GCP_OAUTH2_URL)",
+                self.gcp.oauth2_url.as_deref(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(setting, url)| Some((setting, url?)))
+        .collect()
+    }
+}
+
 /// Every provider this build has, configured for one run.
 #[derive(Debug)]
 pub struct Configured {
-    /// The scopes flags and policy name explicitly, per cloud: each must come back from a
-    /// snapshot, complete or not.
-    named: Vec<(Cloud, ScopeId, ScopeKind)>,
+    /// The scopes flags and policy name explicitly: each must come back from a snapshot,
+    /// complete or not.
+    named: Vec<NamedScope>,
     #[cfg(feature = "aws")]
     aws: lapse_provider_aws::AwsProvider,
     #[cfg(feature = "azure")]
@@ -154,7 +238,7 @@ impl Configured {
     )]
     pub fn new(options: &LiveOptions, scopes: &ScopesDocument) -> Self {
         Configured {
-            named: named_scopes(options, scopes),
+            named: coverage::named_scopes(options, scopes),
             #[cfg(feature = "aws")]
             aws: aws_provider(&options.aws, scopes, options.bounds),
             #[cfg(feature = "azure")]
@@ -193,13 +277,17 @@ impl Configured {
             };
             snapshots.push(provider.snapshot(&request).await.snapshot);
         }
-        let named: Vec<(ScopeId, ScopeKind)> = self
+        let named: Vec<NamedScope> = self
             .named
             .iter()
-            .filter(|(cloud, _, _)| clouds.contains(cloud))
-            .map(|(_, id, kind)| (id.clone(), *kind))
+            .filter(|scope| clouds.contains(&scope.cloud))
+            .cloned()
             .collect();
-        Ok(account_for_every_scope(Snapshot::merge(snapshots), &named))
+        Ok(coverage::account_for_every_scope(
+            Snapshot::merge(snapshots),
+            &named,
+            Unread::ProviderReturnedNothing,
+        ))
     }
 
     /// Where a cloud's provider takes its credentials from, when it chooses among several
@@ -223,118 +311,6 @@ impl Configured {
                 providers.with(provider)
             })
     }
-}
-
-/// The scopes the flags (or, without them, the policy) name by id: what a live snapshot must
-/// account for. `*` subscriptions and "the caller's own account" name nothing in advance.
-fn named_scopes(
-    options: &LiveOptions,
-    scopes: &ScopesDocument,
-) -> Vec<(Cloud, ScopeId, ScopeKind)> {
-    let mut named = Vec::new();
-    let mut add = |cloud: Cloud, id: String, kind: ScopeKind| {
-        named.push((cloud, ScopeId::from(id), kind));
-    };
-    let accounts: Vec<String> = if options.aws.accounts.is_empty() {
-        scopes
-            .aws
-            .iter()
-            .map(|scope| scope.account.clone())
-            .collect()
-    } else {
-        options.aws.accounts.clone()
-    };
-    for account in accounts {
-        add(Cloud::Aws, format!("aws:{account}"), ScopeKind::Account);
-    }
-    if options.azure.subscriptions.is_empty() {
-        for scope in &scopes.azure {
-            if options
-                .azure
-                .tenant
-                .as_ref()
-                .is_some_and(|tenant| tenant != &scope.tenant)
-            {
-                continue;
-            }
-            add(
-                Cloud::Azure,
-                format!("azure:/tenants/{}", scope.tenant),
-                ScopeKind::Tenant,
-            );
-            for subscription in scope.subscriptions.iter().filter(|sub| *sub != "*") {
-                add(
-                    Cloud::Azure,
-                    format!("azure:/subscriptions/{subscription}"),
-                    ScopeKind::Subscription,
-                );
-            }
-        }
-    } else {
-        for subscription in options.azure.subscriptions.iter().filter(|sub| *sub != "*") {
-            add(
-                Cloud::Azure,
-                format!("azure:/subscriptions/{subscription}"),
-                ScopeKind::Subscription,
-            );
-        }
-    }
-    let (projects, folders, organizations) = options.gcp.containers(scopes);
-    for project in projects {
-        add(
-            Cloud::Gcp,
-            format!("gcp:projects/{project}"),
-            ScopeKind::Project,
-        );
-    }
-    for folder in folders {
-        add(
-            Cloud::Gcp,
-            format!("gcp:folders/{folder}"),
-            ScopeKind::Folder,
-        );
-    }
-    for organization in organizations {
-        add(
-            Cloud::Gcp,
-            format!("gcp:organizations/{organization}"),
-            ScopeKind::Organization,
-        );
-    }
-    named
-}
-
-/// Adds an incomplete scope for every named scope a provider returned nothing for, so that a
-/// provider bug can never turn "not read" into "nothing there".
-fn account_for_every_scope(mut snapshot: Snapshot, named: &[(ScopeId, ScopeKind)]) -> Snapshot {
-    for (id, kind) in named {
-        if snapshot.scopes.iter().any(|scope| &scope.id == id) {
-            continue;
-        }
-        let cloud = match id.as_str().split_once(':') {
-            Some(("aws", _)) => Cloud::Aws,
-            Some(("azure", _)) => Cloud::Azure,
-            _ => Cloud::Gcp,
-        };
-        snapshot.scopes.push(ScopeStatus {
-caller_identities: Vec::new(),
-            id: id.clone(),
-            cloud,
-            kind: *kind,
-            taken_at: snapshot.taken_at,
-            complete: false,
-            caller: None,
-            errors: vec![ScopeError {
-                operation: "snapshot".to_owned(),
-                message: format!(
-                    "the {cloud} provider returned nothing for this scope (a bug in lapse: please report it); nothing in it was read"
-                ),
-                missing_permission: None,
-            }],
-        });
-    }
-    snapshot.scopes.sort_by(|a, b| a.id.cmp(&b.id));
-    snapshot
 }
 
 /// The AWS provider for these flags and scopes: accounts from `--account` when given (with
@@ -472,76 +448,38 @@ pub fn gcp_provider(
 mod tests {
     use super::*;
 
-    fn scopes(yaml: &str) -> ScopesDocument {
-        serde_yaml::from_str(yaml).expect("scopes")
-    }
-
     #[test]
-    fn a_named_scope_a_provider_left_out_comes_back_incomplete() {
-        let named = named_scopes(
-            &LiveOptions::default(),
-            &scopes(
-                "aws: [{account: '111122223333'}]\nazure: [{tenant: t1, subscriptions: ['*', s1]}]\ngcp: [{project: acme-prod}, {folder: '42'}]\n",
-            ),
-        );
-        let ids: Vec<&str> = named.iter().map(|(_, id, _)| id.as_str()).collect();
-        assert_eq!(
-            ids,
-            [
-                "aws:111122223333",
-                "azure:/tenants/t1",
-                "azure:/subscriptions/s1",
-                "gcp:projects/acme-prod",
-                "gcp:folders/42"
-            ]
-        );
-        let read = serde_json::from_str::<Snapshot>(
-            r#"{"format":"lapse-snapshot","version":1,"taken_at":"2026-11-20T06:00:00Z",
-                "scopes":[{"id":"aws:111122223333","cloud":"aws","kind":"account",
-                           "taken_at":"2026-11-20T06:00:00Z","complete":true}],
-                "principals":[],"credentials":[],"grants":[]}"#,
-        )
-        .expect("snapshot");
-        let aws_only: Vec<(ScopeId, ScopeKind)> = named
-            .iter()
-            .filter(|(cloud, _, _)| *cloud != Cloud::Gcp)
-            .map(|(_, id, kind)| (id.clone(), *kind))
-            .collect();
-        let accounted = account_for_every_scope(read, &aws_only);
-        assert!(!accounted.is_complete());
-        let missing: Vec<(&str, bool)> = accounted
-            .scopes
-            .iter()
-            .map(|scope| (scope.id.as_str(), scope.complete))
-            .collect();
-        assert_eq!(
-            missing,
-            [
-                ("aws:111122223333", true),
-                ("azure:/subscriptions/s1", false),
-                ("azure:/tenants/t1", false)
-            ]
-        );
-    }
-
-    #[test]
-    fn flags_name_the_scopes_instead_of_the_policy() {
-        let options = LiveOptions {
-            azure: AzureOptions {
-                subscriptions: vec!["s9".to_owned()],
-                ..AzureOptions::default()
-            },
-            gcp: GcpOptions {
-                projects: vec!["other".to_owned()],
-                ..GcpOptions::default()
-            },
-            ..LiveOptions::default()
-        };
-        let named = named_scopes(
-            &options,
-            &scopes("azure: [{tenant: t1, subscriptions: [s1]}]\ngcp: [{project: acme-prod}]\n"),
-        );
-        let ids: Vec<&str> = named.iter().map(|(_, id, _)| id.as_str()).collect();
-        assert_eq!(ids, ["azure:/subscriptions/s9", "gcp:projects/other"]);
+    fn plain_http_is_refused_except_to_this_machine() {
+        for allowed in [
+            "https://graph.microsoft.com",
+            "https://10.0.0.5:8443/v1",
+            "http://127.0.0.1:5000",
+            "http://127.8.9.10",
+            "HTTP://LOCALHOST:8080/path",
+            "http://[::1]:9000/",
+            "http://user:secret@127.0.0.1:5000",
+        ] {
+            assert!(
+                refuse_plain_http([("--x", allowed)]).is_ok(),
+                "{allowed} is allowed"
+            );
+        }
+        for refused in [
+            "http://10.0.0.5:5000",
+            "http://iam.googleapis.com",
+            "http://localhost.example.com",
+            "http://127.0.0.1.nip.io",
+            "http://[::2]:9000",
+            "http://127.0.0.1@evil.example.com/",
+            " http://192.0.2.1",
+        ] {
+            let error = refuse_plain_http([("--gcp-iam-url", refused)])
+                .expect_err(refused)
+                .to_string();
+            assert!(
+                error.contains("--gcp-iam-url") && error.contains("loopback"),
+                "{error}"
+            );
+        }
     }
 }

@@ -13,8 +13,8 @@ use lapse_sdk::{
     Action, ActionKind, Cloud, Grant, GrantKind, Principal, ScopeId, Snapshot, Timestamp, Via,
 };
 
-use crate::catalog::{Classifier, is_last_holder_guarded};
-use crate::diff::{PrincipalRef, grant_protected_by, human_duration, protection_of};
+use crate::catalog::{Classifier, HeldRole, holder_slot, is_last_holder_guarded};
+use crate::diff::{OwnIdentities, PrincipalRef, grant_protected_by, human_duration, protection_of};
 use crate::plan::{Plan, target_digest};
 use crate::policy::{Policy, RuleAction, RuleSubject, Target};
 
@@ -136,8 +136,11 @@ pub struct GuardInput<'a> {
     pub live: &'a Snapshot,
     /// The limits.
     pub settings: &'a GuardSettings,
-    /// This run's time.
+    /// This run's time: `--now`, else the clock.
     pub now: Timestamp,
+    /// The clock when this run started, whatever `--now` says: a plan's real age is measured
+    /// against it, so `--now` cannot make an old plan young.
+    pub wall_clock: Timestamp,
 }
 
 /// Runs every guard. An empty result means the plan may be carried out.
@@ -189,7 +192,9 @@ fn integrity(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
                 ),
             );
         }
-        if target_digest(&change.action) != change.target_digest {
+        if target_digest(&change.action, change.principal_unique_id.as_deref())
+            != change.target_digest
+        {
             refuse(
                 refusals,
                 Guard::PlanIntegrity,
@@ -225,6 +230,54 @@ fn integrity(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
 }
 
 fn age(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
+    let before = refusals.len();
+    judged_instant(input, refusals);
+    // One reason is enough: a plan judging a stale instant is also an old plan.
+    if refusals.len() == before {
+        real_age(input, refusals);
+    }
+}
+
+/// The plan's real age, by the clock: from when it was made (`made.at`, the clock of the run
+/// that made it), else from the instant it judged. `--now` moves the instant a run judges, and
+/// `apply --now` is given the plan's own, so without this an old plan replayed with its `--now`
+/// would always look fresh.
+fn real_age(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
+    let (made, source) = match &input.plan.made {
+        Some(made) => (made.at, "made"),
+        None => (input.plan.now, "made for"),
+    };
+    // Without --now and without provenance this is the judged-instant check again.
+    if made == input.plan.now && input.wall_clock == input.now {
+        return;
+    }
+    let age = input.wall_clock.seconds_since(made);
+    let limit = input.settings.max_plan_age_seconds;
+    if age > limit {
+        refuse(
+            refusals,
+            Guard::PlanAge,
+            format!(
+                "the plan was {source} {made}, {} ago by the clock, older than the {} limit (--now sets the instant a run judges, not the plan's age): what it saw may have changed; plan again, or pass --max-plan-age {} after reviewing it",
+                human_duration(age),
+                human_duration(limit),
+                human_duration(age + 3_600)
+            ),
+        );
+    } else if age < -FUTURE_SKEW_SECONDS {
+        refuse(
+            refusals,
+            Guard::PlanAge,
+            format!(
+                "the plan was {source} {made}, after this run's clock {} (--now sets the instant a run judges, not the clock): a plan made with --now carries when it was made only when saved with `plan --out`; save it that way, or plan again",
+                input.wall_clock
+            ),
+        );
+    }
+}
+
+/// The instant the plan judged, against this run's (`--now`, else the clock).
+fn judged_instant(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
     let age = input.now.seconds_since(input.plan.now);
     let limit = input.settings.max_plan_age_seconds;
     if age > limit {
@@ -383,15 +436,9 @@ fn account(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
 }
 
 fn protection(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
-    // lapse's own identity, as the plan saw it and as it is now (apply often runs as another
-    // role than plan).
-    let callers: HashSet<&str> = input
-        .plan
-        .scopes
-        .iter()
-        .chain(&input.live.scopes)
-        .filter_map(|scope| scope.caller.as_deref())
-        .collect();
+    // lapse's own identity in all its forms, as the plan saw it and as it is now (apply often
+    // runs as another role than plan).
+    let own = OwnIdentities::of_scopes(input.plan.scopes.iter().chain(&input.live.scopes));
     let principals: HashMap<&str, &Principal> = input
         .live
         .principals
@@ -409,7 +456,7 @@ fn protection(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
         let mut reasons = Vec::new();
         if let Some(found) = protection_of(
             input.policy,
-            &callers,
+            &own,
             PrincipalRef {
                 id,
                 cloud: action.cloud(),
@@ -550,7 +597,9 @@ fn strips_all(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
 }
 
 /// The plan already holds these back; a hand-edited plan might not, and the live inventory
-/// may have lost a holder since.
+/// may have lost a holder since. Holders are counted per role definition id and resource; a
+/// revocation whose grant carries no role id cannot be counted against the others and is
+/// refused.
 fn last_holder(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
     let revoking: Vec<&Grant> = input
         .plan
@@ -564,6 +613,18 @@ fn last_holder(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
     let revoked: HashSet<&str> = revoking.iter().map(|grant| grant.id.as_str()).collect();
     let mut reported = HashSet::new();
     for grant in revoking {
+        let slot = holder_slot(grant);
+        if let HeldRole::Name(name) = &slot.role {
+            refuse(
+                refusals,
+                Guard::LastHolder,
+                format!(
+                    "{} revokes {name} on {}, which must keep a holder, and carries no role definition id to count the other holders by: plan again from a reading that has it",
+                    grant.id, grant.resource
+                ),
+            );
+            continue;
+        }
         let remaining = input
             .live
             .grants
@@ -571,12 +632,11 @@ fn last_holder(input: &GuardInput<'_>, refusals: &mut Vec<Refusal>) {
             .filter(|live| {
                 is_last_holder_guarded(live)
                     && live.kind != GrantKind::PimEligible
-                    && live.resource == grant.resource
-                    && live.entitlement == grant.entitlement
+                    && holder_slot(live) == slot
                     && !revoked.contains(live.id.as_str())
             })
             .count();
-        if remaining == 0 && reported.insert((&grant.resource, &grant.entitlement)) {
+        if remaining == 0 && reported.insert(slot) {
             refuse(
                 refusals,
                 Guard::LastHolder,

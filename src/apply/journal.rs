@@ -401,6 +401,23 @@ impl ActionHistory {
             .is_some_and(|intent| intent.attempt > self.settled_attempt)
     }
 
+    /// True when lapse's latest call on the target ended failed, after an intent whose
+    /// before-state showed the change not made: the call may have landed though its answer
+    /// said otherwise (a response lost, a retry that then failed), so a later reading that
+    /// shows the change shows lapse's own.
+    #[must_use]
+    pub fn call_failed_on_an_unchanged_target(&self) -> bool {
+        let Some(intent) = self.intents.last() else {
+            return false;
+        };
+        self.outcome
+            .as_ref()
+            .is_some_and(|outcome| outcome.result == ResultKind::Failed)
+            && intent.attempt == self.settled_attempt
+            && intent.before.present
+            && !intent.before.revoked
+    }
+
     /// The number the next attempt's intent carries.
     #[must_use]
     pub fn next_attempt(&self) -> u32 {

@@ -126,8 +126,10 @@ pub struct ApplyRun<'a> {
     pub providers: &'a Providers<'a>,
     /// Limits and concurrency.
     pub settings: &'a ApplySettings,
-    /// This run's time, for the plan's age.
+    /// This run's time (`--now`, else the clock), for the instant the plan judged.
     pub now: Timestamp,
+    /// The clock when this run started, whatever `--now` says: the plan's real age.
+    pub wall_clock: Timestamp,
     /// Stamps journal lines.
     pub clock: Clock<'a>,
     /// Who runs it.
@@ -356,6 +358,7 @@ pub fn check(run: &ApplyRun<'_>, live: &Snapshot) -> Result<()> {
         live,
         settings: &run.settings.guards,
         now: run.now,
+        wall_clock: run.wall_clock,
     });
     if refusals.is_empty() {
         Ok(())
@@ -416,7 +419,12 @@ pub async fn dry_run(run: &ApplyRun<'_>, journal: Option<&JournalContents>) -> A
                 Ok(live) => live,
                 Err(error) => return failed(change, error.to_string()),
             };
-            let mut report = match stale::judge(&change.action, &live, run.plan.snapshot.taken_at) {
+            let mut report = match stale::judge(
+                &change.action,
+                change.principal_unique_id.as_deref(),
+                &live,
+                run.plan.snapshot.taken_at,
+            ) {
                 stale::Verdict::Proceed => {
                     let mut report = ActionReport::new(change, Status::WouldChange);
                     report.calls = provider.describe_apply(&change.action, &live);
@@ -660,6 +668,10 @@ impl Execution<'_, '_> {
             return failed(change, "no provider for this cloud".to_owned());
         };
         let interrupted = history.is_some_and(ActionHistory::interrupted);
+        // lapse's own earlier call on the target, whose outcome is not known to have missed:
+        // cut short by a crash, or answered with a failure it may not have suffered.
+        let called_before =
+            interrupted || history.is_some_and(ActionHistory::call_failed_on_an_unchanged_target);
         let live = match provider.read_target(&change.action).await {
             Ok(live) => live,
             Err(error) => {
@@ -678,10 +690,18 @@ impl Execution<'_, '_> {
             }
         };
         // An intent without an outcome: the call may or may not have reached the cloud. The
-        // live state decides; a change that shows is not made twice.
-        if interrupted && (live.revoked || !live.present) {
+        // live state decides; a change that shows is not made twice. A principal re-created
+        // since shows nothing of lapse's doing: the stale check below says so.
+        let recreated =
+            stale::recreated(&change.action, change.principal_unique_id.as_deref(), &live)
+                .is_some();
+        if called_before && !recreated && (live.revoked || !live.present) {
             let mut report = ActionReport::new(change, Status::Reconciled);
-            report.message = Some("an interrupted run's change was found made".to_owned());
+            report.message = Some(if interrupted {
+                "an interrupted run's change was found made".to_owned()
+            } else {
+                "an earlier call reported a failure, and its change was found made: the target showed it not made just before that call".to_owned()
+            });
             report.verified = Some(true);
             if self.outcome(change, ResultKind::Reconciled, report.message.clone(), None) {
                 self.write(Record::Verify(Verify {
@@ -694,7 +714,12 @@ impl Execution<'_, '_> {
             }
             return report;
         }
-        let verdict = stale::judge(&change.action, &live, self.run.plan.snapshot.taken_at);
+        let verdict = stale::judge(
+            &change.action,
+            change.principal_unique_id.as_deref(),
+            &live,
+            self.run.plan.snapshot.taken_at,
+        );
         let (result, message) = match verdict {
             stale::Verdict::Proceed => return self.act(provider, change, live, history).await,
             stale::Verdict::AlreadyDone => (ResultKind::AlreadyDone, None),
@@ -731,6 +756,9 @@ impl Execution<'_, '_> {
             return ActionReport::new(change, Status::NotStarted);
         }
         let calls = provider.describe_apply(&change.action, &live);
+        // What this run read just before its call: the change not made yet. A reading after
+        // the call that shows it made is then this run's doing, whatever the call answered.
+        let unchanged_before = live.present && !live.revoked;
         let intent = Intent {
             sequence: change.sequence,
             at: self.now(),
@@ -747,7 +775,16 @@ impl Execution<'_, '_> {
         }
         let (result, message) = match provider.apply(&change.action).await {
             Ok(ActionOutcome::Done) => (ResultKind::Done, None),
+            // The provider's retry found the change made: its first attempt landed and the
+            // answer was lost. Nobody else made it between this run's reading and its call.
+            Ok(ActionOutcome::AlreadyDone) if unchanged_before => (
+                ResultKind::Done,
+                Some("made by this run: the provider found the change already made, but this run read the target unchanged just before its call (the call's first answer was lost)".to_owned()),
+            ),
             Ok(ActionOutcome::AlreadyDone) => (ResultKind::AlreadyDone, None),
+            Err(error) if unchanged_before => {
+                return self.after_failed_call(provider, change, calls, &error).await;
+            }
             Err(error) => (ResultKind::Failed, Some(error.to_string())),
         };
         let mut report = ActionReport::new(change, result.into());
@@ -761,6 +798,62 @@ impl Execution<'_, '_> {
             report.verified = Some(verified);
             if message.is_some() {
                 report.message = message;
+            }
+        }
+        report
+    }
+}
+
+impl Execution<'_, '_> {
+    /// A call that answered with a failure may still have landed (a response lost on the way
+    /// back, a retry that failed after the first attempt succeeded): the target is read again.
+    /// Showing the change, it is this run's (`done`, verified by that reading, so undo restores
+    /// it and the evidence credits lapse). Not showing it, the call failed. Unreadable, nobody
+    /// can tell: no outcome is written, and the next run settles it from the live state as
+    /// after a crash.
+    async fn after_failed_call(
+        &self,
+        provider: &dyn Provider,
+        change: &PlannedChange,
+        calls: Vec<String>,
+        error: &lapse_sdk::ProviderError,
+    ) -> ActionReport {
+        let mut report = ActionReport::new(change, Status::Failed);
+        report.calls = calls;
+        match provider.read_target(&change.action).await {
+            Ok(after)
+                if (after.revoked || !after.present)
+                    && stale::recreated(
+                        &change.action,
+                        change.principal_unique_id.as_deref(),
+                        &after,
+                    )
+                    .is_none() =>
+            {
+                let message = format!(
+                    "made by this run: the call answered \"{error}\", but the target read just after shows the change, and it did not just before the call (the answer was lost)"
+                );
+                report.status = Status::Done;
+                report.message = Some(message.clone());
+                if self.outcome(change, ResultKind::Done, Some(message), None) {
+                    report.verified = Some(true);
+                    self.write(Record::Verify(Verify {
+                        sequence: change.sequence,
+                        at: self.now(),
+                        verified: true,
+                        after: Some(after),
+                        message: None,
+                    }));
+                }
+            }
+            Ok(_) => {
+                report.message = Some(error.to_string());
+                self.outcome(change, ResultKind::Failed, Some(error.to_string()), None);
+            }
+            Err(read) => {
+                report.message = Some(format!(
+                    "{error}; the target could not be read again to tell whether the call landed ({read}): run the same apply again, which settles it from the live state"
+                ));
             }
         }
         report

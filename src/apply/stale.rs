@@ -20,12 +20,21 @@ pub enum Verdict {
     Stale(String),
 }
 
-/// Judges a live reading against the planned action. `taken_at` is when the plan's snapshot
-/// was read: a use after it is a use the plan did not see.
+/// Judges a live reading against the planned action. `planned_unique_id` is the immutable id
+/// of the target's principal as the plan saw it; `taken_at` is when the plan's snapshot was
+/// read: a use after it is a use the plan did not see.
 #[must_use]
-pub fn judge(action: &Action, live: &TargetState, taken_at: Timestamp) -> Verdict {
+pub fn judge(
+    action: &Action,
+    planned_unique_id: Option<&str>,
+    live: &TargetState,
+    taken_at: Timestamp,
+) -> Verdict {
     if !live.present {
         return Verdict::Gone;
+    }
+    if let Some(reason) = recreated(action, planned_unique_id, live) {
+        return Verdict::Stale(reason);
     }
     match action {
         Action::DeactivateCredential { credential } => {
@@ -79,6 +88,25 @@ pub fn judge(action: &Action, live: &TargetState, taken_at: Timestamp) -> Verdic
         }
     }
     Verdict::Proceed
+}
+
+/// A sentence when the live principal is not the one the plan saw: same name, another
+/// immutable id, so it was deleted and re-created since. Unknown on either side is no evidence.
+#[must_use]
+pub fn recreated(
+    action: &Action,
+    planned_unique_id: Option<&str>,
+    live: &TargetState,
+) -> Option<String> {
+    let (Some(planned), Some(now)) = (planned_unique_id, live.unique_id.as_deref()) else {
+        return None;
+    };
+    (planned != now).then(|| {
+        format!(
+            "the principal {} was deleted and re-created since the plan (its immutable id was {planned} and is {now} now): the action was reviewed for the old one, not for this one; plan again",
+            super::guards::principal_of(action)
+        )
+    })
 }
 
 /// A sentence when the live last use is later than the plan knew.
@@ -148,6 +176,7 @@ mod tests {
         };
         let verdict = judge(
             &action,
+            None,
             &live(false, Usage::At(at("2026-03-02T00:00:00Z"))),
             at(TAKEN),
         );
@@ -164,6 +193,7 @@ mod tests {
         assert!(matches!(
             judge(
                 &action,
+                None,
                 &live(false, Usage::At(at("2026-01-06T00:00:00Z"))),
                 at(TAKEN)
             ),
@@ -182,13 +212,14 @@ mod tests {
         assert_eq!(
             judge(
                 &action,
+                None,
                 &live(false, Usage::At(at("2026-01-05T00:00:00Z"))),
                 at(TAKEN)
             ),
             Verdict::Proceed
         );
         assert_eq!(
-            judge(&action, &live(false, Usage::Unknown), at(TAKEN)),
+            judge(&action, None, &live(false, Usage::Unknown), at(TAKEN)),
             Verdict::Proceed
         );
         let unknown = Action::DeactivateCredential {
@@ -197,6 +228,7 @@ mod tests {
         assert_eq!(
             judge(
                 &unknown,
+                None,
                 &live(false, Usage::At(at("2026-02-01T00:00:00Z"))),
                 at(TAKEN)
             ),
@@ -211,11 +243,11 @@ mod tests {
             credential: key(Usage::Never, CredentialStatus::Active),
         };
         assert_eq!(
-            judge(&action, &TargetState::default(), at(TAKEN)),
+            judge(&action, None, &TargetState::default(), at(TAKEN)),
             Verdict::Gone
         );
         assert_eq!(
-            judge(&action, &live(true, Usage::Never), at(TAKEN)),
+            judge(&action, None, &live(true, Usage::Never), at(TAKEN)),
             Verdict::AlreadyDone
         );
     }
@@ -231,9 +263,57 @@ mod tests {
             ..TargetState::default()
         };
         assert!(matches!(
-            judge(&action, &active, at(TAKEN)),
+            judge(&action, None, &active, at(TAKEN)),
             Verdict::Stale(_)
         ));
+    }
+
+    #[test]
+    fn a_principal_re_created_under_the_same_name_is_stale() {
+        let action = Action::DeactivateCredential {
+            credential: key(Usage::Never, CredentialStatus::Active),
+        };
+        let reading = |unique_id: Option<&str>| TargetState {
+            present: true,
+            unique_id: unique_id.map(str::to_owned),
+            ..TargetState::default()
+        };
+        let verdict = judge(
+            &action,
+            Some("AIDAOLD"),
+            &reading(Some("AIDANEW")),
+            at(TAKEN),
+        );
+        assert!(
+            matches!(&verdict, Verdict::Stale(reason)
+                if reason.contains("deleted and re-created") && reason.contains("AIDAOLD") && reason.contains("AIDANEW")),
+            "{verdict:?}"
+        );
+        // Even when the newcomer's key already looks done: it is not the key that was planned.
+        let mut inactive = reading(Some("AIDANEW"));
+        inactive.revoked = true;
+        assert!(matches!(
+            judge(&action, Some("AIDAOLD"), &inactive, at(TAKEN)),
+            Verdict::Stale(_)
+        ));
+        assert_eq!(
+            judge(
+                &action,
+                Some("AIDAOLD"),
+                &reading(Some("AIDAOLD")),
+                at(TAKEN)
+            ),
+            Verdict::Proceed
+        );
+        // Unknown on either side is no evidence.
+        assert_eq!(
+            judge(&action, None, &reading(Some("AIDANEW")), at(TAKEN)),
+            Verdict::Proceed
+        );
+        assert_eq!(
+            judge(&action, Some("AIDAOLD"), &reading(None), at(TAKEN)),
+            Verdict::Proceed
+        );
     }
 
     #[test]
@@ -261,7 +341,7 @@ mod tests {
             ..TargetState::default()
         };
         assert!(matches!(
-            judge(&action, &narrowed, at(TAKEN)),
+            judge(&action, None, &narrowed, at(TAKEN)),
             Verdict::Stale(_)
         ));
         let same = TargetState {
@@ -269,12 +349,12 @@ mod tests {
             privileged: Some(true),
             ..TargetState::default()
         };
-        assert_eq!(judge(&action, &same, at(TAKEN)), Verdict::Proceed);
+        assert_eq!(judge(&action, None, &same, at(TAKEN)), Verdict::Proceed);
         let gone = TargetState {
             present: false,
             revoked: true,
             ..TargetState::default()
         };
-        assert_eq!(judge(&action, &gone, at(TAKEN)), Verdict::Gone);
+        assert_eq!(judge(&action, None, &gone, at(TAKEN)), Verdict::Gone);
     }
 }

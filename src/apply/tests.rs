@@ -183,6 +183,13 @@ struct Fake {
     failing: Mutex<Vec<String>>,
     /// Targets whose call says done but changes nothing.
     lying: Mutex<Vec<String>>,
+    /// Targets whose call lands but whose answer is lost: the change is made and the call
+    /// fails (a timeout after the write, a retry that then errs).
+    landing_then_failing: Mutex<Vec<String>>,
+    /// Targets whose call lands, then retries after a lost answer and finds it done.
+    landing_then_already_done: Mutex<Vec<String>>,
+    /// Targets that cannot be read once a call was made on them.
+    unreadable_after_call: Mutex<Vec<String>>,
 }
 
 impl Fake {
@@ -252,7 +259,25 @@ impl Provider for Fake {
         &'a self,
         action: &'a Action,
     ) -> BoxFuture<'a, Result<TargetState, ProviderError>> {
-        Box::pin(async move { Ok(self.state(action.target_id())) })
+        Box::pin(async move {
+            let id = action.target_id().to_owned();
+            let called = self.calls().contains(&format!("apply {id}"));
+            if called
+                && self
+                    .unreadable_after_call
+                    .lock()
+                    .expect("lock")
+                    .contains(&id)
+            {
+                return Err(ProviderError {
+                    kind: ProviderErrorKind::TimedOut,
+                    operation: "fake:Read".to_owned(),
+                    message: "no answer".to_owned(),
+                    missing_permission: None,
+                });
+            }
+            Ok(self.state(&id))
+        })
     }
 
     fn apply<'a>(
@@ -273,6 +298,16 @@ impl Provider for Fake {
             if self.lying.lock().expect("lock").contains(&id) {
                 return Ok(ActionOutcome::Done);
             }
+            let lost = self
+                .landing_then_failing
+                .lock()
+                .expect("lock")
+                .contains(&id);
+            let retried = self
+                .landing_then_already_done
+                .lock()
+                .expect("lock")
+                .contains(&id);
             let mut targets = self.targets.lock().expect("lock");
             let state = targets.entry(id).or_default();
             if state.revoked {
@@ -283,6 +318,17 @@ impl Provider for Fake {
                 state.status = Some(CredentialStatus::Inactive);
             } else {
                 state.present = false;
+            }
+            if lost {
+                return Err(ProviderError {
+                    kind: ProviderErrorKind::TimedOut,
+                    operation: "fake:Apply".to_owned(),
+                    message: "no answer within 30s".to_owned(),
+                    missing_permission: None,
+                });
+            }
+            if retried {
+                return Ok(ActionOutcome::AlreadyDone);
             }
             Ok(ActionOutcome::Done)
         })
@@ -349,6 +395,7 @@ impl World {
             providers: &providers,
             settings: &self.settings,
             now: at(NOW),
+            wall_clock: at(NOW),
             clock: &clock,
             operator: &operator,
         };
@@ -375,6 +422,7 @@ impl World {
             live,
             settings: &self.settings.guards,
             now: at(NOW),
+            wall_clock: at(NOW),
         })
     }
 }
@@ -567,6 +615,93 @@ fn a_key_used_since_the_plan_is_stale_and_left_alone() {
     assert!(!world.fake.calls().contains(&"apply AKIATWO".to_owned()));
 }
 
+/// A world whose `batch` user carries the immutable id the cloud gave it.
+fn world_with_unique_ids() -> World {
+    let mut snapshot = snapshot();
+    for principal in &mut snapshot.principals {
+        principal.unique_id = Some(format!(
+            "AIDA{}",
+            principal
+                .display_name
+                .as_deref()
+                .unwrap_or_default()
+                .to_uppercase()
+        ));
+    }
+    let policy = policy(POLICY);
+    let plan = make_plan(&snapshot, &policy);
+    let fake = Fake::for_plan(&plan, snapshot);
+    World {
+        plan,
+        policy,
+        fake,
+        settings: ApplySettings {
+            concurrency: 1,
+            ..ApplySettings::default()
+        },
+        folder: tempfile::tempdir().expect("tempdir"),
+    }
+}
+
+#[test]
+fn the_plan_carries_each_targets_immutable_principal_id_under_its_digest() {
+    let mut world = world_with_unique_ids();
+    let ids: Vec<Option<&str>> = world
+        .plan
+        .actions
+        .iter()
+        .map(|change| change.principal_unique_id.as_deref())
+        .collect();
+    assert_eq!(ids, [Some("AIDABATCH"), Some("AIDABATCH"), Some("AIDAOPS")]);
+    let json = serde_json::to_value(&world.plan).expect("json");
+    assert_eq!(json["actions"][0]["principal_unique_id"], "AIDABATCH");
+    assert!(world.refusals(&snapshot()).is_empty());
+    // Pointing the plan at another principal's id is an edit like any other.
+    world.plan.actions[0].principal_unique_id = Some("AIDANEWCOMER".to_owned());
+    let refusals = world.refusals(&snapshot());
+    assert_eq!(
+        messages(&refusals, Guard::PlanIntegrity).len(),
+        1,
+        "{refusals:#?}"
+    );
+    // Without ids, nothing is carried and the digest is the record's alone, as before.
+    let plain = World::new();
+    assert!(
+        plain
+            .plan
+            .actions
+            .iter()
+            .all(|change| change.principal_unique_id.is_none()
+                && change.target_digest == crate::plan::target_digest(&change.action, None))
+    );
+}
+
+#[test]
+fn a_principal_deleted_and_re_created_under_the_same_name_is_stale_not_a_target() {
+    let world = world_with_unique_ids();
+    // `batch` was deleted and re-created since the plan: same ARN, another immutable id, and
+    // (as the fake has it) a key under the same id.
+    let mut state = world.fake.state("AKIAONE");
+    state.unique_id = Some("AIDABATCHAGAIN".to_owned());
+    world.fake.set("AKIAONE", state);
+    let mut same = world.fake.state("AKIATWO");
+    same.unique_id = Some("AIDABATCH".to_owned());
+    world.fake.set("AKIATWO", same);
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Stale, "{report:#?}");
+    assert!(
+        report.actions[0]
+            .message
+            .as_deref()
+            .is_some_and(|message| message.contains("deleted and re-created")),
+        "{report:#?}"
+    );
+    assert_eq!(report.actions[1].status, Status::Done);
+    assert!(!world.fake.calls().contains(&"apply AKIAONE".to_owned()));
+    let dry = world.with_run(|run| block_on(dry_run(run, None)));
+    assert_eq!(dry.actions[0].status, Status::Stale);
+}
+
 #[test]
 fn a_change_the_live_state_does_not_show_is_a_failure() {
     let world = World::new();
@@ -605,6 +740,217 @@ fn a_failed_call_is_retried_by_the_next_run() {
     assert!(report.all_verified());
 }
 
+fn undo_run<'a>(
+    providers: &'a Providers<'a>,
+    clock: Clock<'a>,
+    operator: &'a Operator,
+) -> UndoRun<'a> {
+    UndoRun {
+        providers,
+        clock,
+        operator,
+        only: None,
+        concurrency: 1,
+    }
+}
+
+/// The journal says this run made the change: outcome `done`, verified, undone by undo, and
+/// credited to lapse in the evidence and the grace periods.
+fn assert_made_by_lapse(world: &World, sequence: usize) {
+    let contents = world.contents();
+    let history = &contents.actions[&sequence];
+    let outcome = history.outcome.as_ref().expect("outcome");
+    assert_eq!(outcome.result, ResultKind::Done, "{outcome:?}");
+    assert!(
+        outcome
+            .message
+            .as_deref()
+            .is_some_and(|message| message.contains("made by this run")),
+        "{outcome:?}"
+    );
+    assert!(
+        history
+            .verify
+            .as_ref()
+            .is_some_and(|verify| verify.verified)
+    );
+    let evidence = evidence::build(&contents, Path::new("journal.jsonl")).expect("evidence");
+    assert_eq!(
+        evidence.revocations[sequence - 1].result,
+        Some(ResultKind::Done)
+    );
+    let target = world.plan.actions[sequence - 1]
+        .action
+        .target_id()
+        .to_owned();
+    assert!(
+        deactivations(&contents)
+            .iter()
+            .any(|(credential, _)| credential.id.as_str() == target),
+        "the grace period starts: lapse deactivated it"
+    );
+    let providers = Providers::new().with(&world.fake);
+    let clock = || at(NOW);
+    let operator = Operator::default();
+    let run = undo_run(&providers, &clock, &operator);
+    let mut journal = Journal::open(&world.journal_path()).expect("journal");
+    let report = block_on(undo_execute(&mut journal, &run)).expect("undo");
+    assert!(
+        report
+            .actions
+            .iter()
+            .any(|action| action.target == target && action.status == Status::Done),
+        "{report:#?}"
+    );
+    let state = world.fake.state(&target);
+    assert!(state.present && !state.revoked, "undo restored {target}");
+}
+
+#[test]
+fn a_write_that_lands_but_answers_an_error_is_done_by_this_run() {
+    let world = World::new();
+    world
+        .fake
+        .landing_then_failing
+        .lock()
+        .expect("lock")
+        .push("AKIAONE".to_owned());
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Done, "{report:#?}");
+    assert_eq!(report.actions[0].verified, Some(true));
+    assert!(report.all_verified());
+    assert_made_by_lapse(&world, 1);
+    assert_eq!(
+        world
+            .fake
+            .calls()
+            .iter()
+            .filter(|call| *call == "apply AKIAONE")
+            .count(),
+        1,
+        "made once"
+    );
+}
+
+#[test]
+fn a_retry_that_finds_its_own_write_made_is_done_not_already_done() {
+    let world = World::new();
+    world
+        .fake
+        .landing_then_already_done
+        .lock()
+        .expect("lock")
+        .push("AKIAONE".to_owned());
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Done, "{report:#?}");
+    assert_made_by_lapse(&world, 1);
+}
+
+#[test]
+fn a_target_showing_the_change_before_any_call_is_already_done_and_not_lapses() {
+    // Someone else made the change before lapse came: no call, and nothing credited to lapse.
+    let world = World::new();
+    let mut state = world.fake.state("AKIAONE");
+    state.revoked = true;
+    state.status = Some(CredentialStatus::Inactive);
+    world.fake.set("AKIAONE", state);
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::AlreadyDone);
+    assert!(
+        deactivations(&world.contents())
+            .iter()
+            .all(|(credential, _)| credential.id.as_str() != "AKIAONE")
+    );
+}
+
+#[test]
+fn a_failed_call_whose_target_cannot_be_read_again_is_settled_by_the_next_run() {
+    let world = World::new();
+    world
+        .fake
+        .landing_then_failing
+        .lock()
+        .expect("lock")
+        .push("AKIAONE".to_owned());
+    world
+        .fake
+        .unreadable_after_call
+        .lock()
+        .expect("lock")
+        .push("AKIAONE".to_owned());
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Failed);
+    assert!(report.any_failed());
+    // Nobody can tell whether the call landed: the intent stays open, as after a crash.
+    assert!(world.contents().actions[&1].interrupted());
+    world
+        .fake
+        .unreadable_after_call
+        .lock()
+        .expect("lock")
+        .clear();
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Reconciled, "{report:#?}");
+    assert!(report.all_verified());
+    assert_eq!(
+        world
+            .fake
+            .calls()
+            .iter()
+            .filter(|call| *call == "apply AKIAONE")
+            .count(),
+        1,
+        "not made twice"
+    );
+    let contents = world.contents();
+    assert!(
+        deactivations(&contents)
+            .iter()
+            .any(|(credential, _)| credential.id.as_str() == "AKIAONE")
+    );
+}
+
+#[test]
+fn a_failed_call_whose_change_shows_later_is_reconciled_as_lapses_own() {
+    let world = World::new();
+    world
+        .fake
+        .failing
+        .lock()
+        .expect("lock")
+        .push("AKIAONE".to_owned());
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Failed);
+    // The write reached the cloud after all and shows on the next run (an eventually
+    // consistent read): lapse's own call, not someone else's.
+    world.fake.failing.lock().expect("lock").clear();
+    let mut state = world.fake.state("AKIAONE");
+    state.revoked = true;
+    state.status = Some(CredentialStatus::Inactive);
+    world.fake.set("AKIAONE", state);
+    let report = world.execute();
+    assert_eq!(report.actions[0].status, Status::Reconciled, "{report:#?}");
+    assert_eq!(
+        world
+            .fake
+            .calls()
+            .iter()
+            .filter(|call| *call == "apply AKIAONE")
+            .count(),
+        1
+    );
+    let contents = world.contents();
+    let providers = Providers::new().with(&world.fake);
+    let clock = || at(NOW);
+    let operator = Operator::default();
+    let run = undo_run(&providers, &clock, &operator);
+    let dry = block_on(undo_dry_run(&contents, &world.journal_path(), &run)).expect("undo");
+    assert!(
+        dry.actions.iter().any(|action| action.target == "AKIAONE"),
+        "undo can restore it: {dry:#?}"
+    );
+}
+
 #[test]
 fn a_journal_of_another_plan_is_refused() {
     let world = World::new();
@@ -621,6 +967,7 @@ fn a_journal_of_another_plan_is_refused() {
         providers: &providers,
         settings: &world.settings,
         now: at(NOW),
+        wall_clock: at(NOW),
         clock: &clock,
         operator: &operator,
     };
@@ -742,6 +1089,68 @@ fn an_old_plan_or_one_for_a_future_instant_is_refused() {
 }
 
 #[test]
+fn a_fixed_now_does_not_make_an_old_plan_young() {
+    // `apply --now` gives the instant the plan judged: the plan-age guard still measures the
+    // plan's real age, by the clock, from when it was made.
+    let mut world = World::new();
+    let made = |days_ago: i64| crate::plan::Provenance {
+        at: at(NOW).plus_seconds(-days_ago * 86_400),
+        by: None,
+        host: None,
+        lapse_version: "0.1.0".to_owned(),
+    };
+    let refusals_at = |world: &World, now: Timestamp, wall_clock: Timestamp| {
+        guards::check(&guards::GuardInput {
+            plan: &world.plan,
+            policy: &world.policy,
+            live: &snapshot(),
+            settings: &world.settings.guards,
+            now,
+            wall_clock,
+        })
+    };
+    // Made three days ago, judged as of three days ago, replayed with that same --now.
+    world.plan.now = at(NOW).plus_seconds(-3 * 86_400);
+    world.plan.made = Some(made(3));
+    let refusals = refusals_at(&world, world.plan.now, at(NOW));
+    let age = messages(&refusals, Guard::PlanAge);
+    assert_eq!(age.len(), 1, "{refusals:#?}");
+    assert!(
+        age[0].contains("by the clock") && age[0].contains("--now"),
+        "{age:?}"
+    );
+    // Made an hour ago for a future instant (a test of time), applied with that --now: fine.
+    world.plan.now = at(NOW).plus_seconds(40 * 86_400);
+    world.plan.made = Some(made(0));
+    assert!(
+        messages(
+            &refusals_at(&world, world.plan.now, at(NOW)),
+            Guard::PlanAge
+        )
+        .is_empty()
+    );
+    // A plan that does not say when it was made is judged by the instant it judged.
+    world.plan.made = None;
+    assert_eq!(
+        messages(
+            &refusals_at(&world, world.plan.now, at(NOW)),
+            Guard::PlanAge
+        )
+        .len(),
+        1
+    );
+    world.plan.now = at(NOW).plus_seconds(-3 * 86_400);
+    assert_eq!(
+        messages(
+            &refusals_at(&world, world.plan.now, at(NOW)),
+            Guard::PlanAge
+        )
+        .len(),
+        1
+    );
+}
+
+#[test]
 fn an_edited_record_is_refused_as_an_edited_plan() {
     let mut world = World::new();
     if let Action::DeactivateCredential { credential } = &mut world.plan.actions[0].action {
@@ -761,7 +1170,8 @@ fn inject(plan: &mut Plan, action: Action) {
         sequence,
         finding_ids: Vec::new(),
         reversible: action.kind().is_reversible(),
-        target_digest: crate::plan::target_digest(&action),
+        target_digest: crate::plan::target_digest(&action, None),
+        principal_unique_id: None,
         action,
     });
 }
@@ -811,6 +1221,37 @@ fn protected_principals_injected_into_a_plan_are_refused() {
     assert!(protected[1].contains("lapse's own caller identity"));
     assert!(protected[2].contains("AWS service-linked role"));
     assert!(protected[3].contains("managed by the cloud provider"));
+}
+
+#[test]
+fn every_form_of_lapses_own_identity_is_refused_as_a_target() {
+    let mut world = World::new();
+    // lapse holds its access through a group here, and signs with a key of another user: what
+    // a provider reports as the caller's other identities.
+    let mut live = snapshot();
+    live.scopes[0].caller_identities = vec![arn("group", "lapse-readers"), arn("user", "batch")];
+    inject(
+        &mut world.plan,
+        Action::RevokeGrant {
+            grant: grant(&arn("group", "lapse-readers"), READ_ONLY),
+        },
+    );
+    let refusals = world.refusals(&live);
+    let protected = messages(&refusals, Guard::Protected);
+    // The two idle keys of `batch` (its credentials are protected with it) and the group.
+    assert_eq!(protected.len(), 3, "{refusals:#?}");
+    for message in protected {
+        assert!(
+            message.contains("lapse's own identity: holds lapse's own access (caller arn:aws:iam::111122223333:role/lapse)"),
+            "{message}"
+        );
+    }
+    // Without the live reading's identities, the plan as made passes.
+    let refusals = world.refusals(&snapshot());
+    assert!(
+        messages(&refusals, Guard::Protected).is_empty(),
+        "{refusals:#?}"
+    );
 }
 
 #[test]
@@ -958,6 +1399,52 @@ fn the_last_owner_of_an_azure_resource_is_never_revoked() {
         messages(&refusals, Guard::LastHolder).len(),
         1,
         "{refusals:#?}"
+    );
+}
+
+#[test]
+fn the_last_holder_guard_counts_holders_by_role_id_not_by_name() {
+    const OWNER_ID: &str = "/subscriptions/s1/providers/Microsoft.Authorization/roleDefinitions/8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
+    let azure = |principal: &str, name: &str, role_id: &str| {
+        let mut owner = grant(principal, name);
+        owner.cloud = Cloud::Azure;
+        owner.scope = "azure:/subscriptions/s1".into();
+        owner.resource = "/subscriptions/s1".to_owned();
+        owner.kind = GrantKind::RoleAssignment;
+        owner.entitlement_id = Some(role_id.to_owned());
+        owner
+    };
+    let revoked = azure("00000000-aaaa", "Owner", OWNER_ID);
+    let refused = |other: Grant| {
+        let mut world = World::new();
+        let mut live = snapshot();
+        live.grants.push(revoked.clone());
+        live.grants.push(other);
+        inject(
+            &mut world.plan,
+            Action::RevokeGrant {
+                grant: revoked.clone(),
+            },
+        );
+        messages(&world.refusals(&live), Guard::LastHolder).len()
+    };
+    // Another Owner whose role name could not be read (it shows as its id) remains: fine.
+    assert_eq!(
+        refused(azure(
+            "00000000-bbbb",
+            "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+            OWNER_ID
+        )),
+        0
+    );
+    // A custom role shown as "Owner" is no Owner: the real last one is kept.
+    assert_eq!(
+        refused(azure(
+            "00000000-cccc",
+            "Owner",
+            "/subscriptions/s1/providers/Microsoft.Authorization/roleDefinitions/0b5e8c1a-1111-4222-8333-944455556666"
+        )),
+        1
     );
 }
 

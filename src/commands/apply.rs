@@ -113,6 +113,8 @@ pub(crate) fn run(args: &ApplyArgs) -> Result<Status> {
         .map(|text| resolve_now(Some(text)))
         .transpose()?;
     let now = resolve_now(settings.now.as_deref())?;
+    // Read once, whatever --now says: the plan-age guard measures a plan's real age by it.
+    let wall_clock = Timestamp::from_offset(time::OffsetDateTime::now_utc());
     let max_plan_age = match lapse::policy::Duration::parse(&args.max_plan_age) {
         Ok(duration) => duration.seconds(),
         Err(message) => bail!("--max-plan-age: {message}"),
@@ -159,6 +161,10 @@ pub(crate) fn run(args: &ApplyArgs) -> Result<Status> {
             state::record(store.as_mut(), RunCommand::Plan, &loaded, now, Some(&plan))?;
             let json = serde_json::to_vec(&plan)?;
             let digest = digest(&json);
+            // Made by this very run: its provenance (set after the digest, so a re-run with the
+            // same --now finds the same journal) tells the plan-age guard it is new.
+            let mut plan = plan;
+            plan.made = Some(provenance());
             note(&format!(
                 "planned afresh: {} action(s), plan {digest}",
                 plan.actions.len()
@@ -167,8 +173,9 @@ pub(crate) fn run(args: &ApplyArgs) -> Result<Status> {
         }
     };
 
+    coverage_note(&plan);
     let scopes = policy.scopes.clone();
-    let live_options = options(&args.live);
+    let live_options = options(&args.live)?;
     let configured = Configured::new(&live_options, &scopes);
     credential_notes(&configured, &plan_clouds(&plan));
     let providers = configured.providers();
@@ -183,6 +190,7 @@ pub(crate) fn run(args: &ApplyArgs) -> Result<Status> {
         providers: &providers,
         settings: &apply_settings,
         now,
+        wall_clock,
         clock: &*clock,
         operator: &operator,
     };
@@ -270,6 +278,27 @@ pub(crate) fn run(args: &ApplyArgs) -> Result<Status> {
     }
     print(&report, settings)?;
     Ok(status(&report))
+}
+
+/// Says what the plan did not read or judge: its actions are all lapse acts on, and a scope
+/// the plan never read has none, which is not the same as needing none.
+fn coverage_note(plan: &Plan) {
+    let unread: Vec<&str> = plan
+        .scopes
+        .iter()
+        .filter(|scope| !scope.complete)
+        .map(|scope| scope.id.as_str())
+        .collect();
+    if !unread.is_empty() {
+        note(&format!(
+            "note: the plan's snapshot did not read {} scope(s) whole ({}): nothing there is planned, which does not mean nothing there is due",
+            unread.len(),
+            unread.join(", ")
+        ));
+    }
+    if let Some(narrowed) = &plan.narrowed {
+        note(&format!("note: the plan was {}", narrowed.sentence()));
+    }
 }
 
 /// 0 only when every action succeeded and the live state shows it; 1 when one failed (or
@@ -466,7 +495,7 @@ pub(crate) fn undo(args: &UndoArgs) -> Result<Status> {
         .as_deref()
         .map(|text| resolve_now(Some(text)))
         .transpose()?;
-    let live_options = options(&args.live);
+    let live_options = options(&args.live)?;
     let configured = Configured::new(&live_options, &ScopesDocument::default());
     let providers = configured.providers();
     let clock = clock(fixed_now);

@@ -48,7 +48,7 @@ pub(crate) fn run(args: &SnapshotArgs) -> Result<Status> {
 
 /// Takes a live snapshot, with a spinner on stderr when it is a terminal.
 pub(crate) fn live(args: &LiveArgs, scopes: &ScopesDocument) -> Result<LoadedSnapshot> {
-    let options = options(args);
+    let options = options(args)?;
     let clouds = lapse::providers::clouds(&options, scopes)?;
     let configured = Configured::new(&options, scopes);
     credential_notes(&configured, &clouds);
@@ -78,18 +78,46 @@ pub(crate) fn credential_notes(configured: &Configured, clouds: &[Cloud]) {
     }
 }
 
-/// How to reach the clouds, from the flags.
-pub(crate) fn options(args: &LiveArgs) -> LiveOptions {
+/// The clouds `--provider` names.
+pub(crate) fn clouds(args: &LiveArgs) -> Vec<Cloud> {
+    args.providers
+        .iter()
+        .map(|cloud| match cloud {
+            CloudArg::Aws => Cloud::Aws,
+            CloudArg::Azure => Cloud::Azure,
+            CloudArg::Gcp => Cloud::Gcp,
+        })
+        .collect()
+}
+
+/// AWS endpoint settings the AWS SDK reads from the environment by itself.
+const AWS_ENDPOINT_VARIABLES: [&str; 3] = [
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_IAM",
+    "AWS_ENDPOINT_URL_STS",
+];
+
+/// How to reach the clouds, from the flags. An endpoint override over plain http to another
+/// machine is refused here, before any provider is built or any token fetched.
+pub(crate) fn options(args: &LiveArgs) -> Result<LiveOptions> {
+    let options = options_from_flags(args);
+    let from_environment: Vec<(&str, String)> = AWS_ENDPOINT_VARIABLES
+        .iter()
+        .filter_map(|name| Some((*name, std::env::var(name).ok()?)))
+        .collect();
+    lapse::providers::refuse_plain_http(
+        options.endpoints().into_iter().chain(
+            from_environment
+                .iter()
+                .map(|(name, url)| (*name, url.as_str())),
+        ),
+    )?;
+    Ok(options)
+}
+
+fn options_from_flags(args: &LiveArgs) -> LiveOptions {
     LiveOptions {
-        clouds: args
-            .providers
-            .iter()
-            .map(|cloud| match cloud {
-                CloudArg::Aws => Cloud::Aws,
-                CloudArg::Azure => Cloud::Azure,
-                CloudArg::Gcp => Cloud::Gcp,
-            })
-            .collect(),
+        clouds: clouds(args),
         aws: AwsOptions {
             profile: args.aws_profile.clone(),
             region: args.aws_region.clone(),

@@ -194,11 +194,7 @@ fn protection_by_principal<'a>(
     principals: &HashMap<&'a str, &'a Principal>,
 ) -> HashMap<&'a str, Protection> {
     let builtin = BuiltinProtection::default();
-    let callers: HashSet<&str> = snapshot
-        .scopes
-        .iter()
-        .filter_map(|scope| scope.caller.as_deref())
-        .collect();
+    let own = OwnIdentities::of_scopes(&snapshot.scopes);
     let principal_entries: Vec<_> = policy
         .protect
         .iter()
@@ -224,7 +220,7 @@ fn protection_by_principal<'a>(
         let principal = principals.get(id).copied();
         let found = protection_reason(
             &builtin,
-            &callers,
+            &own,
             &principal_entries,
             PrincipalRef {
                 id,
@@ -253,13 +249,53 @@ pub struct PrincipalRef<'a> {
     pub principal: Option<&'a Principal>,
 }
 
-/// Why a principal is protected, if it is: lapse's own caller identity (`callers`), then the
-/// built-in catalog (which no policy can lift), then the policy's principal-level `protect`
-/// entries. The one test the diff and `apply`'s re-check share.
+/// lapse's own identity in every form the scopes report, each with why it is protected: the
+/// caller each scope was read as, and every other principal through which that caller holds its
+/// access ([`lapse_sdk::ScopeStatus::caller_identities`]: the Entra application owning a
+/// service principal's secrets, the groups the caller belongs to, the Google service accounts
+/// it impersonated through). Revoking any of them would lock lapse out of its next run.
+#[derive(Clone, Debug, Default)]
+pub struct OwnIdentities<'a> {
+    reasons: HashMap<&'a str, String>,
+}
+
+impl<'a> OwnIdentities<'a> {
+    /// The identities the given scopes report. A caller keeps its own reason when it is also
+    /// another scope's caller identity.
+    #[must_use]
+    pub fn of_scopes(scopes: impl IntoIterator<Item = &'a lapse_sdk::ScopeStatus>) -> Self {
+        let scopes: Vec<&lapse_sdk::ScopeStatus> = scopes.into_iter().collect();
+        let mut reasons: HashMap<&str, String> = HashMap::new();
+        for caller in scopes.iter().filter_map(|scope| scope.caller.as_deref()) {
+            reasons.insert(caller, "lapse's own caller identity".to_owned());
+        }
+        for scope in &scopes {
+            for identity in &scope.caller_identities {
+                reasons.entry(identity.as_str()).or_insert_with(|| {
+                    format!(
+                        "lapse's own identity: holds lapse's own access (caller {})",
+                        scope.caller.as_deref().unwrap_or("unknown")
+                    )
+                });
+            }
+        }
+        OwnIdentities { reasons }
+    }
+
+    /// Why `id` is lapse's own, if it is.
+    #[must_use]
+    pub fn reason(&self, id: &str) -> Option<&str> {
+        self.reasons.get(id).map(String::as_str)
+    }
+}
+
+/// Why a principal is protected, if it is: lapse's own identity in any of its forms (`own`),
+/// then the built-in catalog (which no policy can lift), then the policy's principal-level
+/// `protect` entries. The one test the diff and `apply`'s re-check share.
 #[must_use]
 pub fn protection_of(
     policy: &Policy,
-    callers: &HashSet<&str>,
+    own: &OwnIdentities<'_>,
     principal: PrincipalRef<'_>,
 ) -> Option<Protection> {
     let entries: Vec<_> = policy
@@ -267,12 +303,12 @@ pub fn protection_of(
         .iter()
         .filter(|entry| entry.selector.is_about_principals_only())
         .collect();
-    protection_reason(&BuiltinProtection::default(), callers, &entries, principal)
+    protection_reason(&BuiltinProtection::default(), own, &entries, principal)
 }
 
 fn protection_reason(
     builtin: &BuiltinProtection,
-    callers: &HashSet<&str>,
+    own: &OwnIdentities<'_>,
     principal_entries: &[&crate::policy::ProtectEntry],
     subject: PrincipalRef<'_>,
 ) -> Option<Protection> {
@@ -282,9 +318,9 @@ fn protection_reason(
         scope,
         principal,
     } = subject;
-    if callers.contains(id) {
+    if let Some(reason) = own.reason(id) {
         return Some(Protection {
-            reason: "lapse's own caller identity".to_owned(),
+            reason: reason.to_owned(),
             origin: None,
         });
     }

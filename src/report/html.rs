@@ -160,6 +160,13 @@ fn header(plan: &Plan, out: &mut String) {
             errors.join("; ")
         );
     }
+    if let Some(narrowed) = &plan.narrowed {
+        let _ = writeln!(
+            out,
+            "<p class=\"banner\" role=\"note\"><strong>Narrowed run:</strong> this run was {}. Findings cover only what it judged.</p>",
+            escape(&narrowed.sentence())
+        );
+    }
 }
 
 fn headline(plan: &Plan, out: &mut String) {

@@ -2,8 +2,10 @@
 //! policy entries), one test case per (scope, finding kind). A case fails when the scope has open
 //! findings of that kind, listing them; waived ones are printed to `system-out`. A scope that
 //! could not be fully read gets an erroring `scope-read-completely` case, so an incomplete
-//! snapshot is as loud in the test tab as in the exit code. Versioned by the
-//! `lapse.report.format` property of each suite.
+//! snapshot is as loud in the test tab as in the exit code; a scope no snapshot file covered
+//! gets that case alone, since nothing of it was judged. A scope a narrowed run left out on
+//! purpose (`--provider`, `--scope`) gets a suite with a skipped `scope-judged` case, so it does
+//! not pass for clean. Versioned by the `lapse.report.format` property of each suite.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -26,6 +28,10 @@ const POLICY_KINDS: [FindingKind; 2] =
 struct Suite<'a> {
     name: String,
     incomplete: Option<String>,
+    /// Not read at all (no snapshot file covered it): only the erroring case.
+    not_read: bool,
+    /// Left out on purpose by a narrowed run: one skipped case, nothing judged.
+    left_out: bool,
     findings: Vec<&'a Finding>,
 }
 
@@ -47,7 +53,7 @@ fn write(plan: &Plan) -> io::Result<String> {
     let total: usize = cases.iter().map(Vec::len).sum::<usize>()
         + suites
             .iter()
-            .filter(|suite| suite.incomplete.is_some())
+            .filter(|suite| suite.incomplete.is_some() || suite.left_out)
             .count();
     let failures: usize = cases
         .iter()
@@ -59,6 +65,10 @@ fn write(plan: &Plan) -> io::Result<String> {
         .filter(|suite| suite.incomplete.is_some())
         .count();
     let now = plan.now.to_string();
+    let narrowed = plan
+        .narrowed
+        .as_ref()
+        .map(|narrowed| clean(&narrowed.sentence()));
     writer.write_event(Event::Start(BytesStart::new("testsuites").with_attributes(
         [
             ("name", "lapse"),
@@ -72,18 +82,24 @@ fn write(plan: &Plan) -> io::Result<String> {
     for (suite, cases) in suites.iter().zip(&cases) {
         let suite_failures = cases.iter().filter(|case| !case.open.is_empty()).count();
         let suite_errors = usize::from(suite.incomplete.is_some());
+        let suite_skipped = usize::from(suite.left_out);
         let name = clean(&suite.name);
-        writer.write_event(Event::Start(BytesStart::new("testsuite").with_attributes(
-            [
+        writer.write_event(Event::Start(
+            BytesStart::new("testsuite").with_attributes([
                 ("name", name.as_str()),
-                ("tests", (cases.len() + suite_errors).to_string().as_str()),
+                (
+                    "tests",
+                    (cases.len() + suite_errors + suite_skipped)
+                        .to_string()
+                        .as_str(),
+                ),
                 ("failures", suite_failures.to_string().as_str()),
                 ("errors", suite_errors.to_string().as_str()),
-                ("skipped", "0"),
+                ("skipped", suite_skipped.to_string().as_str()),
                 ("time", "0"),
                 ("timestamp", now.as_str()),
-            ],
-        )))?;
+            ]),
+        ))?;
         writer.write_event(Event::Start(BytesStart::new("properties")))?;
         for (key, value) in [
             ("lapse.report.format", REPORT_FORMAT),
@@ -95,6 +111,12 @@ fn write(plan: &Plan) -> io::Result<String> {
             writer.write_event(Event::Empty(
                 BytesStart::new("property").with_attributes([("name", key), ("value", value)]),
             ))?;
+        }
+        if let Some(narrowed) = &narrowed {
+            writer.write_event(Event::Empty(BytesStart::new("property").with_attributes([
+                ("name", "lapse.plan.narrowed"),
+                ("value", narrowed.as_str()),
+            ])))?;
         }
         writer.write_event(Event::End(BytesEnd::new("properties")))?;
         if let Some(reason) = &suite.incomplete {
@@ -113,6 +135,20 @@ fn write(plan: &Plan) -> io::Result<String> {
             ])))?;
             writer.write_event(Event::Text(BytesText::new(&reason)))?;
             writer.write_event(Event::End(BytesEnd::new("error")))?;
+            writer.write_event(Event::End(BytesEnd::new("testcase")))?;
+        }
+        if suite.left_out {
+            writer.write_event(Event::Start(BytesStart::new("testcase").with_attributes([
+                ("classname", name.as_str()),
+                ("name", "scope-judged"),
+                ("time", "0"),
+            ])))?;
+            writer.write_event(Event::Empty(BytesStart::new("skipped").with_attributes([
+                (
+                    "message",
+                    "left out on purpose by a narrowed run (--provider, --scope): not judged",
+                ),
+            ])))?;
             writer.write_event(Event::End(BytesEnd::new("testcase")))?;
         }
         for case in cases {
@@ -219,12 +255,28 @@ fn suites(plan: &Plan) -> Vec<Suite<'_>> {
                     .collect::<Vec<_>>()
                     .join("\n")
             }),
+            not_read: crate::coverage::was_not_read(scope),
+            left_out: false,
             findings: Vec::new(),
         })
         .collect();
+    suites.extend(
+        plan.narrowed
+            .iter()
+            .flat_map(|narrowed| &narrowed.left_out)
+            .map(|scope| Suite {
+                name: scope.to_string(),
+                incomplete: None,
+                not_read: false,
+                left_out: true,
+                findings: Vec::new(),
+            }),
+    );
     let mut policy = Suite {
         name: POLICY_SUITE.to_owned(),
         incomplete: None,
+        not_read: false,
+        left_out: false,
         findings: Vec::new(),
     };
     for finding in &plan.findings {
@@ -236,6 +288,8 @@ fn suites(plan: &Plan) -> Vec<Suite<'_>> {
                     suites.push(Suite {
                         name: scope,
                         incomplete: None,
+                        not_read: false,
+                        left_out: false,
                         findings: Vec::new(),
                     });
                     let last = suites.len() - 1;
@@ -253,6 +307,10 @@ fn suites(plan: &Plan) -> Vec<Suite<'_>> {
 /// Every kind a scope can have a finding of, plus any kind it does have; for the policy suite,
 /// the policy kinds.
 fn cases<'a>(suite: &Suite<'a>) -> Vec<Case<'a>> {
+    if suite.left_out || suite.not_read {
+        // Nothing was judged there: a passing case per kind would read as clean.
+        return Vec::new();
+    }
     FindingKind::ALL
         .iter()
         .filter(|kind| {

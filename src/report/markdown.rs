@@ -181,6 +181,35 @@ fn headline(plan: &Plan, out: &mut String) {
             )
         );
     }
+    if let Some(narrowed) = &plan.narrowed {
+        // Each id escaped on its own: the list may be longer than one cell may be.
+        let list = |ids: Vec<String>| {
+            ids.iter()
+                .map(|id| format!("`{}`", cell(id).replace('`', "'")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let judged = list(
+            narrowed
+                .clouds
+                .iter()
+                .map(|cloud| format!("all of {cloud}"))
+                .chain(narrowed.scopes.iter().map(ToString::to_string))
+                .collect(),
+        );
+        let left_out = if narrowed.left_out.is_empty() {
+            "nothing else was named".to_owned()
+        } else {
+            format!(
+                "not judged: {}",
+                list(narrowed.left_out.iter().map(ToString::to_string).collect())
+            )
+        };
+        let _ = writeln!(
+            out,
+            "> **Narrowed run**: this run was narrowed on purpose (--provider/--scope) to {judged}; {left_out}. Findings cover only what it judged.\n"
+        );
+    }
     let _ = writeln!(
         out,
         "Evaluated at {} over {} scope(s): {} principals, {} credentials, {} grants. {} waived · {} action(s) planned · {} held · {} principal(s) protected.\n",

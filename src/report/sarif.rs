@@ -238,6 +238,15 @@ pub(super) fn render(plan: &Plan) -> serde_json::Result<String> {
                 },
             }))
         })
+        .chain(plan.narrowed.iter().map(|narrowed| Notification {
+            level: "warning",
+            message: Text {
+                text: format!(
+                    "This run was {}: findings cover only what it judged.",
+                    narrowed.sentence()
+                ),
+            },
+        }))
         .collect();
     let log = Log {
         schema: SCHEMA,

@@ -42,6 +42,9 @@ pub(super) fn render(plan: &Plan, options: &RenderOptions) -> String {
             );
         }
     }
+    if let Some(narrowed) = &plan.narrowed {
+        let _ = writeln!(out, "NOTE this run was {}", printable(&narrowed.sentence()));
+    }
     if plan.findings.is_empty() {
         let _ = writeln!(out, "\nNo findings.");
     } else {

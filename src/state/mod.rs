@@ -172,8 +172,10 @@ impl StateStore {
     }
 
     /// What the engine needs from earlier runs for this snapshot: when each of its grants that
-    /// is still present was first seen. Grants never seen before (or seen again after a
-    /// removal) are absent: their age is unknown until a later run.
+    /// is still present was first seen, never before its principal's own creation. Grants never
+    /// seen before (or seen again after a removal), and grants of a principal re-created under
+    /// the same name since (another immutable id), are absent: their age is unknown until a
+    /// later run.
     ///
     /// # Errors
     /// [`Error::State`] when the file cannot be read.
@@ -198,13 +200,28 @@ impl StateStore {
             let (id, at) = row.map_err(read)?;
             recorded.insert(id, at);
         }
+        // A principal re-created under its old name holds nothing lapse saw before; and no
+        // grant can be older than the principal holding it, whatever was recorded under its id.
+        let replaced = record::replaced_principals(&self.connection, snapshot).map_err(read)?;
+        let created: HashMap<&str, Timestamp> = snapshot
+            .principals
+            .iter()
+            .filter_map(|principal| Some((principal.id.as_str(), principal.created_at?)))
+            .collect();
         let mut first_seen = HashMap::new();
         for grant in &snapshot.grants {
+            let principal = grant.principal.as_str();
+            if replaced.contains(principal) {
+                continue;
+            }
             if let Some(at) = recorded
                 .get(grant.id.as_str())
                 .copied()
                 .and_then(Timestamp::from_unix_seconds)
             {
+                let at = created
+                    .get(principal)
+                    .map_or(at, |created| at.max(*created));
                 first_seen.insert(grant.id.clone(), at);
             }
         }

@@ -6,7 +6,9 @@
 //!   had been removed starts again (`first_seen = now`, `removed_at` cleared): access granted
 //!   anew is new access, as a cloud's own creation time would say;
 //! - a record absent from a scope that was read *completely* gets `removed_at = now`. A scope
-//!   read incompletely, or not read at all in this run, removes nothing.
+//!   read incompletely, or not read at all in this run, removes nothing;
+//! - a principal whose immutable id changed under the same name was deleted and re-created:
+//!   the old one and what the snapshot shows it holding are removed now, and seen afresh.
 //!
 //! A grant with an open finding gets a detection (the first time it was flagged). When such a
 //! grant is removed, the time from its first detection to its removal is recorded as a
@@ -73,15 +75,16 @@ pub struct RecordedRun {
 }
 
 const UPSERT: &str = "
-INSERT INTO records (kind, id, scope, first_seen, last_seen, removed_at, first_run, last_run)
-VALUES (?1, ?2, ?3, ?4, ?4, NULL, ?5, ?5)
+INSERT INTO records (kind, id, scope, first_seen, last_seen, removed_at, first_run, last_run, unique_id)
+VALUES (?1, ?2, ?3, ?4, ?4, NULL, ?5, ?5, ?6)
 ON CONFLICT (kind, id) DO UPDATE SET
     scope      = excluded.scope,
     first_seen = CASE WHEN records.removed_at IS NULL THEN records.first_seen ELSE excluded.first_seen END,
     first_run  = CASE WHEN records.removed_at IS NULL THEN records.first_run ELSE excluded.first_run END,
     last_seen  = excluded.last_seen,
     last_run   = excluded.last_run,
-    removed_at = NULL
+    removed_at = NULL,
+    unique_id  = coalesce(excluded.unique_id, records.unique_id)
 RETURNING first_run";
 
 impl StateStore {
@@ -126,8 +129,13 @@ fn write_run(transaction: &Transaction<'_>, input: &RunInput<'_>) -> rusqlite::R
     let snapshot = input.snapshot;
     let now = input.now.unix_seconds();
     let run = insert_run(transaction, input)?;
+    let (retired, retired_grants) = retire_replaced(transaction, snapshot, now)?;
     let first_seen = record_sightings(transaction, snapshot, run, now)?;
-    let (removed, removed_grants) = record_removals(transaction, snapshot, run, now)?;
+    let (mut removed, mut removed_grants) = record_removals(transaction, snapshot, run, now)?;
+    removed.principals += retired.principals;
+    removed.credentials += retired.credentials;
+    removed.grants += retired.grants;
+    removed_grants.extend(retired_grants);
     let revoked = record_revocations(transaction, &removed_grants, run, now)?;
     if let Some(plan) = input.plan {
         write_findings(transaction, run, now, snapshot, plan)?;
@@ -197,6 +205,78 @@ fn insert_run(transaction: &Transaction<'_>, input: &RunInput<'_>) -> rusqlite::
     Ok(run)
 }
 
+/// Principals of the snapshot whose immutable id differs from the one recorded under the same
+/// id: deleted and re-created since lapse last saw them. Records without an id on either side
+/// prove nothing.
+pub(super) fn replaced_principals<'s>(
+    connection: &rusqlite::Connection,
+    snapshot: &'s Snapshot,
+) -> rusqlite::Result<HashSet<&'s str>> {
+    // One scan of the principals, not one query per principal.
+    let mut statement = connection.prepare_cached(
+        "SELECT id, unique_id FROM records
+         WHERE kind = 'principal' AND removed_at IS NULL AND unique_id IS NOT NULL",
+    )?;
+    let recorded: HashMap<String, String> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(snapshot
+        .principals
+        .iter()
+        .filter(|principal| {
+            principal.unique_id.as_deref().is_some_and(|now| {
+                recorded
+                    .get(principal.id.as_str())
+                    .is_some_and(|before| before != now)
+            })
+        })
+        .map(|principal| principal.id.as_str())
+        .collect())
+}
+
+/// A principal re-created under its old name is a new principal: the old one, and what the
+/// snapshot shows it holding under the same ids, went. Those records are removed now (and the
+/// flagged grants among them counted as revoked), so the sightings that follow start them
+/// afresh instead of inheriting the old first sightings. A deletion is proven by the new id
+/// itself, whether or not the scope was read completely.
+fn retire_replaced(
+    transaction: &Transaction<'_>,
+    snapshot: &Snapshot,
+    now: i64,
+) -> rusqlite::Result<(Inventory, Vec<String>)> {
+    let replaced = replaced_principals(transaction, snapshot)?;
+    let mut retired = Inventory::default();
+    let mut retired_grants = Vec::new();
+    if replaced.is_empty() {
+        return Ok((retired, retired_grants));
+    }
+    let mut retire = transaction.prepare_cached(
+        "UPDATE records SET removed_at = ?1 WHERE kind = ?2 AND id = ?3 AND removed_at IS NULL",
+    )?;
+    for id in &replaced {
+        retired.principals += u64::from(retire.execute(params![now, "principal", id])? > 0);
+    }
+    for credential in snapshot
+        .credentials
+        .iter()
+        .filter(|credential| replaced.contains(credential.principal.as_str()))
+    {
+        retired.credentials +=
+            u64::from(retire.execute(params![now, "credential", credential.id.as_str()])? > 0);
+    }
+    for grant in snapshot
+        .grants
+        .iter()
+        .filter(|grant| replaced.contains(grant.principal.as_str()))
+    {
+        if retire.execute(params![now, "grant", grant.id.as_str()])? > 0 {
+            retired.grants += 1;
+            retired_grants.push(grant.id.as_str().to_owned());
+        }
+    }
+    Ok((retired, retired_grants))
+}
+
 /// Everything in the snapshot was seen now; returns what was seen for the first time.
 fn record_sightings(
     transaction: &Transaction<'_>,
@@ -205,25 +285,33 @@ fn record_sightings(
     now: i64,
 ) -> rusqlite::Result<Inventory> {
     let mut upsert = transaction.prepare_cached(UPSERT)?;
-    let mut sight = |kind: &str, id: &str, scope: &str| -> rusqlite::Result<u64> {
-        let first_run: i64 =
-            upsert.query_row(params![kind, id, scope, now, run], |row| row.get(0))?;
-        Ok(u64::from(first_run == run))
-    };
+    let mut sight =
+        |kind: &str, id: &str, scope: &str, unique_id: Option<&str>| -> rusqlite::Result<u64> {
+            let first_run: i64 = upsert
+                .query_row(params![kind, id, scope, now, run, unique_id], |row| {
+                    row.get(0)
+                })?;
+            Ok(u64::from(first_run == run))
+        };
     let mut first_seen = Inventory::default();
     for principal in &snapshot.principals {
-        first_seen.principals +=
-            sight("principal", principal.id.as_str(), principal.scope.as_str())?;
+        first_seen.principals += sight(
+            "principal",
+            principal.id.as_str(),
+            principal.scope.as_str(),
+            principal.unique_id.as_deref(),
+        )?;
     }
     for credential in &snapshot.credentials {
         first_seen.credentials += sight(
             "credential",
             credential.id.as_str(),
             credential.scope.as_str(),
+            None,
         )?;
     }
     for grant in &snapshot.grants {
-        first_seen.grants += sight("grant", grant.id.as_str(), grant.scope.as_str())?;
+        first_seen.grants += sight("grant", grant.id.as_str(), grant.scope.as_str(), None)?;
     }
     Ok(first_seen)
 }

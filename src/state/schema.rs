@@ -102,6 +102,13 @@ CREATE TABLE deactivations (
     deactivated_at INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 ",
+    // 2: the immutable id of each principal (AWS UserId/RoleId/GroupId, Google uniqueId), so
+    // a principal deleted and re-created under the same name is told apart from the one lapse
+    // saw before: its grants start afresh instead of inheriting the old first sightings.
+    // Records written before hold none, and are compared by creation time alone.
+    r"
+ALTER TABLE records ADD COLUMN unique_id TEXT;
+",
 ];
 
 /// The schema version this build writes, and the newest it reads.
@@ -283,6 +290,61 @@ mod tests {
             "{error}"
         );
         assert!(error.to_string().contains("upgrade lapse"));
+    }
+
+    /// A state file as lapse wrote it with schema 1, after one plan run (a fixture kept in the
+    /// repository, written by that version of lapse).
+    fn schema_one_file(folder: &Path) -> std::path::PathBuf {
+        let path = folder.join("state.db");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recreated/state-v1.db"),
+            &path,
+        )
+        .expect("copy the schema 1 fixture");
+        path
+    }
+
+    #[test]
+    fn a_file_written_with_schema_one_migrates_and_keeps_its_records() {
+        let folder = tempfile::tempdir().expect("tempdir");
+        let path = schema_one_file(folder.path());
+        assert_eq!(
+            inspect(&path).expect("inspect"),
+            Found::State { version: 1 }
+        );
+        let mut connection = Connection::open(&path).expect("open");
+        let before: Vec<(String, String, i64)> = connection
+            .prepare("SELECT kind, id, first_seen FROM records ORDER BY kind, id")
+            .expect("prepare")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(before.len(), 4);
+        migrate(&mut connection, 1).expect("migrate");
+        let after: Vec<(String, String, i64, Option<String>)> = connection
+            .prepare("SELECT kind, id, first_seen, unique_id FROM records ORDER BY kind, id")
+            .expect("prepare")
+            .query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(
+            after,
+            before
+                .into_iter()
+                .map(|(kind, id, first_seen)| (kind, id, first_seen, None))
+                .collect::<Vec<_>>()
+        );
+        drop(connection);
+        assert_eq!(
+            inspect(&path).expect("inspect"),
+            Found::State {
+                version: SCHEMA_VERSION
+            }
+        );
     }
 
     #[test]

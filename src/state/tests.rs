@@ -538,3 +538,113 @@ fn memory_holds_the_deactivations_of_keys_still_inactive_and_a_reactivation_forg
         None
     );
 }
+
+/// ana holding admin, as the cloud describes her: her immutable id and creation time, if given.
+fn ana_with_admin(now: Timestamp, unique_id: Option<&str>, created_at: Option<&str>) -> Snapshot {
+    let mut snapshot = estate(now, &[(ACCOUNT, true)], &[(ACCOUNT, "ana", ADMIN)]);
+    for principal in &mut snapshot.principals {
+        principal.unique_id = unique_id.map(str::to_owned);
+        principal.created_at = created_at.map(at);
+    }
+    snapshot
+}
+
+/// The kinds of the findings about ana's admin grant.
+fn kinds_of_anas_admin(plan: &Plan) -> Vec<&'static str> {
+    plan.findings
+        .iter()
+        .filter(|finding| finding.subject.id == grant_id(ACCOUNT, "ana", ADMIN))
+        .map(|finding| finding.kind.as_str())
+        .collect()
+}
+
+#[test]
+fn a_user_deleted_and_re_created_under_the_same_arn_is_not_ttl_exceeded() {
+    let policy =
+        policy("rules:\n  - {id: jit, match: {privileged: true}, max_ttl: 8h, action: revoke}\n");
+    let two_days_on = hours(T0, 48);
+    // Ten minutes before the second run: ana deleted, re-created, given admin again.
+    let recreated_at = "2026-11-22T05:50:00Z";
+    for (case, unique_ids, created) in [
+        // The immutable id changed: the old first sighting is not hers.
+        (
+            "immutable id",
+            [Some("AIDAANA1"), Some("AIDAANA2")],
+            [None, None],
+        ),
+        // No immutable id, a creation time: no grant is older than its holder.
+        (
+            "creation time",
+            [None, None],
+            [Some("2025-03-01T09:00:00Z"), Some(recreated_at)],
+        ),
+    ] {
+        let (_folder, path) = temp_state();
+        let mut store = open(&path);
+        let before = ana_with_admin(at(T0), unique_ids[0], created[0]);
+        let (plan, _) = plan_and_record(&mut store, &before, &policy, at(T0));
+        assert_eq!(
+            kinds_of_anas_admin(&plan),
+            ["standing-privilege"],
+            "{case}: first sight"
+        );
+        let after = ana_with_admin(two_days_on, unique_ids[1], created[1]);
+        let (plan, recorded) = plan_and_record(&mut store, &after, &policy, two_days_on);
+        let kinds = kinds_of_anas_admin(&plan);
+        assert!(!kinds.contains(&"ttl-exceeded"), "{case}: {kinds:?}");
+        assert!(
+            plan.actions.is_empty(),
+            "{case}: nothing is revoked: {:?}",
+            plan.actions
+        );
+        if case == "immutable id" {
+            // The old ana and her grant went; the new ones are seen for the first time.
+            assert_eq!(recorded.removed.principals, 1, "{case}");
+            assert_eq!(recorded.removed.grants, 1, "{case}");
+            assert_eq!(recorded.first_seen.grants, 1, "{case}");
+            assert_eq!(
+                first_seen(&store, &after, &grant_id(ACCOUNT, "ana", ADMIN)),
+                Some(two_days_on),
+                "{case}: her grant is first seen now"
+            );
+        } else {
+            assert_eq!(
+                first_seen(&store, &after, &grant_id(ACCOUNT, "ana", ADMIN)),
+                Some(at(recreated_at)),
+                "{case}: first seen no earlier than she was created"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_same_principal_keeps_its_first_sighting() {
+    let policy =
+        policy("rules:\n  - {id: jit, match: {privileged: true}, max_ttl: 8h, action: revoke}\n");
+    let (_folder, path) = temp_state();
+    let mut store = open(&path);
+    let created = Some("2025-03-01T09:00:00Z");
+    plan_and_record(
+        &mut store,
+        &ana_with_admin(at(T0), Some("AIDAANA1"), created),
+        &policy,
+        at(T0),
+    );
+    let later = hours(T0, 48);
+    let (plan, recorded) = plan_and_record(
+        &mut store,
+        &ana_with_admin(later, Some("AIDAANA1"), created),
+        &policy,
+        later,
+    );
+    assert_eq!(kinds_of_anas_admin(&plan), ["ttl-exceeded"]);
+    assert_eq!(recorded.removed, super::history::Inventory::default());
+    // A reading without the id (an older snapshot file) proves nothing either way.
+    let (plan, _) = plan_and_record(
+        &mut store,
+        &ana_with_admin(hours(T0, 49), None, created),
+        &policy,
+        hours(T0, 49),
+    );
+    assert_eq!(kinds_of_anas_admin(&plan), ["ttl-exceeded"]);
+}

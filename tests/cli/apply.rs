@@ -915,7 +915,7 @@ fn inject(plan: &Path, action: Value, fix_digest: bool) {
     change["finding_ids"] = Value::Array(Vec::new());
     change["reversible"] = Value::Bool(true);
     change["target_digest"] = Value::from(if fix_digest {
-        lapse::plan::target_digest(&parsed)
+        lapse::plan::target_digest(&parsed, None)
     } else {
         "sha256:0000".to_owned()
     });
@@ -1651,4 +1651,47 @@ fn on_a_terminal_execute_asks_to_type_the_account_being_changed() {
     let right = apply_on_a_terminal(&world, ACCOUNT).expect("terminal");
     assert_eq!(right.status.code(), Some(0), "{}", text(&right.stdout));
     assert!(world.live().all_revoked(&world.estate));
+}
+
+#[test]
+fn apply_now_does_not_switch_off_the_plan_age_guard() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let plan = |extra: &[&str]| {
+        lapse()
+            .current_dir(folder.path())
+            .args([
+                "plan",
+                "--no-state",
+                "--now",
+                NOW,
+                "--format",
+                "json",
+                "--policy",
+            ])
+            .arg(fixture("recreated", "policy.yaml"))
+            .arg("--snapshot")
+            .arg(fixture("recreated", "before.json"))
+            .args(extra)
+            .output()
+            .expect("plan")
+    };
+    let apply = |file: &str| {
+        lapse()
+            .current_dir(folder.path())
+            .args(["apply", file, "--no-state", "--now", NOW])
+            .output()
+            .expect("apply")
+    };
+    // A plan judged as of NOW (days before this clock) and saved without saying when it was
+    // made: replayed with its own --now, it is still judged by its age.
+    let output = plan(&[]);
+    std::fs::write(folder.path().join("old.json"), &output.stdout).expect("write");
+    let output = apply("old.json");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("by the clock"), "{stderr}");
+    // Saved with --out, it says it was made just now: the same --now is fine.
+    plan(&["--out", "fresh.json"]);
+    let output = apply("fresh.json");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
 }

@@ -110,3 +110,69 @@ fn schema_prints_the_policy_schema_for_editors() {
         assert!(schema["properties"]["version"].is_object(), "{kind}");
     }
 }
+
+#[test]
+fn plain_http_endpoints_to_another_machine_are_refused_before_any_call() {
+    let refused = |args: &[&str], environment: &[(&str, &str)], setting: &str| {
+        let started = std::time::Instant::now();
+        let mut command = lapse();
+        for name in [
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_IAM",
+            "AWS_ENDPOINT_URL_STS",
+        ] {
+            command.env_remove(name);
+        }
+        let output = command
+            .envs(environment.iter().copied())
+            .args(args)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(setting) && stderr.contains("loopback"),
+            "{args:?}: {stderr}"
+        );
+        // Refused up front: 192.0.2.0/24 is never routed, so a call would hang, not fail.
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    };
+    refused(
+        &[
+            "snapshot",
+            "--provider",
+            "aws",
+            "--account",
+            "111122223333",
+            "--aws-endpoint-url",
+            "http://192.0.2.10:5000",
+        ],
+        &[],
+        "--aws-endpoint-url",
+    );
+    refused(
+        &["snapshot", "--provider", "aws", "--account", "111122223333"],
+        &[("AWS_ENDPOINT_URL", "http://192.0.2.10:5000")],
+        "AWS_ENDPOINT_URL",
+    );
+    refused(
+        &["snapshot", "--provider", "azure", "--subscription", "s1"],
+        &[("LAPSE_AZURE_GRAPH_URL", "http://graph.example.com")],
+        "LAPSE_AZURE_GRAPH_URL",
+    );
+    let policy = repo("examples/demo/policy.yaml");
+    refused(
+        &[
+            "plan",
+            "--no-state",
+            "--policy",
+            policy.to_str().expect("utf-8 path"),
+            "--provider",
+            "gcp",
+            "--gcp-oauth2-url",
+            "http://oauth2.example.com",
+        ],
+        &[],
+        "--gcp-oauth2-url",
+    );
+}

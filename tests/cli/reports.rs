@@ -36,6 +36,15 @@ impl Estate {
         }
     }
 
+    /// The demo policy with only the AWS file of its three: Azure and Google Cloud not read.
+    fn demo_aws_only() -> Estate {
+        let estate = Estate::demo();
+        for name in ["azure-contoso.json", "gcp-acme-prod.json"] {
+            std::fs::remove_file(estate.path("examples/demo").join(name)).expect("remove");
+        }
+        estate
+    }
+
     fn hostile() -> Estate {
         let folder = tempfile::tempdir().expect("tempdir");
         let demo = folder.path().join("examples/demo");
@@ -128,6 +137,94 @@ fn every_format_renders_the_demo_estate_stably() {
         );
         insta::assert_snapshot!(format!("demo_{format}"), stdout(&output));
     }
+}
+
+const UNREAD: [&str; 3] = [
+    "azure:/subscriptions/3c1f8e2a-7b4d-4e9a-a1c5-9d2f6e8b0a17",
+    "azure:/tenants/contoso.onmicrosoft.com",
+    "gcp:projects/acme-prod",
+];
+
+#[test]
+fn every_format_shows_the_scopes_no_file_covers() {
+    let estate = Estate::demo_aws_only();
+    for format in ["table", "sarif", "junit", "markdown", "html"] {
+        let output = estate.plan(&["--format", format]);
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{format}: {}",
+            stderr(&output)
+        );
+        let text = stdout(&output);
+        for scope in UNREAD {
+            assert!(text.contains(scope), "{format} does not name {scope}");
+        }
+        assert!(
+            text.contains("not read: no snapshot file covers it"),
+            "{format} does not say why"
+        );
+        if matches!(format, "markdown" | "junit") {
+            insta::assert_snapshot!(format!("demo_aws_only_{format}"), text);
+        }
+    }
+    let output = estate.plan(&["--format", "junit"]);
+    let junit = stdout(&output);
+    let document = roxmltree::Document::parse(&junit).expect("xml");
+    let erroring: Vec<&str> = document
+        .descendants()
+        .filter(|node| node.has_tag_name("error"))
+        .filter_map(|error| error.parent()?.parent()?.attribute("name"))
+        .collect();
+    assert_eq!(erroring, UNREAD);
+    let output = estate.plan(&["--format", "sarif"]);
+    let sarif: serde_json::Value = serde_json::from_slice(&output.stdout).expect("sarif");
+    assert!(sarif_validator().is_valid(&sarif));
+    assert_eq!(sarif["runs"][0]["properties"]["snapshotComplete"], false);
+}
+
+#[test]
+fn a_narrowed_run_says_in_every_format_what_it_left_out() {
+    let estate = Estate::demo_aws_only();
+    for format in ["table", "sarif", "junit", "markdown", "html"] {
+        let output = estate.plan(&["--format", format, "--provider", "aws"]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{format}: {}",
+            stderr(&output)
+        );
+        let text = stdout(&output);
+        assert!(
+            text.contains("narrowed on purpose"),
+            "{format} does not say the run was narrowed"
+        );
+        for scope in UNREAD {
+            assert!(text.contains(scope), "{format} does not name {scope}");
+        }
+    }
+    let output = estate.plan(&["--format", "junit", "--provider", "aws"]);
+    let junit = stdout(&output);
+    let document = roxmltree::Document::parse(&junit).expect("xml");
+    let skipped: Vec<&str> = document
+        .descendants()
+        .filter(|node| node.has_tag_name("skipped"))
+        .filter_map(|skipped| skipped.parent()?.parent()?.attribute("name"))
+        .collect();
+    assert_eq!(skipped, UNREAD, "left-out scopes are skipped, not passed");
+    for suite in document
+        .descendants()
+        .filter(|node| node.has_tag_name("testsuite"))
+        .filter(|suite| UNREAD.contains(&suite.attribute("name").unwrap_or_default()))
+    {
+        assert_eq!(suite.attribute("tests"), Some("1"));
+        assert_eq!(suite.attribute("skipped"), Some("1"));
+    }
+    let output = estate.plan(&["--format", "sarif", "--provider", "aws"]);
+    let sarif: serde_json::Value = serde_json::from_slice(&output.stdout).expect("sarif");
+    assert!(sarif_validator().is_valid(&sarif));
+    let notifications = &sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"];
+    assert_eq!(notifications[0]["level"], "warning", "{notifications}");
 }
 
 #[test]

@@ -466,3 +466,97 @@ fn a_live_snapshot_with_state_records_an_inventory_run() {
     );
     assert_eq!(run["scopes"], 1);
 }
+
+/// `plan` of `tests/fixtures/recreated/` with a state file: (kind of each finding, its subject).
+fn recreated_plan(state: &Path, step: &str, now: &str) -> (i32, Vec<(String, String)>) {
+    let output = lapse()
+        .arg("plan")
+        .arg("--policy")
+        .arg(fixture("recreated", "policy.yaml"))
+        .arg("--snapshot")
+        .arg(fixture("recreated", step))
+        .args(["--now", now, "--format", "json", "--lock-timeout", "0s"])
+        .arg("--state")
+        .arg(state)
+        .output()
+        .expect("run");
+    let plan: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&output.stderr)));
+    let findings = plan["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|finding| {
+            (
+                finding["kind"].as_str().unwrap_or_default().to_owned(),
+                finding["subject"]["principal"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    (output.status.code().expect("exit code"), findings)
+}
+
+const ANA: &str = "arn:aws:iam::111122223333:user/ana";
+const BOB: &str = "arn:aws:iam::111122223333:user/bob";
+const TWO_DAYS_ON: &str = "2026-11-22T06:00:00Z";
+
+#[test]
+fn a_user_re_created_under_the_same_arn_between_runs_is_not_ttl_exceeded() {
+    // Both runs by this lapse: the immutable id recorded in the first tells the new ana apart.
+    for after in ["after.json", "after-no-unique-id.json"] {
+        let folder = tempfile::tempdir().expect("tempdir");
+        let state = folder.path().join("state.db");
+        recreated_plan(&state, "before.json", T0);
+        let (code, findings) = recreated_plan(&state, after, TWO_DAYS_ON);
+        assert_eq!(code, 2);
+        assert!(
+            !findings.contains(&("ttl-exceeded".to_owned(), ANA.to_owned())),
+            "{after}: {findings:?}"
+        );
+        assert!(
+            findings.contains(&("ttl-exceeded".to_owned(), BOB.to_owned())),
+            "{after}: bob's admin is two days old: {findings:?}"
+        );
+    }
+}
+
+#[test]
+fn a_state_file_from_schema_one_is_migrated_and_bounds_first_sight_by_creation() {
+    // The first run was recorded by the lapse before schema 2 (no immutable ids stored): the
+    // new ana's creation time still bounds the age her grant inherits from the old record.
+    let folder = tempfile::tempdir().expect("tempdir");
+    let state = folder.path().join("state.db");
+    std::fs::copy(fixture("recreated", "state-v1.db"), &state).expect("copy");
+    let (code, findings) = recreated_plan(&state, "after.json", TWO_DAYS_ON);
+    assert_eq!(code, 2);
+    assert!(
+        !findings.contains(&("ttl-exceeded".to_owned(), ANA.to_owned())),
+        "{findings:?}"
+    );
+    assert!(
+        findings.contains(&("ttl-exceeded".to_owned(), BOB.to_owned())),
+        "bob keeps the first sighting the old file recorded: {findings:?}"
+    );
+    let connection = rusqlite::Connection::open(&state).expect("open");
+    let version: i64 = connection
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("version");
+    assert_eq!(version, lapse::state::SCHEMA_VERSION);
+    let ids: Vec<(String, Option<String>)> = connection
+        .prepare("SELECT id, unique_id FROM records WHERE kind = 'principal' ORDER BY id")
+        .expect("prepare")
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    assert_eq!(
+        ids,
+        [
+            (ANA.to_owned(), Some("AIDAANA0000000000002".to_owned())),
+            (BOB.to_owned(), Some("AIDABOB0000000000001".to_owned()))
+        ]
+    );
+}
