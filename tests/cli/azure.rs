@@ -421,7 +421,6 @@ fn a_snapshot_names_lapses_own_application_and_groups_in_every_scope() {
 }
 
 #[test]
-#[ignore = "needs the engine to protect ScopeStatus.caller_identities like the caller (issue 12, item 3, engine part)"]
 fn lapses_own_application_secret_is_never_planned_for_deletion() {
     let (world, policy) = lapse_signed_in_as_its_service_principal();
     let output = world
