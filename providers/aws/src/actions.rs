@@ -9,7 +9,7 @@ use lapse_sdk::{
 };
 use serde_json::json;
 
-use crate::clients::{Clients, call};
+use crate::clients::Clients;
 use crate::documents;
 
 /// The IAM permissions each action kind needs (including the reads around it).
@@ -116,50 +116,58 @@ async fn read_grant(clients: &Clients, grant: &Grant) -> Result<TargetState, Pro
         GrantKind::ManagedPolicy => {
             let mut attached = Vec::new();
             let mut marker: Option<String> = None;
+            let mut pages = crate::whole::Pages::new(match kind {
+                "user" => "ListAttachedUserPolicies",
+                "role" => "ListAttachedRolePolicies",
+                _ => "ListAttachedGroupPolicies",
+            });
             loop {
                 let page = match kind {
-                    "user" => call("iam", "ListAttachedUserPolicies", || {
-                        iam.list_attached_user_policies()
-                            .user_name(name)
-                            .set_marker(marker.clone())
-                            .send()
-                    })
-                    .await
-                    .map(|page| {
-                        (
-                            page.attached_policies().to_vec(),
-                            page.is_truncated(),
-                            page.marker().map(str::to_owned),
-                        )
-                    }),
-                    "role" => call("iam", "ListAttachedRolePolicies", || {
-                        iam.list_attached_role_policies()
-                            .role_name(name)
-                            .set_marker(marker.clone())
-                            .send()
-                    })
-                    .await
-                    .map(|page| {
-                        (
-                            page.attached_policies().to_vec(),
-                            page.is_truncated(),
-                            page.marker().map(str::to_owned),
-                        )
-                    }),
-                    _ => call("iam", "ListAttachedGroupPolicies", || {
-                        iam.list_attached_group_policies()
-                            .group_name(name)
-                            .set_marker(marker.clone())
-                            .send()
-                    })
-                    .await
-                    .map(|page| {
-                        (
-                            page.attached_policies().to_vec(),
-                            page.is_truncated(),
-                            page.marker().map(str::to_owned),
-                        )
-                    }),
+                    "user" => clients
+                        .read("iam", "ListAttachedUserPolicies", || {
+                            iam.list_attached_user_policies()
+                                .user_name(name)
+                                .set_marker(marker.clone())
+                                .send()
+                        })
+                        .await
+                        .map(|page| {
+                            (
+                                page.attached_policies().to_vec(),
+                                page.is_truncated(),
+                                page.marker().map(str::to_owned),
+                            )
+                        }),
+                    "role" => clients
+                        .read("iam", "ListAttachedRolePolicies", || {
+                            iam.list_attached_role_policies()
+                                .role_name(name)
+                                .set_marker(marker.clone())
+                                .send()
+                        })
+                        .await
+                        .map(|page| {
+                            (
+                                page.attached_policies().to_vec(),
+                                page.is_truncated(),
+                                page.marker().map(str::to_owned),
+                            )
+                        }),
+                    _ => clients
+                        .read("iam", "ListAttachedGroupPolicies", || {
+                            iam.list_attached_group_policies()
+                                .group_name(name)
+                                .set_marker(marker.clone())
+                                .send()
+                        })
+                        .await
+                        .map(|page| {
+                            (
+                                page.attached_policies().to_vec(),
+                                page.is_truncated(),
+                                page.marker().map(str::to_owned),
+                            )
+                        }),
                 };
                 let (policies, truncated, next) = match page {
                     Ok(page) => page,
@@ -171,9 +179,9 @@ async fn read_grant(clients: &Clients, grant: &Grant) -> Result<TargetState, Pro
                         .into_iter()
                         .filter_map(|policy| policy.policy_arn().map(str::to_owned)),
                 );
-                match (truncated, next) {
-                    (true, Some(next)) => marker = Some(next),
-                    _ => break,
+                match pages.next(truncated, next.as_deref())? {
+                    Some(next) => marker = Some(next),
+                    None => break,
                 }
             }
             let present = attached.contains(&grant.entitlement);
@@ -187,30 +195,33 @@ async fn read_grant(clients: &Clients, grant: &Grant) -> Result<TargetState, Pro
         GrantKind::InlinePolicy => {
             let policy_name = grant.entitlement.trim_start_matches("inline:");
             let document = match kind {
-                "user" => call("iam", "GetUserPolicy", || {
-                    iam.get_user_policy()
-                        .user_name(name)
-                        .policy_name(policy_name)
-                        .send()
-                })
-                .await
-                .map(|output| output.policy_document().to_owned()),
-                "role" => call("iam", "GetRolePolicy", || {
-                    iam.get_role_policy()
-                        .role_name(name)
-                        .policy_name(policy_name)
-                        .send()
-                })
-                .await
-                .map(|output| output.policy_document().to_owned()),
-                _ => call("iam", "GetGroupPolicy", || {
-                    iam.get_group_policy()
-                        .group_name(name)
-                        .policy_name(policy_name)
-                        .send()
-                })
-                .await
-                .map(|output| output.policy_document().to_owned()),
+                "user" => clients
+                    .read("iam", "GetUserPolicy", || {
+                        iam.get_user_policy()
+                            .user_name(name)
+                            .policy_name(policy_name)
+                            .send()
+                    })
+                    .await
+                    .map(|output| output.policy_document().to_owned()),
+                "role" => clients
+                    .read("iam", "GetRolePolicy", || {
+                        iam.get_role_policy()
+                            .role_name(name)
+                            .policy_name(policy_name)
+                            .send()
+                    })
+                    .await
+                    .map(|output| output.policy_document().to_owned()),
+                _ => clients
+                    .read("iam", "GetGroupPolicy", || {
+                        iam.get_group_policy()
+                            .group_name(name)
+                            .policy_name(policy_name)
+                            .send()
+                    })
+                    .await
+                    .map(|output| output.policy_document().to_owned()),
             };
             match document {
                 // The document is kept so that undo can put it back as it was, and judged as
@@ -238,14 +249,16 @@ async fn read_grant(clients: &Clients, grant: &Grant) -> Result<TargetState, Pro
             };
             let mut groups = Vec::new();
             let mut marker: Option<String> = None;
+            let mut pages = crate::whole::Pages::new("ListGroupsForUser");
             loop {
-                let page = match call("iam", "ListGroupsForUser", || {
-                    iam.list_groups_for_user()
-                        .user_name(name)
-                        .set_marker(marker.clone())
-                        .send()
-                })
-                .await
+                let page = match clients
+                    .read("iam", "ListGroupsForUser", || {
+                        iam.list_groups_for_user()
+                            .user_name(name)
+                            .set_marker(marker.clone())
+                            .send()
+                    })
+                    .await
                 {
                     Ok(page) => page,
                     Err(error) if error.kind == ProviderErrorKind::NotFound => return Ok(gone()),
@@ -256,9 +269,9 @@ async fn read_grant(clients: &Clients, grant: &Grant) -> Result<TargetState, Pro
                         .iter()
                         .map(|group| group.group_name().to_owned()),
                 );
-                match (page.is_truncated(), page.marker()) {
-                    (true, Some(next)) => marker = Some(next.to_owned()),
-                    _ => break,
+                match pages.next(page.is_truncated(), page.marker())? {
+                    Some(next) => marker = Some(next),
+                    None => break,
                 }
             }
             let present = groups.iter().any(|group| group == group_name);
@@ -300,15 +313,19 @@ async fn find_key(
             format!("{user_arn} is not an IAM user"),
         ));
     };
-    let listed = match call("iam", "ListAccessKeys", || {
-        clients.iam.list_access_keys().user_name(user_name).send()
-    })
-    .await
+    let listed = match clients
+        .read("iam", "ListAccessKeys", || {
+            clients.iam.list_access_keys().user_name(user_name).send()
+        })
+        .await
     {
         Ok(listed) => listed,
         Err(error) if error.kind == ProviderErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error),
     };
+    if listed.is_truncated() {
+        return Err(crate::whole::unexpected_page("ListAccessKeys"));
+    }
     let by_creation = credential
         .id
         .as_str()
@@ -354,14 +371,15 @@ async fn read_credential(
             };
             // Last use is read live, not from the credential report (which may be hours old):
             // a key used since the plan must be seen as changed.
-            let last_used = match call("iam", "GetAccessKeyLastUsed", || {
-                clients
-                    .iam
-                    .get_access_key_last_used()
-                    .access_key_id(&key_id)
-                    .send()
-            })
-            .await
+            let last_used = match clients
+                .read("iam", "GetAccessKeyLastUsed", || {
+                    clients
+                        .iam
+                        .get_access_key_last_used()
+                        .access_key_id(&key_id)
+                        .send()
+                })
+                .await
             {
                 Ok(output) => output
                     .access_key_last_used()
@@ -389,20 +407,22 @@ async fn read_credential(
             let Some(("user", user_name)) = entity(credential.principal.as_str()) else {
                 return Err(unsupported("GetLoginProfile", "not an IAM user"));
             };
-            match call("iam", "GetLoginProfile", || {
-                clients.iam.get_login_profile().user_name(user_name).send()
-            })
-            .await
+            match clients
+                .read("iam", "GetLoginProfile", || {
+                    clients.iam.get_login_profile().user_name(user_name).send()
+                })
+                .await
             {
                 Ok(_) => {}
                 Err(error) if error.kind == ProviderErrorKind::NotFound => return Ok(gone()),
                 Err(error) => return Err(error),
             }
             // The user's `PasswordLastUsed`: a sign-in since the plan must be seen.
-            let last_used = match call("iam", "GetUser", || {
-                clients.iam.get_user().user_name(user_name).send()
-            })
-            .await
+            let last_used = match clients
+                .read("iam", "GetUser", || {
+                    clients.iam.get_user().user_name(user_name).send()
+                })
+                .await
             {
                 Ok(output) => output
                     .user()
@@ -447,71 +467,78 @@ pub(crate) async fn apply(
                 return Err(bad_target(action));
             };
             let result = match (grant.kind, kind) {
-                (GrantKind::ManagedPolicy, "user") => call("iam", "DetachUserPolicy", || {
-                    iam.detach_user_policy()
-                        .user_name(name)
-                        .policy_arn(&grant.entitlement)
-                        .send()
-                })
-                .await
-                .map(|_| ()),
-                (GrantKind::ManagedPolicy, "role") => call("iam", "DetachRolePolicy", || {
-                    iam.detach_role_policy()
-                        .role_name(name)
-                        .policy_arn(&grant.entitlement)
-                        .send()
-                })
-                .await
-                .map(|_| ()),
-                (GrantKind::ManagedPolicy, _) => call("iam", "DetachGroupPolicy", || {
-                    iam.detach_group_policy()
-                        .group_name(name)
-                        .policy_arn(&grant.entitlement)
-                        .send()
-                })
-                .await
-                .map(|_| ()),
+                (GrantKind::ManagedPolicy, "user") => clients
+                    .write("iam", "DetachUserPolicy", || {
+                        iam.detach_user_policy()
+                            .user_name(name)
+                            .policy_arn(&grant.entitlement)
+                            .send()
+                    })
+                    .await
+                    .map(|_| ()),
+                (GrantKind::ManagedPolicy, "role") => clients
+                    .write("iam", "DetachRolePolicy", || {
+                        iam.detach_role_policy()
+                            .role_name(name)
+                            .policy_arn(&grant.entitlement)
+                            .send()
+                    })
+                    .await
+                    .map(|_| ()),
+                (GrantKind::ManagedPolicy, _) => clients
+                    .write("iam", "DetachGroupPolicy", || {
+                        iam.detach_group_policy()
+                            .group_name(name)
+                            .policy_arn(&grant.entitlement)
+                            .send()
+                    })
+                    .await
+                    .map(|_| ()),
                 (GrantKind::InlinePolicy, kind) => {
                     let policy_name = grant.entitlement.trim_start_matches("inline:");
                     match kind {
-                        "user" => call("iam", "DeleteUserPolicy", || {
-                            iam.delete_user_policy()
-                                .user_name(name)
-                                .policy_name(policy_name)
-                                .send()
-                        })
-                        .await
-                        .map(|_| ()),
-                        "role" => call("iam", "DeleteRolePolicy", || {
-                            iam.delete_role_policy()
-                                .role_name(name)
-                                .policy_name(policy_name)
-                                .send()
-                        })
-                        .await
-                        .map(|_| ()),
-                        _ => call("iam", "DeleteGroupPolicy", || {
-                            iam.delete_group_policy()
-                                .group_name(name)
-                                .policy_name(policy_name)
-                                .send()
-                        })
-                        .await
-                        .map(|_| ()),
+                        "user" => clients
+                            .write("iam", "DeleteUserPolicy", || {
+                                iam.delete_user_policy()
+                                    .user_name(name)
+                                    .policy_name(policy_name)
+                                    .send()
+                            })
+                            .await
+                            .map(|_| ()),
+                        "role" => clients
+                            .write("iam", "DeleteRolePolicy", || {
+                                iam.delete_role_policy()
+                                    .role_name(name)
+                                    .policy_name(policy_name)
+                                    .send()
+                            })
+                            .await
+                            .map(|_| ()),
+                        _ => clients
+                            .write("iam", "DeleteGroupPolicy", || {
+                                iam.delete_group_policy()
+                                    .group_name(name)
+                                    .policy_name(policy_name)
+                                    .send()
+                            })
+                            .await
+                            .map(|_| ()),
                     }
                 }
                 (GrantKind::GroupMembership, "user") => {
                     let Some((_, group_name)) = entity(&grant.entitlement) else {
                         return Err(bad_target(action));
                     };
-                    call("iam", "RemoveUserFromGroup", || {
-                        iam.remove_user_from_group()
-                            .user_name(name)
-                            .group_name(group_name)
-                            .send()
-                    })
-                    .await
-                    .map(|_| ())
+                    clients
+                        .write("iam", "RemoveUserFromGroup", || {
+                            iam.remove_user_from_group()
+                                .user_name(name)
+                                .group_name(group_name)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ())
                 }
                 _ => return Err(bad_target(action)),
             };
@@ -527,15 +554,16 @@ pub(crate) async fn apply(
                 }
                 let user_name = user_name(credential);
                 settle(
-                    call("iam", "UpdateAccessKey", || {
-                        iam.update_access_key()
-                            .user_name(user_name)
-                            .access_key_id(&key_id)
-                            .status(StatusType::Inactive)
-                            .send()
-                    })
-                    .await
-                    .map(|_| ()),
+                    clients
+                        .write("iam", "UpdateAccessKey", || {
+                            iam.update_access_key()
+                                .user_name(user_name)
+                                .access_key_id(&key_id)
+                                .status(StatusType::Inactive)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ()),
                 )
             }
             CredentialKind::AwsConsolePassword => Err(unsupported(
@@ -557,24 +585,26 @@ pub(crate) async fn apply(
                 };
                 let user_name = user_name(credential);
                 settle(
-                    call("iam", "DeleteAccessKey", || {
-                        iam.delete_access_key()
-                            .user_name(user_name)
-                            .access_key_id(&key_id)
-                            .send()
-                    })
-                    .await
-                    .map(|_| ()),
+                    clients
+                        .write("iam", "DeleteAccessKey", || {
+                            iam.delete_access_key()
+                                .user_name(user_name)
+                                .access_key_id(&key_id)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ()),
                 )
             }
             CredentialKind::AwsConsolePassword => {
                 let user_name = user_name(credential);
                 settle(
-                    call("iam", "DeleteLoginProfile", || {
-                        iam.delete_login_profile().user_name(user_name).send()
-                    })
-                    .await
-                    .map(|_| ()),
+                    clients
+                        .write("iam", "DeleteLoginProfile", || {
+                            iam.delete_login_profile().user_name(user_name).send()
+                        })
+                        .await
+                        .map(|_| ()),
                 )
             }
             other => Err(unsupported(
@@ -618,30 +648,33 @@ pub(crate) async fn undo(
                 return Err(bad_target(action));
             };
             let result = match (grant.kind, kind) {
-                (GrantKind::ManagedPolicy, "user") => call("iam", "AttachUserPolicy", || {
-                    iam.attach_user_policy()
-                        .user_name(name)
-                        .policy_arn(&grant.entitlement)
-                        .send()
-                })
-                .await
-                .map(|_| ()),
-                (GrantKind::ManagedPolicy, "role") => call("iam", "AttachRolePolicy", || {
-                    iam.attach_role_policy()
-                        .role_name(name)
-                        .policy_arn(&grant.entitlement)
-                        .send()
-                })
-                .await
-                .map(|_| ()),
-                (GrantKind::ManagedPolicy, _) => call("iam", "AttachGroupPolicy", || {
-                    iam.attach_group_policy()
-                        .group_name(name)
-                        .policy_arn(&grant.entitlement)
-                        .send()
-                })
-                .await
-                .map(|_| ()),
+                (GrantKind::ManagedPolicy, "user") => clients
+                    .write("iam", "AttachUserPolicy", || {
+                        iam.attach_user_policy()
+                            .user_name(name)
+                            .policy_arn(&grant.entitlement)
+                            .send()
+                    })
+                    .await
+                    .map(|_| ()),
+                (GrantKind::ManagedPolicy, "role") => clients
+                    .write("iam", "AttachRolePolicy", || {
+                        iam.attach_role_policy()
+                            .role_name(name)
+                            .policy_arn(&grant.entitlement)
+                            .send()
+                    })
+                    .await
+                    .map(|_| ()),
+                (GrantKind::ManagedPolicy, _) => clients
+                    .write("iam", "AttachGroupPolicy", || {
+                        iam.attach_group_policy()
+                            .group_name(name)
+                            .policy_arn(&grant.entitlement)
+                            .send()
+                    })
+                    .await
+                    .map(|_| ()),
                 (GrantKind::InlinePolicy, kind) => {
                     let policy_name = grant.entitlement.trim_start_matches("inline:");
                     let Some(document) = before
@@ -655,47 +688,51 @@ pub(crate) async fn undo(
                         ));
                     };
                     match kind {
-                        "user" => call("iam", "PutUserPolicy", || {
-                            iam.put_user_policy()
-                                .user_name(name)
-                                .policy_name(policy_name)
-                                .policy_document(document)
-                                .send()
-                        })
-                        .await
-                        .map(|_| ()),
-                        "role" => call("iam", "PutRolePolicy", || {
-                            iam.put_role_policy()
-                                .role_name(name)
-                                .policy_name(policy_name)
-                                .policy_document(document)
-                                .send()
-                        })
-                        .await
-                        .map(|_| ()),
-                        _ => call("iam", "PutGroupPolicy", || {
-                            iam.put_group_policy()
-                                .group_name(name)
-                                .policy_name(policy_name)
-                                .policy_document(document)
-                                .send()
-                        })
-                        .await
-                        .map(|_| ()),
+                        "user" => clients
+                            .write("iam", "PutUserPolicy", || {
+                                iam.put_user_policy()
+                                    .user_name(name)
+                                    .policy_name(policy_name)
+                                    .policy_document(document)
+                                    .send()
+                            })
+                            .await
+                            .map(|_| ()),
+                        "role" => clients
+                            .write("iam", "PutRolePolicy", || {
+                                iam.put_role_policy()
+                                    .role_name(name)
+                                    .policy_name(policy_name)
+                                    .policy_document(document)
+                                    .send()
+                            })
+                            .await
+                            .map(|_| ()),
+                        _ => clients
+                            .write("iam", "PutGroupPolicy", || {
+                                iam.put_group_policy()
+                                    .group_name(name)
+                                    .policy_name(policy_name)
+                                    .policy_document(document)
+                                    .send()
+                            })
+                            .await
+                            .map(|_| ()),
                     }
                 }
                 (GrantKind::GroupMembership, "user") => {
                     let Some((_, group_name)) = entity(&grant.entitlement) else {
                         return Err(bad_target(action));
                     };
-                    call("iam", "AddUserToGroup", || {
-                        iam.add_user_to_group()
-                            .user_name(name)
-                            .group_name(group_name)
-                            .send()
-                    })
-                    .await
-                    .map(|_| ())
+                    clients
+                        .write("iam", "AddUserToGroup", || {
+                            iam.add_user_to_group()
+                                .user_name(name)
+                                .group_name(group_name)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ())
                 }
                 _ => return Err(bad_target(action)),
             };
@@ -723,15 +760,16 @@ pub(crate) async fn undo(
                 return Ok(ActionOutcome::AlreadyDone);
             }
             let user_name = user_name(credential);
-            call("iam", "UpdateAccessKey", || {
-                iam.update_access_key()
-                    .user_name(user_name)
-                    .access_key_id(key_id)
-                    .status(StatusType::Active)
-                    .send()
-            })
-            .await
-            .map(|_| ActionOutcome::Done)
+            clients
+                .write("iam", "UpdateAccessKey", || {
+                    iam.update_access_key()
+                        .user_name(user_name)
+                        .access_key_id(key_id)
+                        .status(StatusType::Active)
+                        .send()
+                })
+                .await
+                .map(|_| ActionOutcome::Done)
         }
         _ => Err(unsupported(
             action.kind().as_str(),

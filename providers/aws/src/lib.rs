@@ -13,6 +13,7 @@ mod documents;
 mod error;
 mod report;
 mod snapshot;
+mod whole;
 // Always built (it is small and has no dependencies) so that tests of this crate and of the
 // lapse binary share one moto launcher.
 #[doc(hidden)]

@@ -15,7 +15,7 @@ use lapse_sdk::{
     PrincipalKind, ScopeError, ScopeKind, ScopeStatus, Snapshot, Timestamp, Usage, Via,
 };
 
-use crate::clients::{Clients, call};
+use crate::clients::Clients;
 use crate::documents;
 use crate::report::{self, Report, ReportRow};
 use crate::{AccountScope, AwsSettings};
@@ -26,9 +26,6 @@ const OWNER_TAGS: &[&str] = &["lapse:owner", "owner"];
 const EXPIRY_TAG: &str = "lapse:expires-at";
 /// Tag overriding the human/workload guess for a user.
 const KIND_TAG: &str = "lapse:kind";
-
-/// How many times to ask for the credential report while AWS generates it.
-const REPORT_POLLS: u32 = 30;
 
 fn now() -> Timestamp {
     Timestamp::from_offset(time::OffsetDateTime::now_utc())
@@ -150,19 +147,38 @@ pub(crate) async fn scan_account(
             missing_permission: None,
         });
     } else {
+        // After a timeout nothing more is asked: the endpoint that hung once would hang again
+        // for each call, and the account is incomplete either way.
         let details = read_authorization_details(&clients, &mut scan).await;
-        let federation = has_oidc_provider(&clients, &mut scan).await;
-        let report = read_credential_report(&clients, &mut scan).await;
+        let federation = if clients.timed_out().is_none() {
+            has_oidc_provider(&clients, &mut scan).await
+        } else {
+            false
+        };
+        let report = if clients.timed_out().is_none() {
+            read_credential_report(&clients, &settings.bounds, &mut scan).await
+        } else {
+            None
+        };
         if let Some(details) = &details {
             map_details(&mut scan, details, federation);
-            credentials(
-                &clients,
-                &mut scan,
-                details,
-                report.as_ref(),
-                settings.exact,
-            )
-            .await;
+            if clients.timed_out().is_none() {
+                credentials(
+                    &clients,
+                    &mut scan,
+                    details,
+                    report.as_ref(),
+                    settings.exact,
+                )
+                .await;
+            }
+        }
+        if clients.timed_out().is_some() {
+            scan.errors.push(ScopeError {
+                operation: "snapshot".to_owned(),
+                message: "the rest of this account was not read after a call timed out; nothing absent from this snapshot is taken as gone".to_owned(),
+                missing_permission: None,
+            });
         }
     }
     let caller = caller_principal(&identity.arn, &scan.principals);
@@ -219,20 +235,22 @@ struct Details {
 async fn read_authorization_details(clients: &Clients, scan: &mut Scan) -> Option<Details> {
     let mut details = Details::default();
     let mut marker: Option<String> = None;
+    let mut pages = crate::whole::Pages::new("GetAccountAuthorizationDetails");
     loop {
-        let page = call("iam", "GetAccountAuthorizationDetails", || {
-            clients
-                .iam
-                .get_account_authorization_details()
-                .filter(EntityType::User)
-                .filter(EntityType::Role)
-                .filter(EntityType::Group)
-                .filter(EntityType::LocalManagedPolicy)
-                .set_marker(marker.clone())
-                .max_items(1000)
-                .send()
-        })
-        .await;
+        let page = clients
+            .read("iam", "GetAccountAuthorizationDetails", || {
+                clients
+                    .iam
+                    .get_account_authorization_details()
+                    .filter(EntityType::User)
+                    .filter(EntityType::Role)
+                    .filter(EntityType::Group)
+                    .filter(EntityType::LocalManagedPolicy)
+                    .set_marker(marker.clone())
+                    .max_items(1000)
+                    .send()
+            })
+            .await;
         match page {
             Ok(page) => {
                 details
@@ -245,9 +263,13 @@ async fn read_authorization_details(clients: &Clients, scan: &mut Scan) -> Optio
                     .roles
                     .extend(page.role_detail_list().iter().cloned());
                 details.policies.extend(page.policies().iter().cloned());
-                match (page.is_truncated(), page.marker()) {
-                    (true, Some(next)) => marker = Some(next.to_owned()),
-                    _ => return Some(details),
+                match pages.next(page.is_truncated(), page.marker()) {
+                    Ok(Some(next)) => marker = Some(next),
+                    Ok(None) => return Some(details),
+                    Err(error) => {
+                        scan.failed(&error);
+                        return None;
+                    }
                 }
             }
             Err(error) => {
@@ -259,10 +281,11 @@ async fn read_authorization_details(clients: &Clients, scan: &mut Scan) -> Optio
 }
 
 async fn has_oidc_provider(clients: &Clients, scan: &mut Scan) -> bool {
-    match call("iam", "ListOpenIDConnectProviders", || {
-        clients.iam.list_open_id_connect_providers().send()
-    })
-    .await
+    match clients
+        .read("iam", "ListOpenIDConnectProviders", || {
+            clients.iam.list_open_id_connect_providers().send()
+        })
+        .await
     {
         Ok(output) => !output.open_id_connect_provider_list().is_empty(),
         Err(error) => {
@@ -273,23 +296,41 @@ async fn has_oidc_provider(clients: &Clients, scan: &mut Scan) -> bool {
 }
 
 /// Generates (when needed) and reads the credential report. AWS answers `COMPLETE` at once when
-/// a report under four hours old exists; otherwise it is polled with backoff.
-async fn read_credential_report(clients: &Clients, scan: &mut Scan) -> Option<Report> {
-    let mut delay = std::time::Duration::from_millis(200);
-    for _ in 0..REPORT_POLLS {
-        match call("iam", "GenerateCredentialReport", || {
-            clients.iam.generate_credential_report().send()
-        })
-        .await
+/// a report under four hours old exists; otherwise it is polled with backoff, for at most one
+/// operation bound.
+async fn read_credential_report(
+    clients: &Clients,
+    bounds: &lapse_sdk::CallBounds,
+    scan: &mut Scan,
+) -> Option<Report> {
+    let deadline = std::time::Instant::now() + bounds.operation;
+    let mut delay = bounds.first_backoff;
+    loop {
+        match clients
+            .read("iam", "GenerateCredentialReport", || {
+                clients.iam.generate_credential_report().send()
+            })
+            .await
         {
             Ok(output)
                 if output.state() == Some(&aws_sdk_iam::types::ReportStateType::Complete) =>
             {
                 break;
             }
-            Ok(_) => {
+            Ok(_) if std::time::Instant::now() + delay < deadline => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            Ok(_) => {
+                scan.errors.push(ScopeError {
+                    operation: "iam:GenerateCredentialReport".to_owned(),
+                    message: format!(
+                        "the credential report was still being generated after {}s; run again later, or raise --timeout",
+                        bounds.operation.as_secs()
+                    ),
+                    missing_permission: None,
+                });
+                return None;
             }
             Err(error) => {
                 scan.failed(&error);
@@ -297,10 +338,11 @@ async fn read_credential_report(clients: &Clients, scan: &mut Scan) -> Option<Re
             }
         }
     }
-    match call("iam", "GetCredentialReport", || {
-        clients.iam.get_credential_report().send()
-    })
-    .await
+    match clients
+        .read("iam", "GetCredentialReport", || {
+            clients.iam.get_credential_report().send()
+        })
+        .await
     {
         Ok(output) => {
             let content = output
@@ -606,6 +648,9 @@ async fn credentials(
     exact: bool,
 ) {
     for user in &details.users {
+        if clients.timed_out().is_some() {
+            break;
+        }
         let (Some(arn), Some(name)) = (user.arn(), user.user_name()) else {
             continue;
         };
@@ -746,11 +791,17 @@ async fn list_user_credentials(
     row: Option<&ReportRow>,
 ) -> Vec<Credential> {
     let mut found = Vec::new();
-    match call("iam", "ListAccessKeys", || {
-        clients.iam.list_access_keys().user_name(name).send()
-    })
-    .await
+    match clients
+        .read("iam", "ListAccessKeys", || {
+            clients.iam.list_access_keys().user_name(name).send()
+        })
+        .await
     {
+        // IAM gives a user at most two keys, so their list never pages: a page saying more
+        // follow is not understood, and not taken as all there is.
+        Ok(output) if output.is_truncated() => {
+            scan.failed(&crate::whole::unexpected_page("ListAccessKeys"))
+        }
         Ok(output) => {
             for metadata in output.access_key_metadata() {
                 let Some(key_id) = metadata.access_key_id() else {
@@ -778,14 +829,15 @@ async fn list_user_credentials(
                 });
                 key.last_used = match from_report {
                     Some(usage) => usage,
-                    None => match call("iam", "GetAccessKeyLastUsed", || {
-                        clients
-                            .iam
-                            .get_access_key_last_used()
-                            .access_key_id(key_id)
-                            .send()
-                    })
-                    .await
+                    None => match clients
+                        .read("iam", "GetAccessKeyLastUsed", || {
+                            clients
+                                .iam
+                                .get_access_key_last_used()
+                                .access_key_id(key_id)
+                                .send()
+                        })
+                        .await
                     {
                         Ok(output) => timestamp(
                             output
@@ -818,10 +870,11 @@ async fn list_user_credentials(
             found.push(password);
         }
         Some(_) => {}
-        None => match call("iam", "GetLoginProfile", || {
-            clients.iam.get_login_profile().user_name(name).send()
-        })
-        .await
+        None => match clients
+            .read("iam", "GetLoginProfile", || {
+                clients.iam.get_login_profile().user_name(name).send()
+            })
+            .await
         {
             Ok(output) => {
                 let mut password = credential(
