@@ -16,6 +16,9 @@ use crate::documents;
 pub(crate) fn permissions(kind: ActionKind) -> &'static [&'static str] {
     match kind {
         ActionKind::RevokeGrant => &[
+            "iam:GetUser",
+            "iam:GetRole",
+            "iam:GetGroup",
             "iam:ListAttachedUserPolicies",
             "iam:ListAttachedRolePolicies",
             "iam:ListAttachedGroupPolicies",
@@ -32,6 +35,7 @@ pub(crate) fn permissions(kind: ActionKind) -> &'static [&'static str] {
             "iam:RemoveUserFromGroup",
         ],
         ActionKind::DeactivateCredential => &[
+            "iam:GetUser",
             "iam:ListAccessKeys",
             "iam:GetAccessKeyLastUsed",
             "iam:UpdateAccessKey",
@@ -57,7 +61,273 @@ fn unsupported(operation: &str, message: impl Into<String>) -> ProviderError {
     }
 }
 
+/// The account and partition lapse acts in: every target must be there.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Acting<'a> {
+    pub(crate) account: &'a str,
+    pub(crate) partition: &'a str,
+}
+
+/// An IAM user, role or group ARN, read in full: a record is acted on only when every part of
+/// it is the live object's.
+#[derive(Debug, PartialEq, Eq)]
+struct IamArn<'a> {
+    partition: &'a str,
+    account: &'a str,
+    /// `user`, `role` or `group`.
+    kind: &'a str,
+    /// `/` or `/a/b/`.
+    path: String,
+    name: &'a str,
+}
+
+/// Characters IAM allows in user, role and group names, and in path segments.
+fn iam_name(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+}
+
+fn parse_arn(arn: &str) -> Option<IamArn<'_>> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let (kind, rest) = resource.split_once('/')?;
+    let mut segments: Vec<&str> = rest.split('/').collect();
+    let name = segments.pop()?;
+    let valid = matches!(kind, "user" | "role" | "group")
+        && !partition.is_empty()
+        && account.len() == 12
+        && account.bytes().all(|byte| byte.is_ascii_digit())
+        && iam_name(name)
+        && segments.iter().all(|segment| iam_name(segment));
+    valid.then(|| IamArn {
+        partition,
+        account,
+        kind,
+        path: if segments.is_empty() {
+            "/".to_owned()
+        } else {
+            format!("/{}/", segments.join("/"))
+        },
+        name,
+    })
+}
+
+fn refused(operation: &str, message: String) -> ProviderError {
+    ProviderError {
+        kind: ProviderErrorKind::Unsupported,
+        operation: operation.to_owned(),
+        message,
+        missing_permission: None,
+    }
+}
+
+/// Checks an ARN from a record (a snapshot or plan lapse did not write this minute) before
+/// anything is done with it: a user, role or group in the partition and account being acted
+/// in, of the kind the action needs.
+fn own_entity<'a>(
+    acting: Acting<'_>,
+    arn: &'a str,
+    kinds: &[&str],
+    operation: &str,
+) -> Result<IamArn<'a>, ProviderError> {
+    let Some(parsed) = parse_arn(arn) else {
+        return Err(refused(
+            operation,
+            format!(
+                "refused: {arn} is not an IAM {} ARN; nothing was changed",
+                kinds.join(" or ")
+            ),
+        ));
+    };
+    if !kinds.contains(&parsed.kind) {
+        return Err(refused(
+            operation,
+            format!(
+                "refused: {arn} is an IAM {}, not a {}; nothing was changed",
+                parsed.kind,
+                kinds.join(" or ")
+            ),
+        ));
+    }
+    if parsed.account != acting.account || parsed.partition != acting.partition {
+        return Err(refused(
+            operation,
+            format!(
+                "refused: {arn} belongs to account {} ({}), and lapse is acting in account {} ({}); a record naming another account is never acted on here. Nothing was changed",
+                parsed.account, parsed.partition, acting.account, acting.partition
+            ),
+        ));
+    }
+    Ok(parsed)
+}
+
+/// A managed policy ARN an action detaches or attaches: AWS's own or this account's.
+fn own_policy(acting: Acting<'_>, arn: &str, operation: &str) -> Result<(), ProviderError> {
+    let mut parts = arn.splitn(6, ':');
+    let fits = matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource))
+            if partition == acting.partition
+                && (account == "aws" || account == acting.account)
+                && resource.starts_with("policy/")
+    );
+    if fits {
+        Ok(())
+    } else {
+        Err(refused(
+            operation,
+            format!(
+                "refused: {arn} is not a managed policy of AWS or of account {}; nothing was changed",
+                acting.account
+            ),
+        ))
+    }
+}
+
+/// The live principal an action's record names: `None` when no principal has that name any
+/// more; an error when one does under another ARN (another path: IAM names are unique per
+/// account whatever the path, so the record names an object that does not exist, and the
+/// object under that name is not the one judged). Its immutable id comes back for the engine
+/// to compare with the plan's.
+async fn live_principal(
+    clients: &Clients,
+    arn: &IamArn<'_>,
+    record: &str,
+) -> Result<Option<String>, ProviderError> {
+    let answer = match arn.kind {
+        "user" => clients
+            .read("iam", "GetUser", || {
+                clients.iam.get_user().user_name(arn.name).send()
+            })
+            .await
+            .map(|output| {
+                output
+                    .user()
+                    .map(|user| (user.arn().to_owned(), user.user_id().to_owned()))
+            }),
+        "role" => clients
+            .read("iam", "GetRole", || {
+                clients.iam.get_role().role_name(arn.name).send()
+            })
+            .await
+            .map(|output| {
+                output
+                    .role()
+                    .map(|role| (role.arn().to_owned(), role.role_id().to_owned()))
+            }),
+        _ => clients
+            .read("iam", "GetGroup", || {
+                clients
+                    .iam
+                    .get_group()
+                    .group_name(arn.name)
+                    .max_items(1)
+                    .send()
+            })
+            .await
+            .map(|output| {
+                output
+                    .group()
+                    .map(|group| (group.arn().to_owned(), group.group_id().to_owned()))
+            }),
+    };
+    let operation = match arn.kind {
+        "user" => "iam:GetUser",
+        "role" => "iam:GetRole",
+        _ => "iam:GetGroup",
+    };
+    match answer {
+        Ok(Some((live, unique_id))) if live == record && !unique_id.is_empty() => {
+            Ok(Some(unique_id))
+        }
+        Ok(Some((live, _))) => Err(refused(
+            operation,
+            format!(
+                "refused: the record names {record}, and the live {} named {} is {live}; nothing was changed. Take a new snapshot and plan",
+                arn.kind, arn.name
+            ),
+        )),
+        Ok(None) => Err(ProviderError {
+            kind: ProviderErrorKind::Other,
+            operation: operation.to_owned(),
+            message: format!("the answer for {record} has no {}", arn.kind),
+            missing_permission: None,
+        }),
+        Err(error) if error.kind == ProviderErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Every check of an action's record against the account and the live objects, before any
+/// other call: the principal (and a membership's group) in the account acted in, a managed
+/// policy of AWS or this account, and the live principal under exactly the record's ARN.
+/// `Ok(None)`: the principal is gone. `Ok(Some(id))`: its live immutable id.
+async fn check_target(
+    clients: &Clients,
+    acting: Acting<'_>,
+    action: &Action,
+) -> Result<Option<String>, ProviderError> {
+    let operation = action.kind().as_str();
+    let principal = match action {
+        Action::RevokeGrant { grant } => {
+            let principal = own_entity(
+                acting,
+                grant.principal.as_str(),
+                &["user", "role", "group"],
+                operation,
+            )?;
+            match grant.kind {
+                GrantKind::ManagedPolicy => own_policy(acting, &grant.entitlement, operation)?,
+                GrantKind::GroupMembership => {
+                    own_entity(acting, &grant.entitlement, &["group"], operation)?;
+                }
+                _ => {}
+            }
+            principal
+        }
+        Action::DeactivateCredential { credential } | Action::DeleteCredential { credential } => {
+            own_entity(acting, credential.principal.as_str(), &["user"], operation)?
+        }
+        Action::DisablePrincipal { .. } => {
+            return Err(unsupported(
+                "DisablePrincipal",
+                "IAM has no disable for users or roles; revoke their grants and credentials instead",
+            ));
+        }
+    };
+    if action.scope().as_str() != format!("aws:{}", acting.account) {
+        return Err(refused(
+            operation,
+            format!(
+                "refused: the action is for scope {}, and lapse is acting in account {}; nothing was changed",
+                action.scope(),
+                acting.account
+            ),
+        ));
+    }
+    let record = match action {
+        Action::RevokeGrant { grant } => grant.principal.as_str(),
+        Action::DeactivateCredential { credential } | Action::DeleteCredential { credential } => {
+            credential.principal.as_str()
+        }
+        Action::DisablePrincipal { principal } => principal.id.as_str(),
+    };
+    live_principal(clients, &principal, record).await
+}
+
 /// What an IAM ARN names: `user`, `role` or `group`, and the name (the last path segment).
+/// Used only after [`check_target`] has matched the whole ARN with the live object.
 fn entity(arn: &str) -> Option<(&str, &str)> {
     let resource = arn.splitn(6, ':').nth(5)?;
     let (kind, rest) = resource.split_once('/')?;
@@ -84,9 +354,13 @@ fn bad_target(action: &Action) -> ProviderError {
 /// Reads the target's live state.
 pub(crate) async fn read_target(
     clients: &Clients,
+    acting: Acting<'_>,
     action: &Action,
 ) -> Result<TargetState, ProviderError> {
-    match action {
+    let Some(unique_id) = check_target(clients, acting, action).await? else {
+        return Ok(gone());
+    };
+    let state = match action {
         Action::RevokeGrant { grant } => read_grant(clients, grant).await,
         Action::DeactivateCredential { credential } | Action::DeleteCredential { credential } => {
             read_credential(clients, credential).await
@@ -95,7 +369,11 @@ pub(crate) async fn read_target(
             "DisablePrincipal",
             "IAM has no disable for users or roles; revoke their grants and credentials instead",
         )),
-    }
+    }?;
+    Ok(TargetState {
+        unique_id: Some(unique_id),
+        ..state
+    })
 }
 
 async fn read_grant(clients: &Clients, grant: &Grant) -> Result<TargetState, ProviderError> {
@@ -452,8 +730,14 @@ async fn read_credential(
 /// Carries out an action on its exact target.
 pub(crate) async fn apply(
     clients: &Clients,
+    acting: Acting<'_>,
     action: &Action,
 ) -> Result<ActionOutcome, ProviderError> {
+    if check_target(clients, acting, action).await?.is_none() {
+        // No principal under that name: nothing of it is left to remove (the verifying read
+        // agrees or the engine says otherwise).
+        return Ok(ActionOutcome::AlreadyDone);
+    }
     let iam = &clients.iam;
     match action {
         Action::RevokeGrant { grant } => {
@@ -635,12 +919,44 @@ fn settle(result: Result<(), ProviderError>) -> Result<ActionOutcome, ProviderEr
 /// Puts a target back as the journaled before-state had it.
 pub(crate) async fn undo(
     clients: &Clients,
+    acting: Acting<'_>,
     action: &Action,
     before: &TargetState,
 ) -> Result<ActionOutcome, ProviderError> {
     let iam = &clients.iam;
     if !before.present {
         return Ok(ActionOutcome::AlreadyDone);
+    }
+    match check_target(clients, acting, action).await? {
+        None => {
+            return Err(ProviderError {
+                kind: ProviderErrorKind::NotFound,
+                operation: action.kind().as_str().to_owned(),
+                message: format!(
+                    "cannot restore: no principal {} exists any more",
+                    action_principal(action)
+                ),
+                missing_permission: None,
+            });
+        }
+        // A principal deleted and re-created under the same name is someone else: what the
+        // journal restores was the old one's.
+        Some(live)
+            if before
+                .unique_id
+                .as_ref()
+                .is_some_and(|journaled| *journaled != live) =>
+        {
+            return Err(refused(
+                action.kind().as_str(),
+                format!(
+                    "refused: {} was deleted and re-created since the change (id {} then, {live} now); nothing was restored to the newcomer",
+                    action_principal(action),
+                    before.unique_id.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        Some(_) => {}
     }
     match action {
         Action::RevokeGrant { grant } => {
@@ -778,6 +1094,16 @@ pub(crate) async fn undo(
     }
 }
 
+fn action_principal(action: &Action) -> &str {
+    match action {
+        Action::RevokeGrant { grant } => grant.principal.as_str(),
+        Action::DeactivateCredential { credential } | Action::DeleteCredential { credential } => {
+            credential.principal.as_str()
+        }
+        Action::DisablePrincipal { principal } => principal.id.as_str(),
+    }
+}
+
 /// The mutating call [`apply`] makes for an action, with its exact arguments: what a dry run
 /// shows. `live` names the exact key when the record names it by creation time.
 pub(crate) fn describe_apply(action: &Action, live: &TargetState) -> Vec<String> {
@@ -867,6 +1193,57 @@ fn describe(action: &Action, state: &TargetState, undo: bool) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arns_are_read_in_full() {
+        let arn = parse_arn("arn:aws:iam::111122223333:role/x/OrganizationAccountAccessRole")
+            .expect("a role ARN");
+        assert_eq!(
+            arn,
+            IamArn {
+                partition: "aws",
+                account: "111122223333",
+                kind: "role",
+                path: "/x/".to_owned(),
+                name: "OrganizationAccountAccessRole",
+            }
+        );
+        assert_eq!(
+            parse_arn("arn:aws-cn:iam::111122223333:user/bob").map(|arn| arn.path),
+            Some("/".to_owned())
+        );
+        for bad in [
+            "arn:aws:iam::111122223333:role/",
+            "arn:aws:iam::111122223333:role//x",
+            "arn:aws:iam::1:role/x",
+            "arn:aws:iam:us-east-1:111122223333:role/x",
+            "arn:aws:sts::111122223333:assumed-role/x/session",
+            "arn:aws:iam::111122223333:policy/x",
+            "arn:aws:iam::111122223333:role/x?y",
+            "role/x",
+        ] {
+            assert_eq!(parse_arn(bad), None, "{bad}");
+        }
+        let acting = Acting {
+            account: "111122223333",
+            partition: "aws",
+        };
+        assert!(own_entity(acting, "arn:aws:iam::444455556666:role/x", &["role"], "t").is_err());
+        assert!(
+            own_entity(
+                acting,
+                "arn:aws-cn:iam::111122223333:role/x",
+                &["role"],
+                "t"
+            )
+            .is_err()
+        );
+        assert!(own_entity(acting, "arn:aws:iam::111122223333:group/x", &["role"], "t").is_err());
+        assert!(own_entity(acting, "arn:aws:iam::111122223333:role/a/x", &["role"], "t").is_ok());
+        assert!(own_policy(acting, "arn:aws:iam::aws:policy/ReadOnlyAccess", "t").is_ok());
+        assert!(own_policy(acting, "arn:aws:iam::111122223333:policy/p/q", "t").is_ok());
+        assert!(own_policy(acting, "arn:aws:iam::444455556666:policy/q", "t").is_err());
+    }
 
     #[test]
     fn arns_name_their_entity() {

@@ -86,6 +86,16 @@ pub(crate) struct Identity {
     pub(crate) arn: String,
 }
 
+impl Identity {
+    /// The account and partition actions act in.
+    pub(crate) fn acting(&self) -> crate::actions::Acting<'_> {
+        crate::actions::Acting {
+            account: &self.account,
+            partition: self.arn.split(':').nth(1).unwrap_or("aws"),
+        }
+    }
+}
+
 /// IAM and STS clients for one account, with the bounds every call on them keeps.
 #[derive(Clone, Debug)]
 pub(crate) struct Clients {

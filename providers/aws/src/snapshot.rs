@@ -404,7 +404,7 @@ fn map_details(scan: &mut Scan, details: &Details, federation: bool) {
     for group in &details.groups {
         let Some(arn) = group.arn() else { continue };
         scan.principals.push(Principal {
-            unique_id: None,
+            unique_id: group.group_id().map(str::to_owned),
             id: arn.into(),
             cloud: Cloud::Aws,
             scope: scan.scope.clone(),
@@ -435,7 +435,7 @@ fn map_details(scan: &mut Scan, details: &Details, federation: bool) {
         let created_at = timestamp(role.create_date());
         let last_used = timestamp(role.role_last_used().and_then(|used| used.last_used_date()));
         scan.principals.push(Principal {
-            unique_id: None,
+            unique_id: role.role_id().map(str::to_owned),
             id: arn.into(),
             cloud: Cloud::Aws,
             scope: scan.scope.clone(),
@@ -492,7 +492,7 @@ fn map_details(scan: &mut Scan, details: &Details, federation: bool) {
         let Some(arn) = user.arn() else { continue };
         let user_tags = tags(user.tags());
         scan.principals.push(Principal {
-            unique_id: None,
+            unique_id: user.user_id().map(str::to_owned),
             id: arn.into(),
             cloud: Cloud::Aws,
             scope: scan.scope.clone(),
