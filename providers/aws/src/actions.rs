@@ -620,7 +620,28 @@ async fn find_key(
         })
         .collect();
     match matches.as_slice() {
-        [] => Ok(None),
+        // No key at all: whatever the record named is gone.
+        [] if listed.access_key_metadata().is_empty() => Ok(None),
+        [] if by_creation.is_none() => Ok(None),
+        // Keys exist, none created in the recorded second: the record cannot be matched to a
+        // key, which is not the same as the key being gone (it may be active right there).
+        [] => Err(ProviderError {
+            kind: ProviderErrorKind::Other,
+            operation: "iam:ListAccessKeys".to_owned(),
+            message: format!(
+                "no access key of {user_name} was created in the second {} names (its keys were created at {}), so lapse cannot tell which key it meant; nothing was changed. Take the snapshot with --exact for key ids",
+                credential.id,
+                listed
+                    .access_key_metadata()
+                    .iter()
+                    .filter_map(|key| key.create_date())
+                    .filter_map(|date| Timestamp::from_unix_seconds(date.secs()))
+                    .map(|at| at.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            missing_permission: None,
+        }),
         [key] => Ok(Some((
             key.access_key_id().unwrap_or_default().to_owned(),
             key.status().cloned().unwrap_or(StatusType::Active),

@@ -289,3 +289,53 @@ async fn immutable_ids_are_filled_and_a_recreated_principal_shows_a_new_one() {
     assert!(error.message.contains("re-created"), "{error:?}");
     assert!(proxy.forwarded_mutations().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_named_by_a_creation_second_no_key_has_is_an_error_not_gone() {
+    let moto = MotoServer::start();
+    seed(&moto).await;
+    let proxy = FaultProxy::start(&moto.endpoint);
+    let provider = provider(&proxy.endpoint);
+    let user = format!("arn:aws:iam::{ACCOUNT}:user/ops");
+    // As the credential report names keys: the user and a creation instant, here one in which
+    // no key of ops was created.
+    let credential = Credential {
+        id: format!("{user}#access-key@2020-01-01T00:00:00Z").into(),
+        principal: user.as_str().into(),
+        cloud: Cloud::Aws,
+        scope: format!("aws:{ACCOUNT}").into(),
+        kind: CredentialKind::AwsAccessKey,
+        display_name: None,
+        created_at: None,
+        expires_at: None,
+        last_used: Usage::Never,
+        status: CredentialStatus::Active,
+        cloud_managed: false,
+    };
+    for action in [
+        Action::DeactivateCredential {
+            credential: credential.clone(),
+        },
+        Action::DeleteCredential {
+            credential: credential.clone(),
+        },
+    ] {
+        let read = provider.read_target(&action).await.expect_err("unmatched");
+        assert!(read.message.contains("cannot tell which key"), "{read:?}");
+        let applied = provider.apply(&action).await.expect_err("unmatched");
+        assert!(applied.message.contains("--exact"), "{applied:?}");
+    }
+    assert!(proxy.forwarded_mutations().is_empty());
+    let keys = iam(&moto)
+        .await
+        .list_access_keys()
+        .user_name("ops")
+        .send()
+        .await
+        .expect("keys");
+    assert_eq!(
+        keys.access_key_metadata()[0].status(),
+        Some(&aws_sdk_iam::types::StatusType::Active),
+        "the key stays active, and lapse did not say otherwise"
+    );
+}
