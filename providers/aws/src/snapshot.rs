@@ -136,6 +136,7 @@ pub(crate) async fn scan_account(
         credentials: Vec::new(),
         grants: Vec::new(),
     };
+    let mut caller_groups = Vec::new();
     if identity.account != account {
         scan.errors.push(ScopeError {
             operation: "sts:GetCallerIdentity".to_owned(),
@@ -161,6 +162,7 @@ pub(crate) async fn scan_account(
             None
         };
         if let Some(details) = &details {
+            caller_groups = groups_of(&identity.arn, details);
             map_details(&mut scan, details, federation);
             if clients.timed_out().is_none() {
                 credentials(
@@ -184,7 +186,7 @@ pub(crate) async fn scan_account(
     let caller = caller_principal(&identity.arn, &scan.principals);
     let mut snapshot = Snapshot::empty(taken_at);
     snapshot.scopes.push(ScopeStatus {
-        caller_identities: Vec::new(),
+        caller_identities: caller_groups,
         id: scan.scope.clone(),
         cloud: Cloud::Aws,
         kind: ScopeKind::Account,
@@ -197,6 +199,28 @@ pub(crate) async fn scan_account(
     snapshot.credentials = scan.credentials;
     snapshot.grants = scan.grants;
     snapshot
+}
+
+/// The groups an IAM user caller belongs to (their ARNs): lapse's access through them is its
+/// own, so the engine protects them like the caller. A role session belongs to no group.
+fn groups_of(caller: &str, details: &Details) -> Vec<String> {
+    let Some(user) = details.users.iter().find(|user| user.arn() == Some(caller)) else {
+        return Vec::new();
+    };
+    let mut groups: Vec<String> = user
+        .group_list()
+        .iter()
+        .filter_map(|name| {
+            details
+                .groups
+                .iter()
+                .find(|group| group.group_name() == Some(name.as_str()))
+                .and_then(|group| group.arn())
+                .map(str::to_owned)
+        })
+        .collect();
+    groups.sort();
+    groups
 }
 
 /// The caller as a principal id: an assumed-role session becomes its role's ARN (with the
