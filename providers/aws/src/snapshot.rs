@@ -151,12 +151,20 @@ pub(crate) async fn scan_account(
         // After a timeout nothing more is asked: the endpoint that hung once would hang again
         // for each call, and the account is incomplete either way.
         let details = read_authorization_details(&clients, &mut scan).await;
-        let federation = if clients.timed_out().is_none() {
+        // Without the bulk read nothing else can be mapped: after any failure but a denial
+        // (where naming every missing permission at once saves the operator a round), the
+        // account stops here rather than wait out a bound for each read that cannot help.
+        let go_on = match &details {
+            Ok(_) => true,
+            Err(kind) => *kind == lapse_sdk::ProviderErrorKind::Denied,
+        };
+        let details = details.ok();
+        let federation = if go_on && clients.timed_out().is_none() {
             has_oidc_provider(&clients, &mut scan).await
         } else {
             false
         };
-        let report = if clients.timed_out().is_none() {
+        let report = if go_on && clients.timed_out().is_none() {
             read_credential_report(&clients, &settings.bounds, &mut scan).await
         } else {
             None
@@ -256,7 +264,10 @@ struct Details {
 
 /// `GetAccountAuthorizationDetails`, every page. Customer-managed policy documents are read
 /// (to spot administrators under another name); AWS-managed ones are judged by the catalog.
-async fn read_authorization_details(clients: &Clients, scan: &mut Scan) -> Option<Details> {
+async fn read_authorization_details(
+    clients: &Clients,
+    scan: &mut Scan,
+) -> Result<Details, lapse_sdk::ProviderErrorKind> {
     let mut details = Details::default();
     let mut marker: Option<String> = None;
     let mut pages = crate::whole::Pages::new("GetAccountAuthorizationDetails");
@@ -289,16 +300,16 @@ async fn read_authorization_details(clients: &Clients, scan: &mut Scan) -> Optio
                 details.policies.extend(page.policies().iter().cloned());
                 match pages.next(page.is_truncated(), page.marker()) {
                     Ok(Some(next)) => marker = Some(next),
-                    Ok(None) => return Some(details),
+                    Ok(None) => return Ok(details),
                     Err(error) => {
                         scan.failed(&error);
-                        return None;
+                        return Err(error.kind);
                     }
                 }
             }
             Err(error) => {
                 scan.failed(&error);
-                return None;
+                return Err(error.kind);
             }
         }
     }
