@@ -155,10 +155,30 @@ pub enum Target {
     /// The `page`-th page (1-based) of `GetAccountAuthorizationDetails` as the proxy pages it
     /// (see [`Paging`]); the other pages pass.
     AuthorizationPage(usize),
-    /// Every request that changes nothing, except `sts:GetCallerIdentity`: the reads an
-    /// action makes before and after its change.
+    /// Every request that changes nothing, except `sts:GetCallerIdentity`: the account's
+    /// bulk reads and the reads an action makes before and after its change.
     Reads,
+    /// The reads of one target an action makes before and after its change
+    /// ([`ACTION_READS`]), not the account's bulk reads.
+    ActionReads,
 }
+
+/// What an action reads of its one target (a principal, its policies, memberships and keys).
+pub const ACTION_READS: &[&str] = &[
+    "GetUser",
+    "GetRole",
+    "GetGroup",
+    "ListAttachedUserPolicies",
+    "ListAttachedRolePolicies",
+    "ListAttachedGroupPolicies",
+    "ListGroupsForUser",
+    "GetUserPolicy",
+    "GetRolePolicy",
+    "GetGroupPolicy",
+    "ListAccessKeys",
+    "GetAccessKeyLastUsed",
+    "GetLoginProfile",
+];
 
 /// moto answers `GetAccountAuthorizationDetails` in one page whatever `MaxItems` says; the proxy
 /// can split that answer into four pages (users, groups, roles, policies) joined by markers, as
@@ -518,6 +538,7 @@ fn proxy_one(state: &ProxyState, client: std::net::TcpStream) {
             Target::Operation(name) => *name == operation,
             Target::AuthorizationPage(wanted) => is_details && *wanted == page,
             Target::Reads => !mutating && operation != "GetCallerIdentity",
+            Target::ActionReads => ACTION_READS.contains(&operation.as_str()),
         };
         hit.then_some(*fault)
     });
