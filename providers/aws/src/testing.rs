@@ -211,6 +211,8 @@ struct ProxyState {
     upstream: String,
     fault: std::sync::Mutex<Option<(Fault, Target)>>,
     paging: std::sync::Mutex<Paging>,
+    /// `Retry-After` seconds sent with [`Fault::Throttle`].
+    retry_after: std::sync::Mutex<Option<u64>>,
     /// Every request received, as its operation name (`?` when it had none).
     requests: std::sync::Mutex<Vec<String>>,
     /// Mutating calls forwarded to moto, as `Operation Name=value ...`.
@@ -279,6 +281,11 @@ impl FaultProxy {
     /// How `GetAccountAuthorizationDetails` is paged from now on.
     pub fn set_paging(&self, paging: Paging) {
         *lock(&self.state.paging) = paging;
+    }
+
+    /// Sends `Retry-After: <seconds>` with every throttling answer from now on.
+    pub fn set_retry_after(&self, seconds: Option<u64>) {
+        *lock(&self.state.retry_after) = seconds;
     }
 
     /// Requests received so far for `operation` (each attempt counts).
@@ -437,11 +444,17 @@ fn close_head(head: &str, length: Option<usize>) -> String {
     format!("{}\r\n\r\n", lines.join("\r\n"))
 }
 
-fn respond(mut client: std::net::TcpStream, status: &str, content_type: &str, body: &[u8]) {
+fn respond(
+    mut client: std::net::TcpStream,
+    status: &str,
+    extra_headers: &str,
+    content_type: &str,
+    body: &[u8],
+) {
     use std::io::Write;
     let _ = write!(
         client,
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{extra_headers}Connection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     let _ = client.write_all(body);
@@ -559,23 +572,29 @@ fn proxy_one(state: &ProxyState, client: std::net::TcpStream) {
             return respond(
                 client,
                 "503 Service Unavailable",
+                "",
                 "text/html",
                 b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
             );
         }
         Some(Fault::Throttle) => {
+            let retry_after = lock(&state.retry_after)
+                .map(|seconds| format!("Retry-After: {seconds}\r\n"))
+                .unwrap_or_default();
             return respond(
                 client,
                 "400 Bad Request",
+                &retry_after,
                 "text/xml",
                 b"<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>",
             );
         }
-        Some(Fault::Empty) => return respond(client, "200 OK", "text/xml", b""),
+        Some(Fault::Empty) => return respond(client, "200 OK", "", "text/xml", b""),
         Some(Fault::Garbage) => {
             return respond(
                 client,
                 "200 OK",
+                "",
                 "text/xml",
                 b"\x89PNG\r\n\x1a\n<<this is not the answer>> \xff\xfe",
             );

@@ -153,6 +153,31 @@ async fn a_throttled_endpoint_gets_one_retry_policy_with_its_attempts_and_no_mor
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_servers_retry_after_is_honoured_up_to_the_longest_backoff() {
+    let moto = MotoServer::start();
+    let proxy = FaultProxy::start(&moto.endpoint);
+    proxy.set_fault(Some((
+        Fault::Throttle,
+        Target::Operation(DETAILS.to_owned()),
+    )));
+    // An hour asked for, believed up to one second: four waits of one second between five
+    // attempts, where lapse's own backoff (from 10 ms) would have waited well under one
+    // second in all.
+    proxy.set_retry_after(Some(3600));
+    let bounds = CallBounds {
+        first_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_secs(1),
+        operation: Duration::from_secs(20),
+        ..CallBounds::default()
+    };
+    let (snapshot, elapsed) = read(&proxy.endpoint, bounds).await;
+    assert_incomplete_naming(&snapshot, DETAILS, "throttled with Retry-After");
+    assert_eq!(proxy.requests_for(DETAILS), 5);
+    assert!(elapsed >= Duration::from_secs(4), "waited only {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_hung_endpoint_ends_the_account_after_one_operation_bound_and_says_it_timed_out() {
     let moto = MotoServer::start();
     let proxy = FaultProxy::start(&moto.endpoint);
