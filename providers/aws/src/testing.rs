@@ -213,6 +213,8 @@ struct ProxyState {
     paging: std::sync::Mutex<Paging>,
     /// `Retry-After` seconds sent with [`Fault::Throttle`].
     retry_after: std::sync::Mutex<Option<u64>>,
+    /// (operation, text, replacement) applied to moto's answers.
+    rewrite: std::sync::Mutex<Option<(String, String, String)>>,
     /// Every request received, as its operation name (`?` when it had none).
     requests: std::sync::Mutex<Vec<String>>,
     /// Mutating calls forwarded to moto, as `Operation Name=value ...`.
@@ -286,6 +288,16 @@ impl FaultProxy {
     /// Sends `Retry-After: <seconds>` with every throttling answer from now on.
     pub fn set_retry_after(&self, seconds: Option<u64>) {
         *lock(&self.state.retry_after) = seconds;
+    }
+
+    /// Replaces `text` with `replacement` in moto's answers to `operation` from now on (an
+    /// answer that is whole but says something else: a report that is never ready).
+    pub fn set_rewrite(&self, operation: &str, text: &str, replacement: &str) {
+        *lock(&self.state.rewrite) = Some((
+            operation.to_owned(),
+            text.to_owned(),
+            replacement.to_owned(),
+        ));
     }
 
     /// Requests received so far for `operation` (each attempt counts).
@@ -624,6 +636,14 @@ fn proxy_one(state: &ProxyState, client: std::net::TcpStream) {
     if is_details && paging != Paging::Off && response_head.starts_with("HTTP/1.1 200") {
         let index = (page - 1).min(DETAIL_LISTS.len() - 1);
         response_body = authorization_page(&response_body, index, paging);
+    }
+    if let Some((_, text, replacement)) = lock(&state.rewrite)
+        .as_ref()
+        .filter(|(name, _, _)| *name == operation)
+    {
+        response_body = String::from_utf8_lossy(&response_body)
+            .replace(text.as_str(), replacement)
+            .into_bytes();
     }
     if hit == Some(Fault::Truncate) {
         response_body.truncate(response_body.len() / 2);

@@ -207,6 +207,32 @@ async fn a_hung_endpoint_ends_the_account_after_one_operation_bound_and_says_it_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_credential_report_that_is_never_ready_is_polled_within_one_bound() {
+    let moto = MotoServer::start();
+    seed(&moto).await;
+    let proxy = FaultProxy::start(&moto.endpoint);
+    proxy.set_rewrite(
+        "GenerateCredentialReport",
+        "<State>COMPLETE</State>",
+        "<State>STARTED</State>",
+    );
+    let (snapshot, elapsed) = read(&proxy.endpoint, bounds()).await;
+    assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
+    let scope = only_scope(&snapshot);
+    assert!(!scope.complete);
+    assert!(
+        scope
+            .errors
+            .iter()
+            .any(|error| error.operation == "iam:GenerateCredentialReport"
+                && error.message.contains("still being generated after 3s")),
+        "{:?}",
+        scope.errors
+    );
+    assert_eq!(proxy.requests_for("GetCredentialReport"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_assume_role_that_hangs_is_bounded_too() {
     let moto = MotoServer::start();
     let proxy = FaultProxy::start(&moto.endpoint);
