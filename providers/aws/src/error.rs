@@ -65,6 +65,8 @@ pub(crate) struct Failure {
     retry_after: Option<std::time::Duration>,
     /// How the call failed when no service error came back.
     transport: Transport,
+    /// The message is lapse's own and already says what to check.
+    explained: bool,
 }
 
 /// Failures below the service's own error codes.
@@ -144,6 +146,7 @@ impl Failure {
             } else {
                 None
             },
+            explained: not_whole.is_some(),
             message: not_whole.unwrap_or(message),
             status: raw.map(|response| response.status().as_u16()),
             retry_after,
@@ -201,8 +204,23 @@ impl Failure {
                 "{code}: {} (grant `{permission}` to the identity lapse runs as)",
                 self.message
             ),
-            _ if code.is_empty() => self.message,
-            _ => format!("{code}: {}", self.message),
+            ProviderErrorKind::Throttled => format!(
+                "{code}: {} (IAM limits requests per account: run again later, or read fewer accounts at once)",
+                self.message
+            ),
+            _ if !code.is_empty() => format!("{code}: {}", self.message),
+            _ if self.explained => self.message,
+            _ => match (self.transport, self.status) {
+                (Transport::Answered, Some(status)) if status >= 500 => format!(
+                    "HTTP {status} with no AWS error code ({}): AWS or a proxy in front of it failed; run again later",
+                    self.message
+                ),
+                (Transport::Broken, _) => format!(
+                    "{}: check the network path to AWS (proxy, firewall) and run again",
+                    self.message
+                ),
+                _ => self.message,
+            },
         };
         ProviderError {
             kind,
