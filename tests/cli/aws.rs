@@ -224,3 +224,153 @@ fn an_unreadable_account_exits_3_and_names_the_missing_permission() {
     assert!(!stdout.contains(key.secret_access_key()));
     assert!(!String::from_utf8_lossy(&output.stderr).contains(key.secret_access_key()));
 }
+
+/// A snapshot file edited to hold records that name the real role by another ARN: the same
+/// name under a path, and the same name in another account. Their plan revokes
+/// AdministratorAccess from each; applying it must change nothing in the real account (zero
+/// mutating calls reach moto through a counting proxy), the real role keeps its policies, and
+/// the run fails saying it refused.
+#[test]
+fn forged_records_in_a_snapshot_file_change_nothing_in_the_real_account() {
+    use lapse_provider_aws::testing::FaultProxy;
+    const ADMIN: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
+    const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+    let moto = MotoServer::start();
+    runtime().block_on(async {
+        let iam = iam(&moto).await;
+        iam.create_role()
+            .role_name("deploy")
+            .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"codebuild.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#)
+            .send()
+            .await
+            .expect("role");
+        for policy in [ADMIN, READ_ONLY] {
+            iam.attach_role_policy().role_name("deploy").policy_arn(policy).send().await.expect("attach");
+        }
+    });
+    let real = format!("arn:aws:iam::{ACCOUNT}:role/deploy");
+    let forged = [
+        format!("arn:aws:iam::{ACCOUNT}:role/x/deploy"),
+        "arn:aws:iam::999988887777:role/deploy".to_owned(),
+    ];
+    let declared = |principal: &str, entitlement: &str| {
+        format!(
+            "  - {{principal: \"{principal}\", entitlement: \"{entitlement}\", owner: platform, approved_by: alice@example.com, ticket: SEC-1, expires: 2099-01-01}}\n"
+        )
+    };
+    let mut policy_text = format!(
+        "version: 1\nscopes:\n  aws: [{{account: \"{ACCOUNT}\"}}]\nowners:\n  - {{principal: '*', owner: platform}}\ngrants:\n{}{}",
+        declared(&real, ADMIN),
+        declared(&real, READ_ONLY)
+    );
+    for principal in &forged {
+        policy_text.push_str(&declared(principal, READ_ONLY));
+    }
+    let (folder, policy) = temp_policy(&policy_text);
+
+    // The real snapshot, then the forgery: each of the real role's records copied under a
+    // forged ARN.
+    let snapshot_path = folder.path().join("aws.json");
+    live(&moto, "snapshot")
+        .args(["--provider", "aws", "--account", ACCOUNT, "--out"])
+        .arg(&snapshot_path)
+        .assert()
+        .code(0);
+    let mut snapshot: Value =
+        serde_json::from_slice(&std::fs::read(&snapshot_path).expect("read")).expect("json");
+    let real_arn = real.as_str();
+    for list in ["principals", "grants"] {
+        let copies: Vec<Value> = snapshot[list]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter(|record| record["id"] == real_arn || record["principal"] == real_arn)
+            .flat_map(|record| {
+                forged.iter().map(move |principal| {
+                    let text = serde_json::to_string(record).expect("record");
+                    serde_json::from_str::<Value>(&text.replace(real_arn, principal)).expect("copy")
+                })
+            })
+            .collect();
+        assert!(!copies.is_empty(), "{list}");
+        snapshot[list].as_array_mut().expect("list").extend(copies);
+    }
+    std::fs::write(&snapshot_path, serde_json::to_vec(&snapshot).expect("json")).expect("write");
+
+    let plan_path = folder.path().join("plan.json");
+    let planned = lapse()
+        .args([
+            "plan",
+            "--no-state",
+            "--format",
+            "json",
+            "--now",
+            NOW,
+            "--policy",
+        ])
+        .arg(&policy)
+        .arg("--snapshot")
+        .arg(&snapshot_path)
+        .arg("--out")
+        .arg(&plan_path)
+        .output()
+        .expect("plan");
+    assert_eq!(
+        planned.status.code(),
+        Some(2),
+        "{}",
+        crate::live::output_text(&planned)
+    );
+    let plan: Value = serde_json::from_slice(&planned.stdout).expect("plan json");
+    let targets: Vec<&str> = plan["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter_map(|action| action["grant"]["principal"].as_str())
+        .collect();
+    assert_eq!(
+        targets.len(),
+        2,
+        "one revocation per forged record: {targets:?}"
+    );
+    assert!(!targets.contains(&real.as_str()), "{targets:?}");
+
+    let proxy = FaultProxy::start(&moto.endpoint);
+    let mut apply = lapse();
+    apply
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .args(["apply", "--aws-endpoint-url", &proxy.endpoint])
+        .arg(&plan_path)
+        .arg("--journal")
+        .arg(folder.path().join("journal.jsonl"))
+        .args([
+            "--now",
+            NOW,
+            "--no-state",
+            "--format",
+            "json",
+            "--execute",
+            "--yes",
+        ]);
+    let applied = apply.output().expect("apply");
+    let text = crate::live::output_text(&applied);
+    assert_eq!(proxy.forwarded_mutations(), Vec::<String>::new(), "{text}");
+    assert_eq!(applied.status.code(), Some(1), "{text}");
+    assert!(text.contains("refused"), "{text}");
+    let attached = runtime().block_on(async {
+        iam(&moto)
+            .await
+            .list_attached_role_policies()
+            .role_name("deploy")
+            .send()
+            .await
+            .expect("list")
+            .attached_policies()
+            .len()
+    });
+    assert_eq!(attached, 2, "the real role keeps both policies");
+}

@@ -20,6 +20,27 @@ pub enum AwsError {
         /// The account the credentials belong to.
         actual: String,
     },
+    /// A successful answer that is not a whole document, or a page that does not say whether
+    /// more follow.
+    #[error(
+        "the answer to iam:{operation} was not whole: {reason}; nothing from it was used. If this persists, check what stands between lapse and AWS (a proxy or gateway that cuts or rewrites answers)"
+    )]
+    NotWhole {
+        /// The API operation.
+        operation: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A list whose pages do not end.
+    #[error(
+        "iam:{operation} kept paging: {reason}; the list was not read to its end, so nothing is taken as absent"
+    )]
+    EndlessPaging {
+        /// The API operation.
+        operation: String,
+        /// What repeated.
+        reason: String,
+    },
 }
 
 /// Codes that mean "slow down or try again": retried with backoff. IAM's `LimitExceeded` and
@@ -42,6 +63,24 @@ pub(crate) struct Failure {
     message: String,
     status: Option<u16>,
     retry_after: Option<std::time::Duration>,
+    /// How the call failed when no service error came back.
+    transport: Transport,
+    /// The message is lapse's own and already says what to check.
+    explained: bool,
+}
+
+/// Failures below the service's own error codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    /// A service answered (an error code, or at least a status).
+    Answered,
+    /// An attempt ran out of time (connect or attempt timeout, or loading credentials).
+    TimedOut,
+    /// The connection failed or was reset, or the answer was not whole: nothing was read, and
+    /// asking again may work.
+    Broken,
+    /// Anything else before an answer (credentials that cannot be loaded, a bad request).
+    Other,
 }
 
 impl Failure {
@@ -68,18 +107,56 @@ impl Failure {
             .map(str::to_owned)
             .or_else(|| between("<Message>", "</Message>"))
             .unwrap_or_else(|| describe(error));
-        // `Retry-After` in seconds (the HTTP-date form is not worth a date parser here: AWS
-        // and the proxies in front of it send seconds).
         let retry_after = raw
             .and_then(|response| response.headers().get("retry-after"))
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(std::time::Duration::from_secs);
+            .and_then(|value| lapse_sdk::parse_retry_after(value, time::OffsetDateTime::now_utc()));
+        let chain = describe(error);
+        let timed_out_text = chain.contains("timed out") || chain.contains("timeout");
+        let transport = match error {
+            SdkError::TimeoutError(_) => Transport::TimedOut,
+            SdkError::DispatchFailure(failure) if failure.is_timeout() => Transport::TimedOut,
+            SdkError::DispatchFailure(failure)
+                if failure.is_io()
+                    || failure.as_other()
+                        == Some(aws_smithy_types::retry::ErrorKind::TransientError) =>
+            {
+                Transport::Broken
+            }
+            // Loading credentials (an AssumeRole that hung) fails as a dispatch failure whose
+            // cause says it timed out.
+            SdkError::DispatchFailure(_) if timed_out_text => Transport::TimedOut,
+            SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => Transport::Other,
+            SdkError::ResponseError(_) => Transport::Broken,
+            _ => Transport::Answered,
+        };
+        // A rejected answer says why in its own words, not the SDK's wrapping.
+        let not_whole = std::error::Error::source(error).and_then(|source| {
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+            while let Some(current) = cause {
+                if let Some(own) = current.downcast_ref::<AwsError>() {
+                    return Some(own.to_string());
+                }
+                cause = current.source();
+            }
+            None
+        });
         Failure {
-            code,
-            message,
+            code: if transport == Transport::Answered {
+                code
+            } else {
+                None
+            },
+            explained: not_whole.is_some(),
+            message: not_whole.unwrap_or(message),
             status: raw.map(|response| response.status().as_u16()),
             retry_after,
+            transport,
         }
+    }
+
+    /// True when an attempt ran out of time.
+    pub(crate) fn is_timeout(&self) -> bool {
+        self.transport == Transport::TimedOut
     }
 
     /// How long the server asked to wait before trying again, when it said.
@@ -87,11 +164,21 @@ impl Failure {
         self.retry_after
     }
 
-    /// True when the error is worth another attempt.
-    pub(crate) fn is_retryable(&self) -> bool {
-        self.code
+    /// True when the error is worth another attempt: IAM said to slow down or that it did not
+    /// act; or, for a call that is safe to repeat, the transport broke, the answer was not
+    /// whole, or the server failed (5xx).
+    pub(crate) fn is_retryable(&self, safe_to_repeat: bool) -> bool {
+        if self
+            .code
             .as_deref()
             .is_some_and(|code| RETRYABLE.contains(&code))
+        {
+            return true;
+        }
+        safe_to_repeat
+            && (self.transport == Transport::Broken
+                || (self.transport == Transport::Answered
+                    && self.status.is_some_and(|status| status >= 500)))
     }
 
     /// The failure as the engine sees it. `operation` is the API action name.
@@ -117,8 +204,23 @@ impl Failure {
                 "{code}: {} (grant `{permission}` to the identity lapse runs as)",
                 self.message
             ),
-            _ if code.is_empty() => self.message,
-            _ => format!("{code}: {}", self.message),
+            ProviderErrorKind::Throttled => format!(
+                "{code}: {} (IAM limits requests per account: run again later, or read fewer accounts at once)",
+                self.message
+            ),
+            _ if !code.is_empty() => format!("{code}: {}", self.message),
+            _ if self.explained => self.message,
+            _ => match (self.transport, self.status) {
+                (Transport::Answered, Some(status)) if status >= 500 => format!(
+                    "HTTP {status} with no AWS error code ({}): AWS or a proxy in front of it failed; run again later",
+                    self.message
+                ),
+                (Transport::Broken, _) => format!(
+                    "{}: check the network path to AWS (proxy, firewall) and run again",
+                    self.message
+                ),
+                _ => self.message,
+            },
         };
         ProviderError {
             kind,

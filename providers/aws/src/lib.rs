@@ -13,6 +13,7 @@ mod documents;
 mod error;
 mod report;
 mod snapshot;
+mod whole;
 // Always built (it is small and has no dependencies) so that tests of this crate and of the
 // lapse binary share one moto launcher.
 #[doc(hidden)]
@@ -88,7 +89,12 @@ pub struct AwsProvider {
     /// Clients per account whose identity was checked, reused by every action on it: one
     /// credential resolution (and `AssumeRole`) and one `GetCallerIdentity` per account and
     /// run, not per read.
-    checked: Arc<tokio::sync::Mutex<std::collections::HashMap<String, clients::Clients>>>,
+    #[allow(clippy::type_complexity)]
+    checked: Arc<
+        tokio::sync::Mutex<
+            std::collections::HashMap<String, (clients::Clients, clients::Identity)>,
+        >,
+    >,
 }
 
 impl AwsProvider {
@@ -201,8 +207,8 @@ impl Provider for AwsProvider {
         action: &'a Action,
     ) -> BoxFuture<'a, Result<TargetState, ProviderError>> {
         Box::pin(async move {
-            let clients = self.clients_for(action).await?;
-            actions::read_target(&clients, action).await
+            let (clients, identity) = self.clients_for(action).await?;
+            actions::read_target(&clients, identity.acting(), action).await
         })
     }
 
@@ -211,8 +217,8 @@ impl Provider for AwsProvider {
         action: &'a Action,
     ) -> BoxFuture<'a, Result<ActionOutcome, ProviderError>> {
         Box::pin(async move {
-            let clients = self.clients_for(action).await?;
-            actions::apply(&clients, action).await
+            let (clients, identity) = self.clients_for(action).await?;
+            actions::apply(&clients, identity.acting(), action).await
         })
     }
 
@@ -222,8 +228,8 @@ impl Provider for AwsProvider {
         before: &'a TargetState,
     ) -> BoxFuture<'a, Result<ActionOutcome, ProviderError>> {
         Box::pin(async move {
-            let clients = self.clients_for(action).await?;
-            actions::undo(&clients, action, before).await
+            let (clients, identity) = self.clients_for(action).await?;
+            actions::undo(&clients, identity.acting(), action, before).await
         })
     }
 
@@ -242,12 +248,15 @@ impl Provider for AwsProvider {
 
 impl AwsProvider {
     /// Clients for the account an action targets, assuming its role when the policy names one.
-    async fn clients_for(&self, action: &Action) -> Result<clients::Clients, ProviderError> {
+    async fn clients_for(
+        &self,
+        action: &Action,
+    ) -> Result<(clients::Clients, clients::Identity), ProviderError> {
         let account = action.scope().as_str().trim_start_matches("aws:");
         // Held while checking, so concurrent actions on one account check it once.
         let mut checked = self.checked.lock().await;
-        if let Some(clients) = checked.get(account) {
-            return Ok(clients.clone());
+        if let Some(checked) = checked.get(account) {
+            return Ok(checked.clone());
         }
         let scope = self
             .settings
@@ -273,8 +282,8 @@ impl AwsProvider {
                 missing_permission: None,
             });
         }
-        checked.insert(account.to_owned(), clients.clone());
-        Ok(clients)
+        checked.insert(account.to_owned(), (clients.clone(), identity.clone()));
+        Ok((clients, identity))
     }
 }
 

@@ -47,6 +47,25 @@ fn usage(value: &str) -> Usage {
     }
 }
 
+/// The columns lapse reads (the report has a few more).
+const COLUMNS: &[&str] = &[
+    "user",
+    "arn",
+    "password_enabled",
+    "password_last_used",
+    "password_last_changed",
+    "access_key_1_active",
+    "access_key_1_last_rotated",
+    "access_key_1_last_used_date",
+    "access_key_2_active",
+    "access_key_2_last_rotated",
+    "access_key_2_last_used_date",
+    "cert_1_active",
+    "cert_1_last_rotated",
+    "cert_2_active",
+    "cert_2_last_rotated",
+];
+
 pub(crate) fn parse(csv_bytes: &[u8]) -> Result<Report, ReportError> {
     let mut reader = csv::ReaderBuilder::new().from_reader(csv_bytes);
     let headers = reader
@@ -54,14 +73,25 @@ pub(crate) fn parse(csv_bytes: &[u8]) -> Result<Report, ReportError> {
         .map_err(|error| ReportError(error.to_string()))?
         .clone();
     let column = |name: &str| headers.iter().position(|header| header == name);
+    // A column lapse reads that is missing is an error, not a default: a missing
+    // `password_last_used` read as `N/A` would say "never used" of a password in daily use.
+    // The whole report is refused (the account is incomplete, naming iam:GetCredentialReport)
+    // rather than some columns read as unknown, because a report whose shape changed cannot be
+    // trusted column by column.
+    if let Some(missing) = COLUMNS.iter().find(|name| column(name).is_none()) {
+        return Err(ReportError(format!(
+            "the report has no `{missing}` column, so what it says of passwords and keys cannot be read; nothing from it was used"
+        )));
+    }
     let arn_column = column("arn").ok_or_else(|| ReportError("no `arn` column".to_owned()))?;
     let mut report = Report::new();
     for record in reader.records() {
         let record = record.map_err(|error| ReportError(error.to_string()))?;
         let field = |name: &str| {
+            // Every column was checked above, and the reader refuses rows of another length.
             column(name)
                 .and_then(|index| record.get(index))
-                .unwrap_or("N/A")
+                .unwrap_or_default()
         };
         let arn = record.get(arn_column).unwrap_or_default();
         if field("user") == "<root_account>" || arn.is_empty() {
@@ -121,5 +151,24 @@ mod tests {
         assert!(!bob.access_keys[1].active);
         assert_eq!(bob.access_keys[1].last_used, Usage::Never);
         assert!(bob.certificates.is_empty());
+    }
+
+    #[test]
+    fn a_missing_column_is_an_error_not_never_used() {
+        let header = HEADER.replace("password_last_used,", "");
+        let csv = format!(
+            "{header}\nbob,arn:aws:iam::1:user/bob,2024-01-01T00:00:00+00:00,true,2024-02-01T00:00:00+00:00,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n"
+        );
+        let error = parse(csv.as_bytes()).expect_err("a missing column");
+        assert!(
+            error.to_string().contains("`password_last_used`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_row_cut_short_is_an_error() {
+        let csv = format!("{HEADER}\nbob,arn:aws:iam::1:user/bob,2024-01-01T00:00:00+00:00,true\n");
+        assert!(parse(csv.as_bytes()).is_err());
     }
 }

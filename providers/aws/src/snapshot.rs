@@ -15,7 +15,7 @@ use lapse_sdk::{
     PrincipalKind, ScopeError, ScopeKind, ScopeStatus, Snapshot, Timestamp, Usage, Via,
 };
 
-use crate::clients::{Clients, call};
+use crate::clients::Clients;
 use crate::documents;
 use crate::report::{self, Report, ReportRow};
 use crate::{AccountScope, AwsSettings};
@@ -26,9 +26,6 @@ const OWNER_TAGS: &[&str] = &["lapse:owner", "owner"];
 const EXPIRY_TAG: &str = "lapse:expires-at";
 /// Tag overriding the human/workload guess for a user.
 const KIND_TAG: &str = "lapse:kind";
-
-/// How many times to ask for the credential report while AWS generates it.
-const REPORT_POLLS: u32 = 30;
 
 fn now() -> Timestamp {
     Timestamp::from_offset(time::OffsetDateTime::now_utc())
@@ -139,6 +136,7 @@ pub(crate) async fn scan_account(
         credentials: Vec::new(),
         grants: Vec::new(),
     };
+    let mut caller_groups = Vec::new();
     if identity.account != account {
         scan.errors.push(ScopeError {
             operation: "sts:GetCallerIdentity".to_owned(),
@@ -150,25 +148,53 @@ pub(crate) async fn scan_account(
             missing_permission: None,
         });
     } else {
+        // After a timeout nothing more is asked: the endpoint that hung once would hang again
+        // for each call, and the account is incomplete either way.
         let details = read_authorization_details(&clients, &mut scan).await;
-        let federation = has_oidc_provider(&clients, &mut scan).await;
-        let report = read_credential_report(&clients, &mut scan).await;
+        // Without the bulk read nothing else can be mapped: after any failure but a denial
+        // (where naming every missing permission at once saves the operator a round), the
+        // account stops here rather than wait out a bound for each read that cannot help.
+        let go_on = match &details {
+            Ok(_) => true,
+            Err(kind) => *kind == lapse_sdk::ProviderErrorKind::Denied,
+        };
+        let details = details.ok();
+        let federation = if go_on && clients.timed_out().is_none() {
+            has_oidc_provider(&clients, &mut scan).await
+        } else {
+            false
+        };
+        let report = if go_on && clients.timed_out().is_none() {
+            read_credential_report(&clients, &settings.bounds, &mut scan).await
+        } else {
+            None
+        };
         if let Some(details) = &details {
+            caller_groups = groups_of(&identity.arn, details);
             map_details(&mut scan, details, federation);
-            credentials(
-                &clients,
-                &mut scan,
-                details,
-                report.as_ref(),
-                settings.exact,
-            )
-            .await;
+            if clients.timed_out().is_none() {
+                credentials(
+                    &clients,
+                    &mut scan,
+                    details,
+                    report.as_ref(),
+                    settings.exact,
+                )
+                .await;
+            }
+        }
+        if clients.timed_out().is_some() {
+            scan.errors.push(ScopeError {
+                operation: "snapshot".to_owned(),
+                message: "the rest of this account was not read after a call timed out; nothing absent from this snapshot is taken as gone".to_owned(),
+                missing_permission: None,
+            });
         }
     }
     let caller = caller_principal(&identity.arn, &scan.principals);
     let mut snapshot = Snapshot::empty(taken_at);
     snapshot.scopes.push(ScopeStatus {
-        caller_identities: Vec::new(),
+        caller_identities: caller_groups,
         id: scan.scope.clone(),
         cloud: Cloud::Aws,
         kind: ScopeKind::Account,
@@ -181,6 +207,28 @@ pub(crate) async fn scan_account(
     snapshot.credentials = scan.credentials;
     snapshot.grants = scan.grants;
     snapshot
+}
+
+/// The groups an IAM user caller belongs to (their ARNs): lapse's access through them is its
+/// own, so the engine protects them like the caller. A role session belongs to no group.
+fn groups_of(caller: &str, details: &Details) -> Vec<String> {
+    let Some(user) = details.users.iter().find(|user| user.arn() == Some(caller)) else {
+        return Vec::new();
+    };
+    let mut groups: Vec<String> = user
+        .group_list()
+        .iter()
+        .filter_map(|name| {
+            details
+                .groups
+                .iter()
+                .find(|group| group.group_name() == Some(name.as_str()))
+                .and_then(|group| group.arn())
+                .map(str::to_owned)
+        })
+        .collect();
+    groups.sort();
+    groups
 }
 
 /// The caller as a principal id: an assumed-role session becomes its role's ARN (with the
@@ -216,23 +264,28 @@ struct Details {
 
 /// `GetAccountAuthorizationDetails`, every page. Customer-managed policy documents are read
 /// (to spot administrators under another name); AWS-managed ones are judged by the catalog.
-async fn read_authorization_details(clients: &Clients, scan: &mut Scan) -> Option<Details> {
+async fn read_authorization_details(
+    clients: &Clients,
+    scan: &mut Scan,
+) -> Result<Details, lapse_sdk::ProviderErrorKind> {
     let mut details = Details::default();
     let mut marker: Option<String> = None;
+    let mut pages = crate::whole::Pages::new("GetAccountAuthorizationDetails");
     loop {
-        let page = call("iam", "GetAccountAuthorizationDetails", || {
-            clients
-                .iam
-                .get_account_authorization_details()
-                .filter(EntityType::User)
-                .filter(EntityType::Role)
-                .filter(EntityType::Group)
-                .filter(EntityType::LocalManagedPolicy)
-                .set_marker(marker.clone())
-                .max_items(1000)
-                .send()
-        })
-        .await;
+        let page = clients
+            .read("iam", "GetAccountAuthorizationDetails", || {
+                clients
+                    .iam
+                    .get_account_authorization_details()
+                    .filter(EntityType::User)
+                    .filter(EntityType::Role)
+                    .filter(EntityType::Group)
+                    .filter(EntityType::LocalManagedPolicy)
+                    .set_marker(marker.clone())
+                    .max_items(1000)
+                    .send()
+            })
+            .await;
         match page {
             Ok(page) => {
                 details
@@ -245,24 +298,29 @@ async fn read_authorization_details(clients: &Clients, scan: &mut Scan) -> Optio
                     .roles
                     .extend(page.role_detail_list().iter().cloned());
                 details.policies.extend(page.policies().iter().cloned());
-                match (page.is_truncated(), page.marker()) {
-                    (true, Some(next)) => marker = Some(next.to_owned()),
-                    _ => return Some(details),
+                match pages.next(page.is_truncated(), page.marker()) {
+                    Ok(Some(next)) => marker = Some(next),
+                    Ok(None) => return Ok(details),
+                    Err(error) => {
+                        scan.failed(&error);
+                        return Err(error.kind);
+                    }
                 }
             }
             Err(error) => {
                 scan.failed(&error);
-                return None;
+                return Err(error.kind);
             }
         }
     }
 }
 
 async fn has_oidc_provider(clients: &Clients, scan: &mut Scan) -> bool {
-    match call("iam", "ListOpenIDConnectProviders", || {
-        clients.iam.list_open_id_connect_providers().send()
-    })
-    .await
+    match clients
+        .read("iam", "ListOpenIDConnectProviders", || {
+            clients.iam.list_open_id_connect_providers().send()
+        })
+        .await
     {
         Ok(output) => !output.open_id_connect_provider_list().is_empty(),
         Err(error) => {
@@ -273,23 +331,41 @@ async fn has_oidc_provider(clients: &Clients, scan: &mut Scan) -> bool {
 }
 
 /// Generates (when needed) and reads the credential report. AWS answers `COMPLETE` at once when
-/// a report under four hours old exists; otherwise it is polled with backoff.
-async fn read_credential_report(clients: &Clients, scan: &mut Scan) -> Option<Report> {
-    let mut delay = std::time::Duration::from_millis(200);
-    for _ in 0..REPORT_POLLS {
-        match call("iam", "GenerateCredentialReport", || {
-            clients.iam.generate_credential_report().send()
-        })
-        .await
+/// a report under four hours old exists; otherwise it is polled with backoff, for at most one
+/// operation bound.
+async fn read_credential_report(
+    clients: &Clients,
+    bounds: &lapse_sdk::CallBounds,
+    scan: &mut Scan,
+) -> Option<Report> {
+    let deadline = std::time::Instant::now() + bounds.operation;
+    let mut delay = bounds.first_backoff;
+    loop {
+        match clients
+            .read("iam", "GenerateCredentialReport", || {
+                clients.iam.generate_credential_report().send()
+            })
+            .await
         {
             Ok(output)
                 if output.state() == Some(&aws_sdk_iam::types::ReportStateType::Complete) =>
             {
                 break;
             }
-            Ok(_) => {
+            Ok(_) if std::time::Instant::now() + delay < deadline => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            Ok(_) => {
+                scan.errors.push(ScopeError {
+                    operation: "iam:GenerateCredentialReport".to_owned(),
+                    message: format!(
+                        "the credential report was still being generated after {}s; run again later, or raise --timeout",
+                        bounds.operation.as_secs()
+                    ),
+                    missing_permission: None,
+                });
+                return None;
             }
             Err(error) => {
                 scan.failed(&error);
@@ -297,10 +373,11 @@ async fn read_credential_report(clients: &Clients, scan: &mut Scan) -> Option<Re
             }
         }
     }
-    match call("iam", "GetCredentialReport", || {
-        clients.iam.get_credential_report().send()
-    })
-    .await
+    match clients
+        .read("iam", "GetCredentialReport", || {
+            clients.iam.get_credential_report().send()
+        })
+        .await
     {
         Ok(output) => {
             let content = output
@@ -362,7 +439,7 @@ fn map_details(scan: &mut Scan, details: &Details, federation: bool) {
     for group in &details.groups {
         let Some(arn) = group.arn() else { continue };
         scan.principals.push(Principal {
-            unique_id: None,
+            unique_id: group.group_id().map(str::to_owned),
             id: arn.into(),
             cloud: Cloud::Aws,
             scope: scan.scope.clone(),
@@ -393,7 +470,7 @@ fn map_details(scan: &mut Scan, details: &Details, federation: bool) {
         let created_at = timestamp(role.create_date());
         let last_used = timestamp(role.role_last_used().and_then(|used| used.last_used_date()));
         scan.principals.push(Principal {
-            unique_id: None,
+            unique_id: role.role_id().map(str::to_owned),
             id: arn.into(),
             cloud: Cloud::Aws,
             scope: scan.scope.clone(),
@@ -450,7 +527,7 @@ fn map_details(scan: &mut Scan, details: &Details, federation: bool) {
         let Some(arn) = user.arn() else { continue };
         let user_tags = tags(user.tags());
         scan.principals.push(Principal {
-            unique_id: None,
+            unique_id: user.user_id().map(str::to_owned),
             id: arn.into(),
             cloud: Cloud::Aws,
             scope: scan.scope.clone(),
@@ -606,6 +683,9 @@ async fn credentials(
     exact: bool,
 ) {
     for user in &details.users {
+        if clients.timed_out().is_some() {
+            break;
+        }
         let (Some(arn), Some(name)) = (user.arn(), user.user_name()) else {
             continue;
         };
@@ -746,11 +826,17 @@ async fn list_user_credentials(
     row: Option<&ReportRow>,
 ) -> Vec<Credential> {
     let mut found = Vec::new();
-    match call("iam", "ListAccessKeys", || {
-        clients.iam.list_access_keys().user_name(name).send()
-    })
-    .await
+    match clients
+        .read("iam", "ListAccessKeys", || {
+            clients.iam.list_access_keys().user_name(name).send()
+        })
+        .await
     {
+        // IAM gives a user at most two keys, so their list never pages: a page saying more
+        // follow is not understood, and not taken as all there is.
+        Ok(output) if output.is_truncated() => {
+            scan.failed(&crate::whole::unexpected_page("ListAccessKeys"))
+        }
         Ok(output) => {
             for metadata in output.access_key_metadata() {
                 let Some(key_id) = metadata.access_key_id() else {
@@ -778,14 +864,15 @@ async fn list_user_credentials(
                 });
                 key.last_used = match from_report {
                     Some(usage) => usage,
-                    None => match call("iam", "GetAccessKeyLastUsed", || {
-                        clients
-                            .iam
-                            .get_access_key_last_used()
-                            .access_key_id(key_id)
-                            .send()
-                    })
-                    .await
+                    None => match clients
+                        .read("iam", "GetAccessKeyLastUsed", || {
+                            clients
+                                .iam
+                                .get_access_key_last_used()
+                                .access_key_id(key_id)
+                                .send()
+                        })
+                        .await
                     {
                         Ok(output) => timestamp(
                             output
@@ -818,10 +905,11 @@ async fn list_user_credentials(
             found.push(password);
         }
         Some(_) => {}
-        None => match call("iam", "GetLoginProfile", || {
-            clients.iam.get_login_profile().user_name(name).send()
-        })
-        .await
+        None => match clients
+            .read("iam", "GetLoginProfile", || {
+                clients.iam.get_login_profile().user_name(name).send()
+            })
+            .await
         {
             Ok(output) => {
                 let mut password = credential(
