@@ -126,6 +126,16 @@ impl AzureError {
         }
     }
 
+    /// The text without its leading operation: a provider or scope error names the operation
+    /// in its own field, and printing both said it twice.
+    fn message(&self) -> String {
+        let text = self.to_string();
+        match text.strip_prefix(&format!("{}: ", self.operation())) {
+            Some(rest) => rest.to_owned(),
+            None => text,
+        }
+    }
+
     fn missing_permission(&self) -> Option<String> {
         match self {
             AzureError::Service {
@@ -151,7 +161,7 @@ impl AzureError {
             kind,
             operation: self.operation(),
             missing_permission: self.missing_permission(),
-            message: self.to_string(),
+            message: self.message(),
         }
     }
 
@@ -161,7 +171,7 @@ impl AzureError {
         ScopeError {
             operation: self.operation(),
             missing_permission: self.missing_permission(),
-            message: self.to_string(),
+            message: self.message(),
         }
     }
 }
