@@ -60,6 +60,37 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An input file is larger than lapse reads for its kind.
+    #[error(
+        "{} is {} MiB, more than the {} MiB a {kind} may be (the whole file was refused, nothing of it read): {advice}",
+        path.display(),
+        size.div_ceil(1 << 20),
+        limit >> 20
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes, or the bytes read before the limit was passed.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+        /// What kind of file it is.
+        kind: &'static str,
+        /// What to do instead.
+        advice: &'static str,
+    },
+    /// A text file that is not UTF-8.
+    #[error("{}:{line}:{column}: not UTF-8 (byte {byte:#04x}): save the file as UTF-8", path.display())]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the first bad byte.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The byte.
+        byte: u8,
+    },
     /// A policy folder holds no policy file.
     #[error("{} holds no policy file (*.yaml or *.yml): give a policy file or a folder of them", path.display())]
     EmptyPolicyFolder {

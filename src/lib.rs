@@ -10,6 +10,7 @@ pub mod diff;
 pub mod error;
 pub mod finding;
 pub mod init;
+pub mod input;
 pub mod plan;
 pub mod policy;
 pub mod providers;
