@@ -12,6 +12,7 @@ pub mod finding;
 pub mod init;
 pub mod input;
 pub mod plan;
+pub mod plan_check;
 pub mod policy;
 pub mod providers;
 pub mod report;
