@@ -23,3 +23,6 @@ pub use error::{Error, Result};
 
 #[cfg(test)]
 mod properties;
+
+#[cfg(test)]
+mod fuzz;
