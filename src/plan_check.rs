@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use lapse_sdk::check::{Problem, check_scopes, duplicates};
+use lapse_sdk::check::{Problem, check_scopes, cut, duplicates};
 use lapse_sdk::json_position::JsonPath;
 use lapse_sdk::{Action, ActionKind};
 
@@ -28,7 +28,12 @@ use crate::plan::{Plan, target_digest};
 #[must_use]
 pub fn check(plan: &Plan) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let mut problem = |path: JsonPath, message: String| problems.push(Problem { path, message });
+    let mut problem = |path: JsonPath, message: String| {
+        problems.push(Problem {
+            path,
+            message: cut(message),
+        });
+    };
     let mut scope_problems = Vec::new();
     let scopes = check_scopes(&plan.scopes, "scopes", &mut scope_problems);
     let incomplete = plan.scopes.iter().filter(|scope| !scope.complete).count();

@@ -18,6 +18,7 @@ mod values;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use lapse_sdk::check::cut;
 use lapse_sdk::{Cloud, Timestamp};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -326,7 +327,7 @@ pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<Policy> {
                 file: file.clone(),
                 line: error.line,
                 column: error.column,
-                message: error.message,
+                message: cut(error.message),
             });
             continue;
         }
@@ -360,7 +361,7 @@ fn yaml_diagnostic(file: &Path, error: &serde_yaml::Error) -> Diagnostic {
         file: file.to_owned(),
         line,
         column,
-        message: explain(message),
+        message: cut(explain(message)),
     }
 }
 
@@ -411,7 +412,7 @@ impl FileContext<'_> {
             file: self.file.to_owned(),
             line,
             column,
-            message: message.into(),
+            message: cut(message.into()),
         }
     }
 }

@@ -114,6 +114,10 @@ fn events(text: &str) -> Result<(), SyntaxError> {
             let mut message = error.info().to_owned();
             if tab || message.contains("tab") {
                 message.push_str(": YAML indents with spaces, not tabs");
+            } else if message.contains("simple key") {
+                message.push_str(
+                    ": a mapping key is written on one line, within 1024 characters, and followed by `:`",
+                );
             } else if message.contains("recursion limit") {
                 message.push_str(": nested too deeply; a policy needs a handful of levels");
             }

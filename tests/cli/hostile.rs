@@ -377,9 +377,9 @@ fn policy_cases() -> Vec<Case> {
         case(
             "duration past the calendar (fits i64)",
             Policy,
-            "version: 1\nrules:\n  - id: keys\n    max_idle: 1d\n    delete_after: 9999999999999d\n",
+            "version: 1\nrules:\n  - id: keys\n    subject: credentials\n    max_idle: 45d\n    delete_after: 9999999999999d\n",
             &[
-                "bad.yaml:5:19: rules[0].delete_after: `9999999999999d` is longer than 100 years",
+                "bad.yaml:6:19: rules[0].delete_after: `9999999999999d` is longer than 100 years",
                 "leave the key out",
             ],
         ),
@@ -477,6 +477,24 @@ fn policy_cases() -> Vec<Case> {
             Policy,
             "version: 1\nrules:\n  - id: a\n    max_ttl: 8h\n    action: nuke\n",
             &["bad.yaml:5:13: rules[0].action: unknown variant `nuke`"],
+        ),
+        case(
+            "enormous key (16 MiB)",
+            Policy,
+            format!("version: 1\n{}: 1\n", "k".repeat(16 << 20)),
+            &[
+                "bad.yaml:2:16777217: simple key expect ':'",
+                "within 1024 characters",
+            ],
+        ),
+        case(
+            "enormous string where a list belongs (16 MiB)",
+            Policy,
+            format!("version: 1\nprotect: {}\n", "x".repeat(16 << 20)),
+            &[
+                "bad.yaml:2:10: protect: invalid type: string \"xxxx",
+                "… (cut: the message quotes",
+            ],
         ),
         Case {
             name: "huge policy (65 MiB, sparse)",
@@ -810,6 +828,21 @@ fn snapshot_cases() -> Vec<Case> {
             &[
                 "grants[",
                 "is in subscription 00000000-0000-0000-0000-000000000000, not in its scope azure:/subscriptions/3c1f8e2a-7b4d-4e9a-a1c5-9d2f6e8b0a17",
+            ],
+        ),
+        case(
+            "enormous id of another account (16 MiB)",
+            Snapshot,
+            aws_snapshot(|s| {
+                s["principals"][1]["id"] = json!(format!(
+                    "arn:aws:iam::999999999999:user/{}",
+                    "x".repeat(16 << 20)
+                ));
+            }),
+            &[
+                "principals[1] (line",
+                "principal `arn:aws:iam::999999999999:user/xxxx",
+                "… (cut: the message quotes",
             ],
         ),
         Case {
@@ -1201,6 +1234,12 @@ fn run(case: &Case) -> Vec<String> {
             if !stderr.contains(expected.as_str()) {
                 fail(format!("stderr lacks {expected:?}"));
             }
+        }
+        if stderr.len() > 16 * 1024 {
+            fail(format!(
+                "stderr is {} bytes: messages must stay readable",
+                stderr.len()
+            ));
         }
         if elapsed > Duration::from_secs(30) {
             fail(format!("took {elapsed:?}"));

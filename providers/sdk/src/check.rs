@@ -411,6 +411,23 @@ impl ScopeShape {
     }
 }
 
+/// The longest message kept, in characters: messages quote ids, and an id can be megabytes.
+const LONGEST_MESSAGE: usize = 600;
+
+/// `message`, cut to [`LONGEST_MESSAGE`] characters, saying so.
+#[must_use]
+pub fn cut(message: String) -> String {
+    if message.chars().count() <= LONGEST_MESSAGE {
+        return message;
+    }
+    let mut kept: String = message.chars().take(LONGEST_MESSAGE).collect();
+    kept.push_str(&format!(
+        "… (cut: the message quotes {} characters)",
+        message.chars().count()
+    ));
+    kept
+}
+
 /// One record of a file that cannot be what it claims.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
@@ -436,7 +453,10 @@ pub fn check_snapshot(snapshot: &Snapshot) -> Vec<Problem> {
             )),
         };
         if let Err(message) = result {
-            problems.push(Problem { path, message });
+            problems.push(Problem {
+                path,
+                message: cut(message),
+            });
         }
     };
     for (index, principal) in snapshot.principals.iter().enumerate() {
@@ -505,7 +525,10 @@ pub fn check_scopes<'a>(
                     });
                 }
             }
-            Err(message) => problems.push(Problem { path, message }),
+            Err(message) => problems.push(Problem {
+                path,
+                message: cut(message),
+            }),
         }
     }
     shapes
@@ -528,10 +551,10 @@ pub fn duplicates<T>(
         if earlier != index {
             problems.push(Problem {
                 path: JsonPath::element(key, index),
-                message: format!(
+                message: cut(format!(
                     "id `{}` is already used by {key}[{earlier}]: a file holds each record once",
                     id(item)
-                ),
+                )),
             });
         }
     }
