@@ -15,7 +15,7 @@ mod selector;
 mod syntax;
 mod values;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use lapse_sdk::check::cut;
@@ -262,7 +262,7 @@ pub fn load(path: &Path) -> Result<Policy> {
     })?;
     let files = if metadata.is_dir() {
         let mut files = Vec::new();
-        collect_policy_files(path, &mut files)?;
+        collect_policy_files(path, &mut files, &mut HashSet::new())?;
         if files.is_empty() {
             return Err(Error::EmptyPolicyFolder {
                 path: path.to_owned(),
@@ -281,11 +281,22 @@ pub fn load(path: &Path) -> Result<Policy> {
     from_sources(&sources)
 }
 
-fn collect_policy_files(folder: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+/// Collects policy files under `folder`, in path order. Symbolic links are followed (a shared
+/// file linked into several folders is common), but each folder and file is taken once by its
+/// real path: a link back to a parent would otherwise read the same files again, forty levels
+/// deep, until the system refused the path.
+fn collect_policy_files(
+    folder: &Path,
+    files: &mut Vec<PathBuf>,
+    seen: &mut HashSet<PathBuf>,
+) -> Result<()> {
     let read_error = |source| Error::Read {
         path: folder.to_owned(),
         source,
     };
+    if !seen.insert(std::fs::canonicalize(folder).map_err(read_error)?) {
+        return Ok(());
+    }
     let mut entries = std::fs::read_dir(folder)
         .map_err(read_error)?
         .map(|entry| entry.map(|entry| entry.path()))
@@ -300,12 +311,18 @@ fn collect_policy_files(folder: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
             continue;
         }
         if entry.is_dir() {
-            collect_policy_files(&entry, files)?;
+            collect_policy_files(&entry, files, seen)?;
         } else if entry
             .extension()
             .is_some_and(|extension| extension == "yaml" || extension == "yml")
         {
-            files.push(entry);
+            let real = std::fs::canonicalize(&entry).map_err(|source| Error::Read {
+                path: entry.clone(),
+                source,
+            })?;
+            if seen.insert(real) {
+                files.push(entry);
+            }
         }
     }
     Ok(())
