@@ -1513,6 +1513,11 @@ fn random_spec(
                     spec
                 }
             };
+            // Made at a management group, a grant reaches the subscription by inheritance, as
+            // the provider reports it.
+            if spec.resource.starts_with("/providers/") && matches!(spec.via, Via::Direct) {
+                spec.via = Via::Inherited(spec.resource.clone());
+            }
             if spec.created_ago.is_none() && rng.chance(0.95) {
                 spec.created_ago = Some(created);
             }
@@ -2047,11 +2052,11 @@ fn build_grants(
                 if attempt < 8 {
                     spec = random_spec(&mut rng, scope, principal, meta, class, &pools);
                     spec.privileged = class == 2;
+                } else if scope.cloud == Cloud::Aws {
+                    // An AWS grant's resource is its account: vary the policy instead.
+                    spec.entitlement = format!("{}-{attempt}", spec.entitlement);
                 } else {
                     spec.resource = format!("{}/{}", spec.resource, attempt);
-                    if scope.cloud == Cloud::Aws {
-                        spec.entitlement = format!("{}-{attempt}", spec.entitlement);
-                    }
                 }
                 id = grant_id(ids, scope, &principal.id, &spec, serial);
             }

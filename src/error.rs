@@ -60,6 +60,37 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An input file is larger than lapse reads for its kind.
+    #[error(
+        "{} is {} MiB, more than the {} MiB a {kind} may be (the whole file was refused, nothing of it read): {advice}",
+        path.display(),
+        size.div_ceil(1 << 20),
+        limit >> 20
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes, or the bytes read before the limit was passed.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+        /// What kind of file it is.
+        kind: &'static str,
+        /// What to do instead.
+        advice: &'static str,
+    },
+    /// A text file that is not UTF-8.
+    #[error("{}:{line}:{column}: not UTF-8 (byte {byte:#04x}): save the file as UTF-8", path.display())]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the first bad byte.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The byte.
+        byte: u8,
+    },
     /// A policy folder holds no policy file.
     #[error("{} holds no policy file (*.yaml or *.yml): give a policy file or a folder of them", path.display())]
     EmptyPolicyFolder {
@@ -103,7 +134,7 @@ pub enum Error {
     },
     /// A file given as a saved plan is something else.
     #[error(
-        "{} is not a lapse plan (format {found:?}, expected \"lapse-plan\"): save one with `lapse plan --out FILE`",
+        "{} is not a lapse plan (format {found:?}, expected \"lapse-plan\", at line {line}, column {column}): save one with `lapse plan --out FILE`",
         path.display()
     )]
     PlanFormat {
@@ -111,10 +142,14 @@ pub enum Error {
         path: PathBuf,
         /// The `format` it has.
         found: String,
+        /// 1-based line of the value (of the document when it is missing).
+        line: usize,
+        /// 1-based column.
+        column: usize,
     },
     /// A saved plan has a version this build does not read.
     #[error(
-        "{} is plan format version {found}; this lapse reads version {supported}: render it with the lapse that wrote it, or plan again",
+        "{} is plan format version {found}; this lapse reads version {supported} (`version` at line {line}, column {column}): render it with the lapse that wrote it, or plan again",
         path.display()
     )]
     PlanVersion {
@@ -124,6 +159,33 @@ pub enum Error {
         found: String,
         /// The version this build reads.
         supported: u32,
+        /// 1-based line of the value (of the document when it is missing).
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// A saved plan starts with a byte-order mark.
+    #[error(
+        "{}:1:1: the file starts with a {encoding} byte-order mark: lapse writes plans as UTF-8 JSON without one; save it without the BOM, or make the plan again",
+        path.display()
+    )]
+    PlanEncoding {
+        /// The file.
+        path: PathBuf,
+        /// What the mark says the text is.
+        encoding: &'static str,
+    },
+    /// A saved plan that does not hold together: a record edited without its digest, an
+    /// action outside the plan's scopes, counts that disagree with the contents.
+    #[error(
+        "{} cannot be a plan as lapse wrote it, so it was edited or forged; nothing was read or changed: make the plan again with `lapse plan --out FILE`:{problems}",
+        path.display()
+    )]
+    PlanForged {
+        /// The file.
+        path: PathBuf,
+        /// The problems, the first of them with their place in the file.
+        problems: lapse_sdk::PlacedProblems,
     },
     /// A report could not be rendered.
     #[error("cannot render the {format} report: {message}")]

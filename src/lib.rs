@@ -11,7 +11,9 @@ pub mod diff;
 pub mod error;
 pub mod finding;
 pub mod init;
+pub mod input;
 pub mod plan;
+pub mod plan_check;
 pub mod policy;
 pub mod providers;
 pub mod report;
@@ -22,3 +24,6 @@ pub use error::{Error, Result};
 
 #[cfg(test)]
 mod properties;
+
+#[cfg(test)]
+mod fuzz;

@@ -1,4 +1,5 @@
-//! Reading snapshot files: in parallel, each checked for format and version, then merged.
+//! Reading snapshot files: in parallel, each bounded in size ([`input::SNAPSHOT_LIMIT`]) and
+//! checked for format, version and records that contradict their scopes, then merged.
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +8,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::input::{self, InputKind};
 
 /// Snapshots read from files and merged, with a digest that identifies the inputs.
 #[derive(Clone, Debug)]
@@ -65,10 +67,7 @@ pub fn load(paths: &[PathBuf]) -> Result<LoadedSnapshot> {
 }
 
 fn read_one(path: &Path) -> Result<(Snapshot, [u8; 32])> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes = input::read(path, InputKind::Snapshot)?;
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
     let snapshot = Snapshot::from_json_slice(&bytes).map_err(|source| Error::Snapshot {
         path: path.to_owned(),

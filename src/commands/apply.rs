@@ -133,11 +133,7 @@ pub(crate) fn run(args: &ApplyArgs) -> Result<Status> {
     let mut store = None;
     let (plan, plan_digest, plan_file, policy, fresh_live) = match &args.plan {
         Some(path) => {
-            let text = std::fs::read(path).map_err(|source| lapse::Error::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let plan = lapse::report::parse_plan(&String::from_utf8_lossy(&text), path)?;
+            let (plan, text) = lapse::report::read_plan_file(path)?;
             let policy = policy_for(&plan, args.policy.as_deref())?;
             (
                 plan,

@@ -68,6 +68,7 @@ impl ScopesDocument {
 #[serde(deny_unknown_fields)]
 pub struct AwsScopeDocument {
     /// The 12-digit account id.
+    #[serde(deserialize_with = "super::values::text")]
     pub account: String,
     /// A role to assume in the account (read-only is enough for `plan`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,6 +86,7 @@ pub struct AwsScopeDocument {
 #[serde(deny_unknown_fields)]
 pub struct AzureScopeDocument {
     /// Tenant id or primary domain.
+    #[serde(deserialize_with = "super::values::text")]
     pub tenant: String,
     /// Subscription ids, or `"*"` for every subscription the caller can see.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -278,6 +280,7 @@ pub enum RuleAction {
 #[serde(deny_unknown_fields)]
 pub struct RuleDocument {
     /// Unique id; exceptions and reports refer to it.
+    #[serde(deserialize_with = "super::values::text")]
     pub id: String,
     /// What the rule is for, shown in reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -336,8 +339,10 @@ pub struct ExceptionDocument {
     /// Waived until this date; after it the finding is back and `exception-expired` is added.
     pub until: PolicyTime,
     /// Who approved the waiver.
+    #[serde(deserialize_with = "super::values::text")]
     pub approved_by: String,
     /// Why.
+    #[serde(deserialize_with = "super::values::text")]
     pub reason: String,
     /// Ticket, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -351,5 +356,6 @@ pub struct OwnerDocument {
     /// Principal id or display name, or a glob.
     pub principal: Pattern,
     /// Team or person.
+    #[serde(deserialize_with = "super::values::text")]
     pub owner: String,
 }

@@ -1,19 +1,24 @@
 //! The policy language: loading one file or a folder of files, checking it, and compiling it
 //! into the form the diff engine evaluates.
 //!
-//! Errors name file, line and column. Shape and value errors come from serde_yaml (every scalar
-//! type parses itself in a visitor, so the position is the offending scalar's); cross-entry
-//! errors (duplicate rule ids, an exception naming a missing rule) are positioned with
-//! [`locate::Locations`].
+//! Errors name file, line and column. Each file is read within [`input::POLICY_LIMIT`] and must
+//! be UTF-8; [`syntax`] then checks the YAML text for what serde_yaml accepts silently or cannot
+//! read in bounded time (nulls, duplicate and merge keys, deep nesting, alias bombs). Shape and
+//! value errors come from serde_yaml (every scalar type parses itself in a visitor, so the
+//! position is the offending scalar's); cross-entry errors (duplicate rule ids, an exception
+//! naming a missing rule, a scope or declaration whose ids contradict each other) are positioned
+//! with [`locate::Locations`].
 
 mod document;
 mod locate;
 mod selector;
+mod syntax;
 mod values;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use lapse_sdk::check::cut;
 use lapse_sdk::{Cloud, Timestamp};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -25,10 +30,11 @@ pub use document::{
     RuleSubject, ScopesDocument, SelectorDocument, UnknownAge,
 };
 pub use selector::{Patterns, Selector, Target};
-pub use values::{Duration, OneOrMany, Pattern, PolicyTime, PolicyVersion};
+pub use values::{Duration, MAX_DURATION_SECONDS, OneOrMany, Pattern, PolicyTime, PolicyVersion};
 
 use crate::error::{Diagnostic, Diagnostics, Error, Result};
 use crate::finding::{FindingKind, Severity};
+use crate::input::{self, InputKind};
 use locate::Locations;
 
 /// Where a policy entry is written: reports point at it, SARIF uses it as the location.
@@ -245,8 +251,10 @@ impl Policy {
 /// Loads a policy file, or every `*.yaml`/`*.yml` file under a folder (sorted by path), merged.
 ///
 /// # Errors
-/// [`Error::Read`] when a file cannot be read, [`Error::EmptyPolicyFolder`] for a folder with no
-/// policy file, [`Error::Policy`] with every problem found, each with file, line and column.
+/// [`Error::Read`] when a file cannot be read, [`Error::TooLarge`] past
+/// [`input::POLICY_LIMIT`], [`Error::NotUtf8`] at the first byte that is not UTF-8,
+/// [`Error::EmptyPolicyFolder`] for a folder with no policy file, [`Error::Policy`] with every
+/// problem found, each with file, line and column.
 pub fn load(path: &Path) -> Result<Policy> {
     let metadata = std::fs::metadata(path).map_err(|source| Error::Read {
         path: path.to_owned(),
@@ -254,7 +262,7 @@ pub fn load(path: &Path) -> Result<Policy> {
     })?;
     let files = if metadata.is_dir() {
         let mut files = Vec::new();
-        collect_policy_files(path, &mut files)?;
+        collect_policy_files(path, &mut files, &mut HashSet::new())?;
         if files.is_empty() {
             return Err(Error::EmptyPolicyFolder {
                 path: path.to_owned(),
@@ -266,20 +274,29 @@ pub fn load(path: &Path) -> Result<Policy> {
     };
     let mut sources = Vec::with_capacity(files.len());
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|source| Error::Read {
-            path: file.clone(),
-            source,
-        })?;
+        let bytes = input::read(&file, InputKind::Policy)?;
+        let text = input::text(&file, bytes)?;
         sources.push((file, text));
     }
     from_sources(&sources)
 }
 
-fn collect_policy_files(folder: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+/// Collects policy files under `folder`, in path order. Symbolic links are followed (a shared
+/// file linked into several folders is common), but each folder and file is taken once by its
+/// real path: a link back to a parent would otherwise read the same files again, forty levels
+/// deep, until the system refused the path.
+fn collect_policy_files(
+    folder: &Path,
+    files: &mut Vec<PathBuf>,
+    seen: &mut HashSet<PathBuf>,
+) -> Result<()> {
     let read_error = |source| Error::Read {
         path: folder.to_owned(),
         source,
     };
+    if !seen.insert(std::fs::canonicalize(folder).map_err(read_error)?) {
+        return Ok(());
+    }
     let mut entries = std::fs::read_dir(folder)
         .map_err(read_error)?
         .map(|entry| entry.map(|entry| entry.path()))
@@ -294,12 +311,18 @@ fn collect_policy_files(folder: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
             continue;
         }
         if entry.is_dir() {
-            collect_policy_files(&entry, files)?;
+            collect_policy_files(&entry, files, seen)?;
         } else if entry
             .extension()
             .is_some_and(|extension| extension == "yaml" || extension == "yml")
         {
-            files.push(entry);
+            let real = std::fs::canonicalize(&entry).map_err(|source| Error::Read {
+                path: entry.clone(),
+                source,
+            })?;
+            if seen.insert(real) {
+                files.push(entry);
+            }
         }
     }
     Ok(())
@@ -313,6 +336,18 @@ pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<Policy> {
     let mut diagnostics = Vec::new();
     let mut parsed = Vec::new();
     for (file, text) in sources {
+        // YAML allows a byte-order mark at the start (editors on Windows write one); positions
+        // are the same without it.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        if let Err(error) = syntax::check(text) {
+            diagnostics.push(Diagnostic {
+                file: file.clone(),
+                line: error.line,
+                column: error.column,
+                message: cut(error.message),
+            });
+            continue;
+        }
         match serde_yaml::from_str::<PolicyDocument>(text) {
             Ok(document) => parsed.push((file, text, document)),
             Err(error) => diagnostics.push(yaml_diagnostic(file, &error)),
@@ -343,7 +378,7 @@ fn yaml_diagnostic(file: &Path, error: &serde_yaml::Error) -> Diagnostic {
         file: file.to_owned(),
         line,
         column,
-        message: explain(message),
+        message: cut(explain(message)),
     }
 }
 
@@ -394,7 +429,7 @@ impl FileContext<'_> {
             file: self.file.to_owned(),
             line,
             column,
-            message: message.into(),
+            message: cut(message.into()),
         }
     }
 }
@@ -417,6 +452,7 @@ impl Builder {
             exceptions,
             owners,
         } = document;
+        self.check_scopes(&context, &scopes);
         self.policy.scopes.aws.extend(scopes.aws);
         self.policy.scopes.azure.extend(scopes.azure);
         self.policy.scopes.gcp.extend(scopes.gcp);
@@ -469,6 +505,116 @@ impl Builder {
                 owner: entry.owner,
                 origin: context.origin(&path),
             });
+        }
+    }
+
+    /// Scope ids go into API paths and into the names of scopes read: each must have its
+    /// cloud's shape, and a role to assume must be in the account it reads, or another
+    /// account would be read (and its findings reported) under this one's name.
+    fn check_scopes(&mut self, context: &FileContext<'_>, scopes: &ScopesDocument) {
+        let plain = |text: &str| {
+            !text.is_empty()
+                && text
+                    .chars()
+                    .all(|character| character.is_ascii_alphanumeric() || "-_.".contains(character))
+        };
+        for (index, scope) in scopes.aws.iter().enumerate() {
+            let path = format!("scopes.aws[{index}]");
+            let account = scope.account.as_str();
+            if account.len() != 12 || !account.bytes().all(|byte| byte.is_ascii_digit()) {
+                self.diagnostics.push(context.diagnostic(
+                    &format!("{path}.account"),
+                    format!("account `{account}` is not a 12-digit AWS account id (quote it, so YAML keeps leading zeros)"),
+                ));
+                continue;
+            }
+            if let Some(role) = &scope.assume_role {
+                let role_account = role.split(':').nth(4).unwrap_or_default();
+                let is_role = role.starts_with("arn:aws")
+                    && role.split(':').nth(2) == Some("iam")
+                    && role
+                        .split(':')
+                        .nth(5)
+                        .is_some_and(|rest| rest.starts_with("role/"));
+                if !is_role {
+                    self.diagnostics.push(context.diagnostic(
+                        &format!("{path}.assume_role"),
+                        format!(
+                            "`{role}` is not an IAM role ARN (arn:aws:iam::{account}:role/NAME)"
+                        ),
+                    ));
+                } else if role_account != account {
+                    self.diagnostics.push(context.diagnostic(
+                        &format!("{path}.assume_role"),
+                        format!(
+                            "role `{role}` is in account {role_account}, not in the scope's account {account}: lapse would read account {role_account} under {account}'s name; name the role in {account}"
+                        ),
+                    ));
+                }
+            }
+        }
+        for (index, scope) in scopes.azure.iter().enumerate() {
+            let path = format!("scopes.azure[{index}]");
+            if !plain(&scope.tenant) {
+                self.diagnostics.push(context.diagnostic(
+                    &format!("{path}.tenant"),
+                    format!(
+                        "tenant `{}` is neither a tenant id nor a domain name",
+                        scope.tenant
+                    ),
+                ));
+            }
+            for subscription in &scope.subscriptions {
+                if subscription != "*" && !plain(subscription) {
+                    self.diagnostics.push(context.diagnostic(
+                        &format!("{path}.subscriptions"),
+                        format!(
+                            "subscription `{subscription}` is neither a subscription id nor `*`"
+                        ),
+                    ));
+                }
+            }
+        }
+        for (index, scope) in scopes.gcp.iter().enumerate() {
+            let path = format!("scopes.gcp[{index}]");
+            let given: Vec<(&str, &String)> = [
+                ("project", scope.project.as_ref()),
+                ("folder", scope.folder.as_ref()),
+                ("organization", scope.organization.as_ref()),
+            ]
+            .into_iter()
+            .filter_map(|(key, value)| Some((key, value?)))
+            .collect();
+            let [(key, value)] = given.as_slice() else {
+                self.diagnostics.push(context.diagnostic(
+                    &path,
+                    "give exactly one of `project`, `folder` or `organization` per entry",
+                ));
+                continue;
+            };
+            let valid = if *key == "project" {
+                // Project ids, and the older domain-scoped form `example.com:project`.
+                value.chars().all(|character| {
+                    character.is_ascii_lowercase()
+                        || character.is_ascii_digit()
+                        || "-.:".contains(character)
+                }) && value
+                    .chars()
+                    .next()
+                    .is_some_and(|first| first.is_ascii_lowercase())
+            } else {
+                !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit())
+            };
+            if !valid {
+                self.diagnostics.push(context.diagnostic(
+                    &format!("{path}.{key}"),
+                    if *key == "project" {
+                        format!("project `{value}` is not a project id (lowercase letters, digits and hyphens)")
+                    } else {
+                        format!("{key} `{value}` is not a numeric {key} id")
+                    },
+                ));
+            }
         }
     }
 
@@ -540,6 +686,10 @@ impl Builder {
         entry: DeclaredGrantDocument,
     ) {
         let path = format!("grants[{index}]");
+        if let Some(message) = outside_scope(&entry) {
+            self.diagnostics
+                .push(context.diagnostic(&format!("{path}.scope"), message));
+        }
         let cloud = entry
             .cloud
             .or_else(|| infer_cloud(&entry.principal.0, &entry.entitlement.0));
@@ -791,6 +941,48 @@ impl Builder {
         self.policy.digest = format!("sha256:{}", hex::encode(hasher.finalize()));
         Ok(self.policy)
     }
+}
+
+/// A declaration whose literal ids lie outside its literal scope can never match anything:
+/// an AWS principal of another account, a Google resource in another container.
+fn outside_scope(entry: &DeclaredGrantDocument) -> Option<String> {
+    let scope = entry.scope.as_ref().filter(|scope| scope.is_literal())?;
+    let scope = scope
+        .0
+        .split_once(':')
+        .map_or(scope.0.as_str(), |(prefix, rest)| {
+            if ["aws", "azure", "gcp"].contains(&prefix) {
+                rest
+            } else {
+                scope.0.as_str()
+            }
+        });
+    let principal = &entry.principal;
+    if principal.is_literal() && principal.0.starts_with("arn:aws") {
+        let account = principal.0.split(':').nth(4).unwrap_or_default();
+        if scope.len() == 12 && scope.bytes().all(|byte| byte.is_ascii_digit()) && account != scope
+        {
+            return Some(format!(
+                "principal `{principal}` is in account {account}, outside the declared scope {scope}: this declaration can never match; fix the scope or the principal"
+            ));
+        }
+    }
+    let resource = entry
+        .resource
+        .as_ref()
+        .filter(|resource| resource.is_literal())?;
+    let containers = ["projects/", "folders/", "organizations/"];
+    let inside = resource.0 == scope
+        || resource
+            .0
+            .strip_prefix(scope)
+            .is_some_and(|rest| rest.starts_with('/'));
+    if containers.iter().any(|prefix| scope.starts_with(prefix)) && !inside {
+        return Some(format!(
+            "resource `{resource}` is outside the declared scope {scope}: this declaration can never match; fix the scope or the resource"
+        ));
+    }
+    None
 }
 
 fn is_empty_selector(selector: &SelectorDocument) -> bool {

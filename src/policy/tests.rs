@@ -170,3 +170,23 @@ fn the_schema_names_every_section() {
         serde_json::Value::Bool(false)
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_folder_linked_back_to_its_parent_is_read_once() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        folder.path().join("policy.yaml"),
+        "version: 1\nrules:\n  - {id: keys, max_age: 90d}\n",
+    )
+    .expect("write");
+    std::fs::create_dir(folder.path().join("team")).expect("mkdir");
+    std::os::unix::fs::symlink("..", folder.path().join("team/loop")).expect("symlink");
+    std::os::unix::fs::symlink("../policy.yaml", folder.path().join("team/shared.yaml"))
+        .expect("symlink");
+    // Before, the link was followed forty levels deep, reading the file again at each, until
+    // the system refused the path ("too many levels of symbolic links").
+    let policy = load(folder.path()).expect("one policy");
+    assert_eq!(policy.files.len(), 1, "{:?}", policy.files);
+    assert_eq!(policy.rules.len(), 1);
+}

@@ -59,14 +59,52 @@ impl Duration {
                 ));
             }
         };
-        number
+        let seconds = number
             .parse::<i64>()
             .ok()
             .and_then(|value| value.checked_mul(multiplier))
-            .map(Duration::from_seconds)
-            .ok_or_else(|| format!("`{input}` is too large for a duration"))
+            .ok_or_else(|| format!("`{input}` is too large for a duration"))?;
+        if seconds > MAX_DURATION_SECONDS {
+            return Err(format!(
+                "`{input}` is longer than 100 years (36525d): write a shorter limit, or leave the key out for none"
+            ));
+        }
+        Ok(Duration::from_seconds(seconds))
     }
 }
+
+/// The longest duration accepted: 100 years. Limits are added to instants (a grace period to
+/// the time a key was deactivated); past the calendar's end the sum cannot be represented, and
+/// such a deadline would read as already passed.
+pub const MAX_DURATION_SECONDS: i64 = 36_525 * 86_400;
+
+/// Deserializes text that must be present: YAML's null (`~`, `null`, or nothing after the
+/// colon) is refused where it is written, rather than read as the text "~" or "null", which
+/// would pass as an approver or a reason.
+pub(crate) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    struct TextVisitor;
+    impl<'de> Visitor<'de> for TextVisitor {
+        type Value = String;
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("text")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<String, E> {
+            Err(E::custom(NULL_TEXT))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<String, E> {
+            Err(E::custom(NULL_TEXT))
+        }
+        fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+            String::deserialize(deserializer)
+        }
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<String, E> {
+            Ok(value.to_owned())
+        }
+    }
+    deserializer.deserialize_option(TextVisitor)
+}
+
+const NULL_TEXT: &str = "no value here (YAML reads `~`, `null` and nothing as null): write the text, in quotes if it is literally \"null\"";
 
 impl fmt::Display for Duration {
     /// The largest unit that divides the duration exactly, so `90d` prints as `90d`.
@@ -201,10 +239,23 @@ impl fmt::Display for Pattern {
 impl<'de> Deserialize<'de> for Pattern {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct PatternVisitor;
-        impl Visitor<'_> for PatternVisitor {
+        impl<'de> Visitor<'de> for PatternVisitor {
             type Value = Pattern;
             fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
                 formatter.write_str("an id or a glob such as arn:aws:iam::*:role/admin-*")
+            }
+            // A null is refused where it is written, not read as the pattern "~" or "null".
+            fn visit_none<E: de::Error>(self) -> Result<Pattern, E> {
+                Err(E::custom(NULL_TEXT))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Pattern, E> {
+                Err(E::custom(NULL_TEXT))
+            }
+            fn visit_some<D: Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<Pattern, D::Error> {
+                deserializer.deserialize_str(PatternVisitor)
             }
             fn visit_str<E: de::Error>(self, value: &str) -> Result<Pattern, E> {
                 if value.trim().is_empty() {
@@ -219,7 +270,7 @@ impl<'de> Deserialize<'de> for Pattern {
                 Ok(pattern)
             }
         }
-        deserializer.deserialize_str(PatternVisitor)
+        deserializer.deserialize_option(PatternVisitor)
     }
 }
 
@@ -370,6 +421,17 @@ mod tests {
         for bad in ["90", "d", "90days", "1.5h", "-3d", "8 h x"] {
             assert!(Duration::parse(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn durations_past_a_century_are_refused() {
+        assert_eq!(
+            Duration::parse("36525d").map(Duration::seconds),
+            Ok(MAX_DURATION_SECONDS)
+        );
+        // Fits in an i64, but added to any instant it passes the calendar's end.
+        let error = Duration::parse("9999999999999d").expect_err("too long");
+        assert!(error.contains("longer than 100 years"), "{error}");
     }
 
     #[test]

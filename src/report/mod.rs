@@ -24,9 +24,13 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use lapse_sdk::json_position::{Segment, line_column, position_of};
+
 use crate::error::{Error, Result};
 use crate::finding::{Finding, Severity, SubjectType};
+use crate::input::{self, InputKind};
 use crate::plan::{PLAN_FORMAT, PLAN_VERSION, Plan};
+use crate::plan_check;
 
 pub use markdown::COMMENT_LIMIT;
 
@@ -140,23 +144,59 @@ pub fn render(plan: &Plan, format: Format, options: &RenderOptions) -> Result<St
 }
 
 /// Reads a plan saved by `lapse plan --out` (or `--format json`). The header is checked first,
-/// so a file from a newer lapse, or not a plan at all, is refused with a clear reason.
+/// so a file from a newer lapse, or not a plan at all, is refused with a clear reason; then
+/// that it holds together (see [`crate::plan_check`]).
 ///
 /// # Errors
-/// [`Error::Read`] when the file cannot be read; see [`parse_plan`].
+/// [`Error::Read`] when the file cannot be read, [`Error::TooLarge`] past
+/// [`input::PLAN_LIMIT`]; see [`parse_plan_bytes`].
 pub fn read_plan(path: &Path) -> Result<Plan> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
+    read_plan_file(path).map(|(plan, _)| plan)
+}
+
+/// Reads a saved plan as [`read_plan`] does, and returns its bytes too (`apply` names its
+/// journal after their digest).
+///
+/// # Errors
+/// As [`read_plan`].
+pub fn read_plan_file(path: &Path) -> Result<(Plan, Vec<u8>)> {
+    let bytes = input::read(path, InputKind::Plan)?;
+    let plan = parse_plan_bytes(&bytes, path)?;
+    Ok((plan, bytes))
+}
+
+/// Parses a saved plan's bytes; `path` names it in errors.
+///
+/// # Errors
+/// [`Error::PlanEncoding`] for a byte-order mark, [`Error::NotUtf8`] for text that is not
+/// UTF-8; see [`parse_plan`].
+pub fn parse_plan_bytes(bytes: &[u8], path: &Path) -> Result<Plan> {
+    if let Some(encoding) = lapse_sdk::byte_order_mark(bytes) {
+        return Err(Error::PlanEncoding {
+            path: path.to_owned(),
+            encoding,
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|error| {
+        let (line, column) = line_column(bytes, error.valid_up_to());
+        Error::NotUtf8 {
+            path: path.to_owned(),
+            line,
+            column,
+            byte: bytes.get(error.valid_up_to()).copied().unwrap_or_default(),
+        }
     })?;
-    parse_plan(&text, path)
+    parse_plan(text, path)
 }
 
 /// Parses a saved plan; `path` names it in errors.
 ///
+/// serde_json's recursion limit (128 levels) bounds the stack on deeply nested input.
+///
 /// # Errors
 /// [`Error::PlanFormat`] when it is not a lapse plan, [`Error::PlanVersion`] when its version is
-/// not one this build reads, [`Error::PlanFile`] when it is malformed.
+/// not one this build reads, [`Error::PlanFile`] when it is malformed, [`Error::PlanForged`]
+/// when it does not hold together.
 pub fn parse_plan(text: &str, path: &Path) -> Result<Plan> {
     #[derive(Deserialize)]
     struct Header {
@@ -167,21 +207,38 @@ pub fn parse_plan(text: &str, path: &Path) -> Result<Plan> {
         path: path.to_owned(),
         source,
     };
+    let at = |key: &str| position_of(text.as_bytes(), &[Segment::Key(key)]).unwrap_or((1, 1));
     let header: Header = serde_json::from_str(text).map_err(malformed)?;
     if header.format.as_deref() != Some(PLAN_FORMAT) {
+        let (line, column) = at("format");
         return Err(Error::PlanFormat {
             path: path.to_owned(),
             found: header.format.unwrap_or_default(),
+            line,
+            column,
         });
     }
-    match header.version {
-        Some(PLAN_VERSION) => serde_json::from_str(text).map_err(malformed),
-        found => Err(Error::PlanVersion {
+    let plan: Plan = match header.version {
+        Some(PLAN_VERSION) => serde_json::from_str(text).map_err(malformed)?,
+        found => {
+            let (line, column) = at("version");
+            return Err(Error::PlanVersion {
+                path: path.to_owned(),
+                found: found.map_or_else(|| "none".to_owned(), |version| version.to_string()),
+                supported: PLAN_VERSION,
+                line,
+                column,
+            });
+        }
+    };
+    let problems = plan_check::check(&plan);
+    if !problems.is_empty() {
+        return Err(Error::PlanForged {
             path: path.to_owned(),
-            found: found.map_or_else(|| "none".to_owned(), |version| version.to_string()),
-            supported: PLAN_VERSION,
-        }),
+            problems: lapse_sdk::place_problems(text.as_bytes(), problems, &[]),
+        });
     }
+    Ok(plan)
 }
 
 /// "who -> entitlement", "who key-kind id", "who", or the policy entry: one line per subject.

@@ -988,7 +988,11 @@ fn a_protected_principal_injected_into_a_plan_is_refused_before_any_call() {
     inject(&world.plan, revoke(&arn("user", "ops"), READ_ONLY), false);
     let output = world.apply(&[]);
     let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "refused where the plan is read: {stderr}"
+    );
     assert!(
         stderr.contains("does not match its target digest"),
         "{stderr}"

@@ -7,7 +7,9 @@
 
 mod action;
 mod bounds;
+pub mod check;
 mod ids;
+pub mod json_position;
 mod model;
 mod provider;
 mod snapshot;
@@ -26,6 +28,7 @@ pub use provider::{
     BoxFuture, Provider, ProviderError, ProviderErrorKind, SnapshotRequest, SnapshotResponse,
 };
 pub use snapshot::{
-    SNAPSHOT_FORMAT, SNAPSHOT_VERSION, ScopeError, ScopeKind, ScopeStatus, Snapshot, SnapshotError,
+    PlacedProblem, PlacedProblems, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, ScopeError, ScopeKind,
+    ScopeStatus, Snapshot, SnapshotError, byte_order_mark, place_problems,
 };
 pub use timestamp::{Timestamp, TimestampError};

@@ -183,7 +183,11 @@ pub struct Principal {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
     /// Tags or labels, verbatim.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::check::unique_tags"
+    )]
     pub tags: BTreeMap<String, String>,
     /// False when the identity is disabled (Entra `accountEnabled=false`, Google `disabled`).
     #[serde(default = "enabled_by_default", skip_serializing_if = "is_true")]
