@@ -106,7 +106,7 @@ pub fn check(plan: &Plan) -> Vec<Problem> {
                 ),
             );
         }
-        if target_digest(action) != change.target_digest {
+        if target_digest(action, change.principal_unique_id.as_deref()) != change.target_digest {
             problem(
                 path().key("target_digest"),
                 format!(

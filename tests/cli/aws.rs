@@ -225,11 +225,12 @@ fn an_unreadable_account_exits_3_and_names_the_missing_permission() {
     assert!(!String::from_utf8_lossy(&output.stderr).contains(key.secret_access_key()));
 }
 
-/// A snapshot file edited to hold records that name the real role by another ARN: the same
-/// name under a path, and the same name in another account. Their plan revokes
-/// AdministratorAccess from each; applying it must change nothing in the real account (zero
-/// mutating calls reach moto through a counting proxy), the real role keeps its policies, and
-/// the run fails saying it refused.
+/// A snapshot file edited to hold records that name the real role by another ARN. The same
+/// name in another account is refused where the file is read (it lies outside the file's
+/// scope). The same name under a path lies inside it, so it is planned: its plan revokes
+/// AdministratorAccess, and applying it must change nothing in the real account (zero mutating
+/// calls reach moto through a counting proxy), the real role keeps its policies, and the run
+/// fails saying it refused.
 #[test]
 fn forged_records_in_a_snapshot_file_change_nothing_in_the_real_account() {
     use lapse_provider_aws::testing::FaultProxy;
@@ -276,26 +277,56 @@ fn forged_records_in_a_snapshot_file_change_nothing_in_the_real_account() {
         .arg(&snapshot_path)
         .assert()
         .code(0);
-    let mut snapshot: Value =
+    let taken: Value =
         serde_json::from_slice(&std::fs::read(&snapshot_path).expect("read")).expect("json");
     let real_arn = real.as_str();
-    for list in ["principals", "grants"] {
-        let copies: Vec<Value> = snapshot[list]
-            .as_array()
-            .expect("list")
-            .iter()
-            .filter(|record| record["id"] == real_arn || record["principal"] == real_arn)
-            .flat_map(|record| {
-                forged.iter().map(move |principal| {
-                    let text = serde_json::to_string(record).expect("record");
-                    serde_json::from_str::<Value>(&text.replace(real_arn, principal)).expect("copy")
+    let forge = |forged: &[String], path: &std::path::Path| {
+        let mut snapshot = taken.clone();
+        for list in ["principals", "grants"] {
+            let copies: Vec<Value> = snapshot[list]
+                .as_array()
+                .expect("list")
+                .iter()
+                .filter(|record| record["id"] == real_arn || record["principal"] == real_arn)
+                .flat_map(|record| {
+                    forged.iter().map(move |principal| {
+                        let text = serde_json::to_string(record).expect("record");
+                        serde_json::from_str::<Value>(&text.replace(real_arn, principal))
+                            .expect("copy")
+                    })
                 })
-            })
-            .collect();
-        assert!(!copies.is_empty(), "{list}");
-        snapshot[list].as_array_mut().expect("list").extend(copies);
-    }
-    std::fs::write(&snapshot_path, serde_json::to_vec(&snapshot).expect("json")).expect("write");
+                .collect();
+            assert!(!copies.is_empty(), "{list}");
+            snapshot[list].as_array_mut().expect("list").extend(copies);
+        }
+        std::fs::write(path, serde_json::to_vec(&snapshot).expect("json")).expect("write");
+    };
+
+    let other_account = folder.path().join("other-account.json");
+    forge(&forged, &other_account);
+    let refused = lapse()
+        .args([
+            "plan",
+            "--no-state",
+            "--format",
+            "json",
+            "--now",
+            NOW,
+            "--policy",
+        ])
+        .arg(&policy)
+        .arg("--snapshot")
+        .arg(&other_account)
+        .output()
+        .expect("plan");
+    let text = crate::live::output_text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("arn:aws:iam::999988887777:role/deploy` is in account 999988887777"),
+        "{text}"
+    );
+    let forged = &forged[..1];
+    forge(forged, &snapshot_path);
 
     let plan_path = folder.path().join("plan.json");
     let planned = lapse()
@@ -330,7 +361,7 @@ fn forged_records_in_a_snapshot_file_change_nothing_in_the_real_account() {
         .collect();
     assert_eq!(
         targets.len(),
-        2,
+        1,
         "one revocation per forged record: {targets:?}"
     );
     assert!(!targets.contains(&real.as_str()), "{targets:?}");

@@ -421,7 +421,7 @@ fn the_accounts_an_impersonation_passes_through_are_the_callers_own() {
 }
 
 #[test]
-fn a_forged_snapshot_cannot_move_a_grant_into_a_scope_the_guards_would_pass() {
+fn a_forged_snapshot_moving_a_grant_into_another_project_is_refused_where_it_is_read() {
     let world = World::new();
     let dev = "acme-dev";
     world.fake.add_project(dev);
@@ -456,8 +456,8 @@ grants:
         "real.json",
         &["--provider", "gcp", "--project", PROJECT, "--project", dev],
     );
-    // The production editor, claimed to be a grant of the dev project: undeclared there, so
-    // planned for revocation, with every guard judging the dev project.
+    // The production editor, claimed to be a grant of the dev project: undeclared there, it
+    // would be planned for revocation with every guard judging the dev project.
     let mut forged = real;
     let editor = "projects/acme-prod|roles/editor|user:li.wei@partner.example";
     for grant in forged["grants"].as_array_mut().expect("grants") {
@@ -467,6 +467,9 @@ grants:
     }
     let forged_path = world.path("forged.json");
     std::fs::write(&forged_path, serde_json::to_vec(&forged).expect("json")).expect("forged");
+    // Refused where the file is read, before any plan or call: the grant's resource is
+    // another project than the scope it claims. (The provider refuses the same record on its
+    // own too: providers/gcp/tests/forged.rs.)
     let plan = world.path("forged-plan.json");
     let output = world
         .lapse("plan")
@@ -478,32 +481,14 @@ grants:
         .arg(&plan)
         .output()
         .expect("plan");
-    assert_eq!(output.status.code(), Some(2), "{}", output_text(&output));
-    let planned: Value = serde_json::from_slice(&output.stdout).expect("plan");
+    let text = output_text(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("forged.json"), "{text}");
     assert!(
-        planned["actions"]
-            .as_array()
-            .expect("actions")
-            .iter()
-            .any(|action| action["grant"]["id"] == editor),
-        "{:#}",
-        planned["actions"]
+        text.contains(editor) || text.contains("projects/acme-prod"),
+        "{text}"
     );
-
-    let output = world
-        .lapse("apply")
-        .arg(&plan)
-        .arg("--journal")
-        .arg(world.path("forged-journal.jsonl"))
-        .args(["--now", NOW, "--format", "json", "--execute", "--yes"])
-        .output()
-        .expect("apply");
-    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
-    assert!(
-        output_text(&output).contains("lapse acts only inside the scope it judged"),
-        "{}",
-        output_text(&output)
-    );
+    assert!(!plan.exists(), "no plan is written from a forged snapshot");
     assert!(world.fake.writes().is_empty(), "{:?}", world.fake.writes());
     assert!(world.holds("roles/editor", "user:li.wei@partner.example"));
 }

@@ -110,11 +110,19 @@ fn action_index(plan: &Value, action: &str, scope_prefix: &str) -> usize {
 /// Recomputes an action's target digest after an edit, as a forger would.
 fn fix_digest(change: &mut Value) {
     let mut action = change.clone();
-    for key in ["sequence", "finding_ids", "reversible", "target_digest"] {
+    for key in [
+        "sequence",
+        "finding_ids",
+        "reversible",
+        "target_digest",
+        "principal_unique_id",
+    ] {
         action.as_object_mut().expect("object").remove(key);
     }
     let action: lapse_sdk::Action = serde_json::from_value(action).expect("action");
-    change["target_digest"] = Value::from(lapse::plan::target_digest(&action));
+    let unique_id = change["principal_unique_id"].as_str().map(str::to_owned);
+    change["target_digest"] =
+        Value::from(lapse::plan::target_digest(&action, unique_id.as_deref()));
 }
 
 fn billion_laughs() -> String {
