@@ -83,12 +83,41 @@ pub fn read(path: &Path, kind: InputKind) -> Result<Vec<u8>> {
         return Err(too_large(size));
     }
     let capacity = usize::try_from(size).unwrap_or(0);
+    read_bounded(file, path, kind, capacity)
+}
+
+/// Reads standard input whole, within its kind's limit (a pipe has no size to check first).
+///
+/// # Errors
+/// [`Error::Read`] when it cannot be read, [`Error::TooLarge`] past the limit.
+pub fn read_stdin(kind: InputKind) -> Result<Vec<u8>> {
+    read_bounded(std::io::stdin().lock(), Path::new("<stdin>"), kind, 0)
+}
+
+/// Reads at most one byte past the limit, so a stream without end is refused, not buffered.
+fn read_bounded(
+    reader: impl std::io::Read,
+    path: &Path,
+    kind: InputKind,
+    capacity: usize,
+) -> Result<Vec<u8>> {
+    let limit = kind.limit();
     let mut bytes = Vec::with_capacity(capacity);
-    file.take(limit + 1)
+    reader
+        .take(limit + 1)
         .read_to_end(&mut bytes)
-        .map_err(read_error)?;
+        .map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
     if bytes.len() as u64 > limit {
-        return Err(too_large(bytes.len() as u64));
+        return Err(Error::TooLarge {
+            path: path.to_owned(),
+            size: bytes.len() as u64,
+            limit,
+            kind: kind.name(),
+            advice: kind.advice(),
+        });
     }
     Ok(bytes)
 }

@@ -1,10 +1,9 @@
 //! `lapse report`: render a saved plan in any format, without a cloud or a policy. Also the
 //! output half of `plan`: which formats go where, and the exit status a plan earns.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use lapse::finding::Severity;
 use lapse::plan::Plan;
 use lapse::report::{self, Format, RenderOptions};
@@ -33,11 +32,10 @@ pub(crate) fn run(args: &ReportArgs) -> Result<Status> {
         bail!("give --plan FILE (a saved plan) or --journal FILE (an apply journal)");
     };
     let plan = if plan_path == Path::new("-") {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read the plan from stdin")?;
-        report::parse_plan(&text, Path::new("<stdin>"))?
+        // Bounded and checked like a plan file: positions for bytes that are not UTF-8, the
+        // same refusal of a forged plan.
+        let bytes = lapse::input::read_stdin(lapse::input::InputKind::Plan)?;
+        report::parse_plan_bytes(&bytes, Path::new("<stdin>"))?
     } else {
         report::read_plan(plan_path)?
     };

@@ -345,6 +345,33 @@ fn report_renders_a_saved_plan_as_plan_would() {
         .expect("run");
     assert_eq!(stdin.status.code(), Some(2), "{}", stderr(&stdin));
     assert!(stdout(&stdin).starts_with("## lapse"));
+
+    // A plan on stdin is checked like a plan file: a byte that is not UTF-8 is placed, and a
+    // forged record is refused, not rendered.
+    let mut bytes = std::fs::read(estate.path("plan.json")).expect("plan");
+    let text = String::from_utf8(bytes.clone()).expect("utf-8");
+    let at = text.find("\"actions\"").expect("actions");
+    bytes.insert(at + 1, 0xff);
+    let garbled = lapse()
+        .args(["report", "--plan", "-", "--format", "markdown"])
+        .write_stdin(bytes)
+        .output()
+        .expect("run");
+    assert_eq!(garbled.status.code(), Some(1), "{}", stderr(&garbled));
+    assert!(
+        stderr(&garbled).contains("<stdin>:") && stderr(&garbled).contains("not UTF-8"),
+        "{}",
+        stderr(&garbled)
+    );
+    let mut plan: serde_json::Value = serde_json::from_str(&text).expect("json");
+    plan["actions"][0]["target_digest"] = serde_json::Value::from("0".repeat(64));
+    let forged = lapse()
+        .args(["report", "--plan", "-", "--format", "markdown"])
+        .write_stdin(serde_json::to_vec(&plan).expect("json"))
+        .output()
+        .expect("run");
+    assert_eq!(forged.status.code(), Some(1), "{}", stderr(&forged));
+    assert!(stdout(&forged).is_empty(), "{}", stdout(&forged));
 }
 
 #[test]
