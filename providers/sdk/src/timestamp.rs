@@ -61,9 +61,18 @@ impl Timestamp {
     /// This instant moved by a number of seconds (saturating at the representable range).
     #[must_use]
     pub fn plus_seconds(self, seconds: i64) -> Self {
-        self.0
-            .checked_add(time::Duration::seconds(seconds))
-            .map_or(self, Timestamp)
+        // Past the range, the nearest end of it: returning the instant unmoved would make a
+        // window of centuries read as already over.
+        let edge = if seconds >= 0 {
+            time::PrimitiveDateTime::MAX
+        } else {
+            time::PrimitiveDateTime::MIN
+        };
+        Timestamp(
+            self.0
+                .checked_add(time::Duration::seconds(seconds))
+                .unwrap_or_else(|| edge.assume_utc()),
+        )
     }
 
     /// Parses RFC 3339 only: what snapshots and other machine files carry.
@@ -177,5 +186,13 @@ mod tests {
     fn nonsense_is_refused_with_the_expected_forms() {
         let error = Timestamp::parse_human("next tuesday").expect_err("not a date");
         assert!(error.to_string().contains("RFC 3339"));
+    }
+
+    #[test]
+    fn moving_past_the_range_stops_at_its_end_not_where_it_started() {
+        let now = Timestamp::parse_rfc3339("2026-11-20T06:00:00Z").expect("rfc3339");
+        assert!(now.plus_seconds(i64::MAX) > now.plus_seconds(86_400 * 365 * 100));
+        assert!(now.plus_seconds(i64::MIN) < now.plus_seconds(-86_400 * 365 * 100));
+        assert_eq!(now.plus_seconds(3_600).to_string(), "2026-11-20T07:00:00Z");
     }
 }
