@@ -381,7 +381,9 @@ fn form_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn form(body: &[u8]) -> Vec<(String, String)> {
+/// The parameters of a form-encoded IAM request, decoded, in order.
+#[must_use]
+pub fn form(body: &[u8]) -> Vec<(String, String)> {
     String::from_utf8_lossy(body)
         .split('&')
         .filter_map(|pair| pair.split_once('='))

@@ -10,26 +10,8 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// IAM operations that change something.
-const MUTATIONS: &[&str] = &[
-    "UpdateAccessKey",
-    "DeleteAccessKey",
-    "DeleteLoginProfile",
-    "DetachUserPolicy",
-    "DetachRolePolicy",
-    "DetachGroupPolicy",
-    "AttachUserPolicy",
-    "AttachRolePolicy",
-    "AttachGroupPolicy",
-    "DeleteUserPolicy",
-    "DeleteRolePolicy",
-    "DeleteGroupPolicy",
-    "PutUserPolicy",
-    "PutRolePolicy",
-    "PutGroupPolicy",
-    "RemoveUserFromGroup",
-    "AddUserToGroup",
-];
+// The IAM operations that change something: one list, shared with the fault proxy.
+use lapse_provider_aws::testing::MUTATIONS;
 
 /// Parameters worth naming in the log.
 const NAMED: &[&str] = &[
@@ -171,37 +153,9 @@ fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'+' => out.push(b' '),
-            b'%' if index + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(byte) => {
-                        out.push(byte);
-                        index += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            byte => out.push(byte),
-        }
-        index += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// `Operation Name=value ...` for a form-encoded IAM request.
 fn describe(body: &str) -> Option<(String, String)> {
-    let params: Vec<(String, String)> = body
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(key, value)| (decode(key), decode(value)))
-        .collect();
+    let params = lapse_provider_aws::testing::form(body.as_bytes());
     let action = params
         .iter()
         .find(|(key, _)| key == "Action")
